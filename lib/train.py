@@ -1,0 +1,305 @@
+"""Train (or fine-tune) a CLIP model from captioned images with the symmetric contrastive loss.
+
+    python -m lib.train models/demo-clip --data data/train-synthetic --synthetic 600
+
+The data folder holds images and a captions.csv with columns image (path relative to the folder)
+and caption; an image may have several rows, one caption of which is drawn each time it is seen.
+The result is a model folder that loads through the same code as openai/clip-vit-base-patch32.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from lib.images import open_image
+from lib.preprocess import ClipTransform
+
+log = logging.getLogger(__name__)
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The size of a small CLIP; the defaults are the shipped demo model's."""
+
+    width: int = 192
+    layers: int = 4
+    heads: int = 4
+    embed_dim: int = 128
+    image_size: int = 64
+    patch_size: int = 8
+    context_length: int = 32
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, context_length: int) -> Any:
+    """A byte-level BPE tokenizer in CLIP's format (same normaliser, pre-tokeniser and `</w>` word ends)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+
+    template = CLIPTokenizer().backend_tokenizer
+    bpe = Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="</w>"))
+    bpe.normalizer = template.normalizer
+    bpe.pre_tokenizer = template.pre_tokenizer
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, end_of_word_suffix="</w>",
+                                  show_progress=False)
+    bpe.train_from_iterator(texts, trainer)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+              for m in json.loads(bpe.to_str())["model"]["merges"]]
+    tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges] + [BOS, EOS]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=context_length)
+
+
+def write_vocab_files(tokenizer: Any, folder: Path) -> None:
+    """Also write vocab.json and merges.txt, the files of the original CLIP tokenizer format."""
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    (folder / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges))
+
+
+def small_config(arch: Architecture, tokenizer: Any) -> Any:
+    from transformers import CLIPConfig
+
+    shared = dict(hidden_size=arch.width, intermediate_size=arch.width * 4, num_hidden_layers=arch.layers,
+                  num_attention_heads=arch.heads)
+    text = dict(shared, vocab_size=len(tokenizer), max_position_embeddings=arch.context_length,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    vision = dict(shared, image_size=arch.image_size, patch_size=arch.patch_size)
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=arch.embed_dim)
+
+
+def read_captions(root: Path) -> dict[str, list[str]]:
+    """Captions of each image in root/captions.csv, keyed by the image's path relative to root."""
+    path = root / "captions.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: a training folder needs captions.csv with columns image,caption "
+                         "(or pass --synthetic N to generate one)")
+    captions: dict[str, list[str]] = {}
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not {"image", "caption"} <= set(reader.fieldnames or ()):
+            raise SystemExit(f"{path} has columns {reader.fieldnames}; it needs image and caption")
+        for row in reader:
+            captions.setdefault(row["image"], []).append(row["caption"])
+    return captions
+
+
+class CaptionedImages(Dataset):
+    """Images with one of their captions, drawn at random each time an image is read."""
+
+    def __init__(self, root: Path, transform: ClipTransform) -> None:
+        self.root = root
+        self.transform = transform
+        by_image = read_captions(root)
+        self.paths = list(by_image)
+        self.captions = [by_image[p] for p in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        pixels = self.transform(open_image(self.root / self.paths[i]))
+        return torch.from_numpy(pixels), random.choice(self.captions[i])
+
+
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+                     caption_ids: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE; pairs that share a caption text are all counted as positives."""
+    image_features = F.normalize(image_features, dim=-1)
+    text_features = F.normalize(text_features, dim=-1)
+    logits = logit_scale.exp().clamp(max=100.0) * image_features @ text_features.T
+    same = (caption_ids[:, None] == caption_ids[None, :]).float()
+    targets = same / same.sum(dim=1, keepdim=True)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def clip_loss(model: Any, pixels: torch.Tensor, tokens: dict[str, torch.Tensor], caption_ids: torch.Tensor
+              ) -> torch.Tensor:
+    image = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+    text = model.text_projection(model.text_model(input_ids=tokens["input_ids"],
+                                                  attention_mask=tokens["attention_mask"]).pooler_output)
+    return contrastive_loss(image, text, model.logit_scale, caption_ids)
+
+
+class Collate:
+    """Stack pixels, tokenize captions and number the distinct captions of the batch."""
+
+    def __init__(self, tokenizer: Any, context_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.context_length = context_length
+
+    def __call__(self, batch: Sequence[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        pixels = torch.stack([pixels for pixels, _ in batch])
+        captions = [caption.strip().lower() for _, caption in batch]
+        numbers = {caption: i for i, caption in enumerate(dict.fromkeys(captions))}
+        tokens = self.tokenizer(captions, padding=True, truncation=True, max_length=self.context_length,
+                                return_tensors="pt")
+        return pixels, dict(tokens), torch.tensor([numbers[c] for c in captions])
+
+
+def endless(loader: DataLoader) -> Iterator:
+    while True:
+        yield from loader
+
+
+def warmup_cosine(warmup: int, total: int) -> Any:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return factor
+
+
+def optimiser(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0}],
+                             lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def train_steps(model: Any, loader: DataLoader, steps: int, lr: float, log_path: Path | None = None,
+                warmup: int | None = None) -> list[float]:
+    """Run `steps` optimiser steps and return the loss of each; a CSV loss log goes to `log_path`."""
+    model.train()
+    opt = optimiser(model, lr, weight_decay=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup or max(1, steps // 20), steps))
+    losses: list[float] = []
+    log_file = open(log_path, "w") if log_path else None
+    if log_file:
+        log_file.write("step,loss,lr,logit_scale,seconds\n")
+    start = time.perf_counter()
+    bar = tqdm(total=steps, desc="training", unit="step")
+    for step, (pixels, tokens, caption_ids) in zip(range(steps), endless(loader)):
+        loss = clip_loss(model, pixels, tokens, caption_ids)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        schedule.step()
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if log_file:
+            log_file.write(f"{step},{losses[-1]:.5f},{schedule.get_last_lr()[0]:.6g},"
+                           f"{float(model.logit_scale.exp()):.3f},{time.perf_counter() - start:.1f}\n")
+            log_file.flush()
+    bar.close()
+    if log_file:
+        log_file.close()
+    model.eval()
+    return losses
+
+
+def save_model(out_dir: Path, model: Any, tokenizer: Any, transform: ClipTransform,
+               extra_files: Mapping[str, Path] | None = None) -> None:
+    """Write the model folder next to its final place, then swap it in, so a reader never sees half of it."""
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    write_vocab_files(tokenizer, staging)
+    transform.save_pretrained(staging)
+    for name, path in (extra_files or {}).items():
+        shutil.copy2(path, staging / name)
+    old = out_dir.with_name(out_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def new_model(data_root: Path, arch: Architecture, vocab_size: int) -> tuple[Any, Any, ClipTransform]:
+    """A randomly initialised small CLIP with a tokenizer trained on the captions of the data folder."""
+    from transformers import CLIPModel
+
+    texts = [c for captions in read_captions(data_root).values() for c in captions]
+    tokenizer = train_tokenizer(texts, vocab_size, arch.context_length)
+    model = CLIPModel(small_config(arch, tokenizer))
+    return model, tokenizer, ClipTransform(arch.image_size, arch.image_size, arch.image_size)
+
+
+def pretrained_model(spec: str) -> tuple[Any, Any, ClipTransform]:
+    """An existing model to fine-tune, loaded in fp32 through the same code the service uses."""
+    from lib.model import load_encoder
+
+    encoder = load_encoder(spec, precision="fp32", device="cpu")
+    return encoder.model, encoder.tokenizer, encoder.transform
+
+
+def make_loader(data_root: Path, transform: ClipTransform, tokenizer: Any, context_length: int, batch_size: int,
+                num_workers: int, seed: int) -> DataLoader:
+    dataset = CaptionedImages(data_root, transform)
+    if len(dataset) < 2:
+        raise SystemExit(f"{data_root} has {len(dataset)} captioned image(s); contrastive training needs at least 2")
+    return DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, drop_last=True,
+                      num_workers=num_workers, collate_fn=Collate(tokenizer, context_length),
+                      persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a small CLIP from scratch, or fine-tune one, on captioned images.")
+    parser.add_argument("out", type=Path, help="model folder to write")
+    parser.add_argument("--data", type=Path, required=True, help="folder with captions.csv (image,caption) and images")
+    parser.add_argument("--synthetic", type=int, metavar="PER_CLASS",
+                        help="first generate the synthetic dataset into --data with this many images per class")
+    parser.add_argument("--init", metavar="SPEC", help="fine-tune this model (spec as for --model) instead of a new one")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--vocab-size", type=int, default=600)
+    parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    for name, default in vars(Architecture()).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=default, help="new model only")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.synthetic:
+        from lib.synthetic import generate_dataset
+
+        generate_dataset(args.data, seed=args.seed + 1000, per_class=args.synthetic, captions_per_image=4)
+    arch = Architecture(**{name: getattr(args, name) for name in vars(Architecture())})
+    model, tokenizer, transform = (pretrained_model(args.init) if args.init
+                                   else new_model(args.data, arch, args.vocab_size))
+    context = int(model.config.text_config.max_position_embeddings)
+    loader = make_loader(args.data, transform, tokenizer, context, args.batch_size, args.num_workers, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    log_path = args.out.parent / f"{args.out.name}.train_log.csv"
+    started = time.perf_counter()
+    losses = train_steps(model, loader, args.steps, args.lr, log_path)
+    save_model(args.out, model, tokenizer, transform, extra_files={"train_log.csv": log_path})
+    log_path.unlink()
+    params = sum(p.numel() for p in model.parameters())
+    print(f"trained {params / 1e6:.2f}M parameters for {args.steps} steps in {time.perf_counter() - started:.0f} s; "
+          f"loss {losses[0]:.3f} -> {sum(losses[-20:]) / len(losses[-20:]):.3f}; saved to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Shared fixtures: the demo encoder (loaded once) and small generated datasets."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from lib.model import ClipEncoder, load_encoder  # noqa: E402
+from lib.synthetic import SyntheticImage, generate_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def demo_encoder() -> ClipEncoder:
+    return load_encoder("demo")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[SyntheticImage]]:
+    """Two training images per class and one validation image, with three captions each."""
+    root = tmp_path_factory.mktemp("tiny-dataset")
+    images = generate_dataset(root, seed=3, per_class=2, val_per_class=1, captions_per_image=3)
+    return root, images

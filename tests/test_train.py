@@ -1,0 +1,53 @@
+import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+from lib.model import load_encoder
+from lib.train import Architecture, contrastive_loss, main, make_loader, new_model, read_captions, train_steps, train_tokenizer
+
+TINY = Architecture(width=32, layers=1, heads=2, embed_dim=16, image_size=32, patch_size=8, context_length=24)
+
+
+def test_tokenizer_is_clip_format(tmp_path, tiny_dataset):
+    root, _ = tiny_dataset
+    texts = [c for captions in read_captions(root).values() for c in captions]
+    tokenizer = train_tokenizer(texts, vocab_size=600, context_length=24)
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(reloaded).__name__ == "CLIPTokenizer"
+    assert reloaded.tokenize("Red  Circle") == ["red</w>", "circle</w>"]
+    ids = reloaded("ünïcode ☃ text")["input_ids"]
+    assert ids[0] == reloaded.bos_token_id and ids[-1] == reloaded.eos_token_id
+    assert reloaded.unk_token_id not in ids[1:-1]  # byte-level: every text has a spelling
+
+
+def test_loss_counts_shared_captions_as_positives():
+    features = torch.eye(4)
+    scale = torch.tensor(np.log(100.0))
+    distinct = contrastive_loss(features, features, scale, torch.tensor([0, 1, 2, 3]))
+    assert distinct < 1e-3
+    shared = torch.tensor([0, 0, 1, 2])
+    mixed = torch.stack([torch.eye(4)[0], torch.eye(4)[0], torch.eye(4)[2], torch.eye(4)[3]])
+    assert contrastive_loss(mixed, mixed, scale, shared) < contrastive_loss(mixed, mixed, scale, torch.arange(4))
+
+
+def test_a_short_training_run_lowers_the_loss(tiny_dataset):
+    root, _ = tiny_dataset
+    torch.manual_seed(0)
+    model, tokenizer, transform = new_model(root, TINY, vocab_size=400)
+    loader = make_loader(root, transform, tokenizer, TINY.context_length, batch_size=36, num_workers=0, seed=0)
+    losses = train_steps(model, loader, steps=40, lr=3e-3, warmup=5)
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_cli_writes_a_model_that_loads_like_any_clip(tmp_path):
+    out = tmp_path / "model"
+    data = tmp_path / "data"
+    main([str(out), "--data", str(data), "--synthetic", "1", "--steps", "2", "--batch-size", "16",
+          "--num-workers", "0", "--width", "32", "--layers", "1", "--heads", "2", "--embed-dim", "16",
+          "--image-size", "32", "--patch-size", "8", "--vocab-size", "400"])
+    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt",
+            "preprocessor_config.json", "train_log.csv"} <= {p.name for p in out.iterdir()}
+    assert len((out / "train_log.csv").read_text().splitlines()) == 3
+    encoder = load_encoder(str(out))
+    assert encoder.encode_texts(["red circle"]).shape == (1, 16)
