@@ -97,7 +97,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise SettingsError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {err}") from None
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise SettingsError(f"config file {path} is not valid {kind}: {err}") from None
 
 
 def env_values(environ: Mapping[str, str]) -> dict[str, str]:

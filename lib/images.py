@@ -55,7 +55,7 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_
     except UnidentifiedImageError:
         raise UnreadableImageError("not an image Pillow can read (or an empty file)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise UnreadableImageError(f"image too large: {err}") from None
+        raise UnreadableImageError(f"image is over the pixel limit (decompression bomb guard): {err}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise UnreadableImageError(f"damaged or truncated image: {err}") from None
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 COLOURS = {
@@ -120,8 +121,9 @@ def _background(kind: str, size: int, rng: random.Random) -> Image.Image:
                 if (x // step + y // step) % 2:
                     draw.rectangle((x, y, x + step - 1, y + step - 1), fill=(ink, ink, ink))
     elif kind == "noisy":
-        noise = Image.effect_noise((size, size), 40).convert("RGB")
-        image = Image.blend(image, noise, 0.35)
+        noise = np.random.default_rng(rng.getrandbits(32)).normal(base, 40, (size, size))
+        grey = Image.fromarray(noise.clip(0, 255).astype(np.uint8), "L").convert("RGB")
+        image = Image.blend(image, grey, 0.35)
     return image
 
 

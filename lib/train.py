@@ -37,7 +37,7 @@ BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 class Architecture:
     """The size of a small CLIP; the defaults are the shipped demo model's."""
 
-    width: int = 192
+    width: int = 128
     layers: int = 4
     heads: int = 4
     embed_dim: int = 128
@@ -262,7 +262,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--synthetic", type=int, metavar="PER_CLASS",
                         help="first generate the synthetic dataset into --data with this many images per class")
     parser.add_argument("--init", metavar="SPEC", help="fine-tune this model (spec as for --model) instead of a new one")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=1800)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--vocab-size", type=int, default=600)

@@ -26,3 +26,19 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[S
     root = tmp_path_factory.mktemp("tiny-dataset")
     images = generate_dataset(root, seed=3, per_class=2, val_per_class=1, captions_per_image=3)
     return root, images
+
+
+@pytest.fixture(scope="session")
+def other_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> Path:
+    """A small untrained CLIP with the demo model's embedding size but other weights."""
+    import torch
+
+    from lib.train import Architecture, new_model, save_model
+
+    torch.manual_seed(1)
+    root, _ = tiny_dataset
+    model, tokenizer, transform = new_model(root, Architecture(width=32, layers=1, heads=2, image_size=32,
+                                                               patch_size=16), vocab_size=300)
+    folder = tmp_path_factory.mktemp("other-model") / "model"
+    save_model(folder, model, tokenizer, transform)
+    return folder

@@ -22,13 +22,16 @@ def test_tokenizer_is_clip_format(tmp_path, tiny_dataset):
 
 
 def test_loss_counts_shared_captions_as_positives():
-    features = torch.eye(4)
     scale = torch.tensor(np.log(100.0))
-    distinct = contrastive_loss(features, features, scale, torch.tensor([0, 1, 2, 3]))
-    assert distinct < 1e-3
-    shared = torch.tensor([0, 0, 1, 2])
-    mixed = torch.stack([torch.eye(4)[0], torch.eye(4)[0], torch.eye(4)[2], torch.eye(4)[3]])
-    assert contrastive_loss(mixed, mixed, scale, shared) < contrastive_loss(mixed, mixed, scale, torch.arange(4))
+    assert contrastive_loss(torch.eye(4), torch.eye(4), scale, torch.arange(4)) < 1e-3
+    # Two pairs with the same caption: embedding them alike (together) must cost less than apart,
+    # whereas plain one-positive InfoNCE prefers them apart.
+    eye = torch.eye(4)
+    together = torch.stack([eye[0], eye[0], eye[2], eye[3]])
+    apart = eye
+    shared, distinct = torch.tensor([0, 0, 1, 2]), torch.arange(4)
+    assert contrastive_loss(together, together, scale, shared) < contrastive_loss(apart, apart, scale, shared)
+    assert contrastive_loss(apart, apart, scale, distinct) < contrastive_loss(together, together, scale, distinct)
 
 
 def test_a_short_training_run_lowers_the_loss(tiny_dataset):
