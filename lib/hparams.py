@@ -43,6 +43,8 @@ class Settings:
     port: int = _setting(5020, "port the API listens on")
     workers: int = _setting(2, "gunicorn worker processes")
     threads: int = _setting(4, "threads per gunicorn worker")
+    max_k: int = _setting(100, "most results one request may ask for; larger k is capped")
+    max_upload_mb: int = _setting(20, "largest accepted request body, in MiB")
 
     def resolve(self, path: Path | str) -> Path:
         """A path from the settings, made absolute against the workspace."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -110,6 +111,7 @@ class ClipEncoder:
         self.device = device
         self.dtype = dtype
         self.context_length = int(model.config.text_config.max_position_embeddings)
+        self._tokenizer_lock = threading.Lock()  # a fast tokenizer fails ("Already borrowed") if shared by threads
 
     @property
     def dim(self) -> int:
@@ -141,8 +143,9 @@ class ClipEncoder:
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Token ids padded to the longest text, truncated to the model's context length."""
-        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.context_length,
-                              return_tensors="pt")
+        with self._tokenizer_lock:
+            return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.context_length,
+                                  return_tensors="pt")
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Embed texts, `batch_size` at a time; texts longer than the context are truncated."""

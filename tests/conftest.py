@@ -42,3 +42,22 @@ def other_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> P
     folder = tmp_path_factory.mktemp("other-model") / "model"
     save_model(folder, model, tokenizer, transform)
     return folder
+
+
+@pytest.fixture(scope="session")
+def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo_encoder):
+    """A workspace with the tiny dataset's image indexes and its words.txt vocabulary, built with the demo model."""
+    from lib.hparams import load_settings
+    from lib.image_builder import build_image_index
+    from lib.text_index import build_text_index
+    from lib.vocabulary import read_vocabulary
+
+    root, _ = tiny_dataset
+    workspace = tmp_path_factory.mktemp("workspace")
+    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="tiny",
+                                                        dataset_path=str(root), num_workers=0))
+    build_image_index(settings, demo_encoder, progress=False)
+    entries, stats = read_vocabulary(str(root / "words.txt"), settings.cache_dir)
+    build_text_index("tiny", entries, stats, demo_encoder, settings.indexes_text_dir, settings.cache_dir,
+                     progress=False)
+    return settings

@@ -1,0 +1,37 @@
+"""The HTTP layer: `create_app(settings)` builds the Flask app over lib's search service."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from lib.hparams import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, encoder=None) -> Flask:
+    """Build the app: load the model (unless given one) and every index set built with it.
+
+    Under gunicorn with --preload this runs once in the master, so workers share the weights.
+    """
+    from api.errors import register_error_handlers
+    from api.routes import FileNameConverter, bp
+    from lib.index_set import LiveIndexSet
+    from lib.model import load_encoder
+    from lib.search import SearchService
+
+    settings = settings or load_settings()
+    encoder = encoder or load_encoder(settings.model, precision=settings.precision)
+    indexes = LiveIndexSet(settings.indexes_dir, settings.indexes_text_dir, encoder.identity)
+    app = Flask(__name__, static_folder=None)
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
+                      JSON_SORT_KEYS=False)
+    app.extensions["clipsearch"] = SearchService(encoder, indexes)
+    register_error_handlers(app)
+    app.url_map.converters["file"] = FileNameConverter
+    app.register_blueprint(bp)
+    current = indexes.current()
+    log.info("serving %d dataset(s) and %d vocabularies with model %s", len(current.datasets),
+             len(current.vocabularies), encoder.identity.spec)
+    return app

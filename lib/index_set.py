@@ -1,0 +1,161 @@
+"""The index set the server searches: every image dataset and vocabulary built with the model in use.
+
+An IndexSet is immutable. LiveIndexSet notices when a builder has finished (the catalog's data
+version or a vocabulary file changed), loads a new IndexSet beside the old one and swaps the
+reference; requests in flight keep the set they started with. Index files are memory-mapped, so
+the workers of one server share them through the page cache.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+
+from lib.catalog import Catalog, DatasetRecord, PartitionRecord
+from lib.errors import ClipSearchError
+from lib.image_builder import CATALOG_NAME
+from lib.index_store import IndexFileError, read_index, settle
+from lib.model import ModelIdentity
+from lib.text_index import TextIndex, load_text_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedPartition:
+    record: PartitionRecord
+    class_name: str
+    index: faiss.Index
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    record: DatasetRecord
+    partitions: dict[str, LoadedPartition]
+
+    @property
+    def count(self) -> int:
+        return sum(p.record.count for p in self.partitions.values())
+
+
+@dataclass(frozen=True)
+class IndexSet:
+    """Datasets and vocabularies loaded at one moment, plus what was left out and why."""
+
+    model: ModelIdentity
+    datasets: dict[str, LoadedDataset] = field(default_factory=dict)
+    vocabularies: dict[str, TextIndex] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
+    loaded_at: float = field(default_factory=time.time)
+
+
+def _class_names(catalog: Catalog, dataset: str) -> dict[str, str]:
+    rows = catalog.db.execute("SELECT partition, MIN(class_name) FROM images WHERE dataset = ? GROUP BY partition",
+                              (dataset,))
+    return {partition: name for partition, name in rows}
+
+
+def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord) -> LoadedDataset:
+    names = _class_names(catalog, record.name)
+    partitions = {}
+    for partition in catalog.partitions(record.name):
+        path = folder / partition.index_file
+        settle(path, partition.index_sha256)
+        index = read_index(path, partition.index_sha256, mmap=True)
+        partitions[partition.name] = LoadedPartition(partition, names.get(partition.name, ""), index)
+    return LoadedDataset(record, partitions)
+
+
+def load_index_set(indexes_dir: Path, indexes_text_dir: Path, model: ModelIdentity) -> IndexSet:
+    """Load what matches `model`; datasets or vocabularies built with another model are left out, with why."""
+    index_set = IndexSet(model)
+    catalog_path = indexes_dir / CATALOG_NAME
+    if catalog_path.is_file():
+        catalog = Catalog(catalog_path, readonly=True)
+        try:
+            for record in catalog.datasets():
+                try:
+                    model.check_same(record.model, f"dataset {record.name!r}")
+                    index_set.datasets[record.name] = _load_dataset(catalog, indexes_dir, record)
+                except ClipSearchError as err:
+                    index_set.left_out[f"dataset {record.name}"] = str(err)
+        finally:
+            catalog.close()
+    for meta in sorted(indexes_text_dir.glob("text_*.json")) if indexes_text_dir.is_dir() else []:
+        try:
+            vocabulary = load_text_index(meta.with_suffix(".index"))
+            model.check_same(vocabulary.model, f"vocabulary {vocabulary.name!r}")
+            index_set.vocabularies[vocabulary.name] = vocabulary
+        except (ClipSearchError, KeyError) as err:
+            index_set.left_out[f"vocabulary {meta.stem}"] = str(err)
+    for what, why in index_set.left_out.items():
+        log.warning("left out %s: %s", what, why)
+    return index_set
+
+
+class LiveIndexSet:
+    """The current IndexSet, swapped for a new one when the files on disk change."""
+
+    def __init__(self, indexes_dir: Path, indexes_text_dir: Path, model: ModelIdentity,
+                 check_every: float = 1.0) -> None:
+        self.indexes_dir, self.indexes_text_dir, self.model = indexes_dir, indexes_text_dir, model
+        self.check_every = check_every
+        self._lock = threading.Lock()
+        self._checked_at = 0.0
+        self._pid = os.getpid()
+        self._version_db: sqlite3.Connection | None = None
+        self._fingerprint = self._read_fingerprint()
+        self._current = load_index_set(indexes_dir, indexes_text_dir, model)
+
+    def _data_version(self) -> int | None:
+        """SQLite's data_version: changes whenever another connection commits to the catalog."""
+        path = self.indexes_dir / CATALOG_NAME
+        if not path.is_file():
+            return None
+        if self._version_db is None or self._pid != os.getpid():  # connections do not survive a fork
+            self._version_db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self._pid = os.getpid()
+        return self._version_db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _read_fingerprint(self) -> tuple:
+        catalog = self.indexes_dir / CATALOG_NAME
+        stamp = catalog.stat().st_ino if catalog.is_file() else None
+        texts = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.indexes_text_dir.glob("text_*.json"))) \
+            if self.indexes_text_dir.is_dir() else ()
+        return stamp, self._data_version(), texts
+
+    def current(self) -> IndexSet:
+        """The set to use for one request; at most every `check_every` seconds, look for a newer one."""
+        if time.monotonic() - self._checked_at >= self.check_every and self._lock.acquire(blocking=False):
+            try:
+                self._checked_at = time.monotonic()
+                self._maybe_reload()
+            finally:
+                self._lock.release()
+        return self._current
+
+    def _maybe_reload(self) -> None:
+        fingerprint = self._read_fingerprint()
+        if fingerprint == self._fingerprint:
+            return
+        try:
+            fresh = load_index_set(self.indexes_dir, self.indexes_text_dir, self.model)
+        except (IndexFileError, sqlite3.Error, OSError) as err:
+            log.warning("kept the loaded indexes; the new ones are not ready yet (%s)", err)
+            return
+        self._current, self._fingerprint = fresh, fingerprint
+        log.info("loaded a new index set: %d dataset(s), %d vocabularies", len(fresh.datasets),
+                 len(fresh.vocabularies))
+
+    def reload(self) -> IndexSet:
+        """Load now, whatever the fingerprint says (tests and admin use)."""
+        with self._lock:
+            self._current, self._fingerprint = (load_index_set(self.indexes_dir, self.indexes_text_dir, self.model),
+                                                self._read_fingerprint())
+        return self._current
