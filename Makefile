@@ -1,13 +1,16 @@
 # The two commands of the README: `make demo` runs the main job, `make test` passes the tests.
-.PHONY: demo test test-slow venv venv-dev clean
+.PHONY: demo test test-fast test-slow venv venv-dev browser clean
 
 demo: venv
 	scripts/demo.sh
 
-test: venv-dev
+test: venv-dev browser
 	.venv/bin/python -m pytest
 
-test-slow: venv-dev
+test-fast: venv-dev
+	.venv/bin/python -m pytest -m "not slow"
+
+test-slow: venv-dev browser
 	.venv/bin/python -m pytest -m slow
 
 venv:
@@ -15,6 +18,9 @@ venv:
 
 venv-dev:
 	scripts/setup_venv.sh --dev
+
+browser:
+	scripts/setup_browser.sh
 
 clean:
 	scripts/clean.sh --all

@@ -10,6 +10,14 @@ from lib.hparams import Settings, load_settings
 log = logging.getLogger(__name__)
 
 
+def allow_any_origin(response):
+    """CORS for pages served from elsewhere (another port, a static host): the API has no cookies or auth."""
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    return response
+
+
 def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     """Build the app: load the model (unless given one) and every index set built with it.
 
@@ -31,6 +39,7 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     register_error_handlers(app)
     app.url_map.converters["file"] = FileNameConverter
     app.register_blueprint(bp)
+    app.after_request(allow_any_origin)
     current = indexes.current()
     log.info("serving %d dataset(s) and %d vocabularies with model %s", len(current.datasets),
              len(current.vocabularies), encoder.identity.spec)

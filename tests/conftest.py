@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -61,3 +66,34 @@ def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo
     build_text_index("tiny", entries, stats, demo_encoder, settings.indexes_text_dir, settings.cache_dir,
                      progress=False)
     return settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
+    """scripts/api.sh on a free loopback port over the built workspace; yields its base URL and process."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "api.log"
+    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(built_workspace.workspace)}
+    process = subprocess.Popen([str(REPO / "scripts" / "api.sh"), "--port", str(port), "--workers", "2",
+                                "--threads", "2"], cwd=REPO, env=env, stdout=open(log, "w"),
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{base}/health", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("api.sh did not answer /health in 90 s:\n" + log.read_text()[-3000:])
+    yield base, process
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)

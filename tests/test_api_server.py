@@ -1,22 +1,13 @@
 """The real scripts/api.sh under gunicorn, over loopback."""
 import os
 import signal
-import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children(pid: int) -> set[int]:
@@ -24,31 +15,8 @@ def children(pid: int) -> set[int]:
     return {int(p) for p in out.split()}
 
 
-@pytest.fixture(scope="module")
-def server(built_workspace):
-    port = free_port()
-    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(built_workspace.workspace)}
-    process = subprocess.Popen([str(REPO / "scripts" / "api.sh"), "--port", str(port), "--workers", "2",
-                                "--threads", "2"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{base}/health", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("api.sh did not answer /health in 90 s:\n" + process.stdout.read().decode()[-3000:])
-    yield base, process
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
-
-
-def test_the_real_server_answers(server):
-    base, _ = server
+def test_the_real_server_answers(live_server):
+    base, _ = live_server
     assert requests.get(f"{base}/health").json()["datasets"] == 1
     results = requests.post(f"{base}/search", json={"query": "red circle", "k": 3}).json()["results"]
     assert len(results) == 3
@@ -58,8 +26,8 @@ def test_the_real_server_answers(server):
     assert requests.get(f"{base}/").status_code == 200
 
 
-def test_a_crashed_worker_is_replaced(server):
-    base, process = server
+def test_a_crashed_worker_is_replaced(live_server):
+    base, process = live_server
     workers = children(process.pid)
     assert len(workers) == 2
     os.kill(next(iter(workers)), signal.SIGKILL)

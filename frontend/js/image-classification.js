@@ -1,0 +1,125 @@
+// Zero-shot classification of an uploaded or indexed image, shown as probability bars.
+import { apiUrl, postForm, postJSON } from "./api.js";
+import { attachImageInput } from "./image-input.js";
+import { fillSelect, loadIndexes, renderNav, setStatus, showError } from "./ui.js";
+
+const status = document.getElementById("status");
+const runButton = document.getElementById("run");
+const labels = document.getElementById("labels");
+const picker = document.getElementById("picker");
+let chosenId = null;
+
+const input = attachImageInput({
+  zone: document.getElementById("dropzone"),
+  input: document.getElementById("file"),
+  preview: document.getElementById("preview"),
+  onChange() {
+    chosenId = null;
+    picker.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", "false"));
+    runButton.disabled = false;
+    classify();
+  },
+});
+
+function bar(label) {
+  const item = document.createElement("li");
+  item.className = "bar";
+  const text = document.createElement("div");
+  text.className = "label";
+  const name = document.createElement("span");
+  name.textContent = label.label;
+  const value = document.createElement("span");
+  value.textContent = `${(label.probability * 100).toFixed(1)} %`;
+  text.append(name, value);
+  const track = document.createElement("div");
+  track.className = "track";
+  track.setAttribute("role", "meter");
+  track.setAttribute("aria-label", label.label);
+  track.setAttribute("aria-valuemin", "0");
+  track.setAttribute("aria-valuemax", "100");
+  track.setAttribute("aria-valuenow", (label.probability * 100).toFixed(1));
+  const fill = document.createElement("div");
+  fill.className = "fill";
+  fill.style.width = `${Math.max(0.5, label.probability * 100)}%`;
+  track.append(fill);
+  const cosine = document.createElement("div");
+  cosine.className = "cosine";
+  cosine.textContent = `cosine ${label.score.toFixed(3)}`;
+  item.append(text, track, cosine);
+  return item;
+}
+
+async function classify() {
+  const k = Number(document.getElementById("k").value);
+  const vocab = document.getElementById("vocab").value || undefined;
+  let request;
+  if (chosenId !== null) {
+    request = postJSON("/classify", { image_id: chosenId, k, vocab });
+  } else if (input.files().length) {
+    const form = new FormData();
+    form.append("image", input.files()[0]);
+    form.append("k", String(k));
+    if (vocab) form.append("vocab", vocab);
+    request = postForm("/classify", form);
+  } else {
+    setStatus(status, "error", "Choose an image first.");
+    return;
+  }
+  setStatus(status, "loading", "Classifying…");
+  try {
+    const answer = await request;
+    labels.replaceChildren(...answer.labels.map(bar));
+    document.getElementById("labels-title").hidden = false;
+    setStatus(status, "", `${answer.labels.length} labels from vocabulary “${answer.vocab}”`);
+  } catch (err) {
+    labels.replaceChildren();
+    showError(status, err);
+  }
+}
+
+async function find(query) {
+  try {
+    const answer = await postJSON("/search", { query, k: 24 });
+    const buttons = await Promise.all(answer.results.map(async (hit) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.setAttribute("aria-pressed", "false");
+      const img = document.createElement("img");
+      img.src = await apiUrl(hit.thumbnail_url + "?size=96");
+      img.alt = `indexed image ${hit.id}: ${hit.class_name || hit.path}`;
+      button.append(img);
+      button.addEventListener("click", () => {
+        picker.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", "false"));
+        button.setAttribute("aria-pressed", "true");
+        input.clear();
+        chosenId = hit.id;
+        runButton.disabled = false;
+        classify();
+      });
+      return button;
+    }));
+    picker.replaceChildren(...buttons);
+  } catch (err) {
+    showError(status, err);
+  }
+}
+
+document.getElementById("classify").addEventListener("submit", (event) => {
+  event.preventDefault();
+  classify();
+});
+document.getElementById("find").addEventListener("submit", (event) => {
+  event.preventDefault();
+  find(document.getElementById("find-query").value.trim() || "a photo");
+});
+
+await renderNav();
+try {
+  const indexes = await loadIndexes();
+  fillSelect(document.getElementById("vocab"),
+    indexes.vocabularies.map((v) => [v.name, `${v.name} (${v.entries} labels)`]));
+  if (!indexes.vocabularies.length) setStatus(status, "empty", "No vocabulary is indexed yet: run build_text_index.py.");
+  if (indexes.datasets.length) find("a photo");
+} catch (err) {
+  showError(status, err);
+}

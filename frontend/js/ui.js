@@ -1,0 +1,109 @@
+// Pieces every page uses: the navigation bar, status messages, result cards, dataset selectors.
+import { apiBase, apiUrl, getJSON, setApiBase } from "./api.js";
+
+const PAGES = [
+  ["image-search.html", "Search"],
+  ["image-classification.html", "Classify"],
+  ["similar-images.html", "Similar & duplicates"],
+  ["caption-scoring.html", "Caption scores"],
+];
+
+export async function renderNav() {
+  const here = location.pathname.split("/").pop() || "image-search.html";
+  const header = document.createElement("header");
+  header.className = "site";
+  const nav = document.createElement("nav");
+  nav.className = "site";
+  nav.setAttribute("aria-label", "Pages");
+  const brand = link("image-search.html", "CLIP search", "brand");
+  nav.append(brand);
+  for (const [href, title] of PAGES) {
+    const a = link(href, title, "page");
+    if (href === here) a.setAttribute("aria-current", "page");
+    nav.append(a);
+  }
+  const api = document.createElement("span");
+  api.className = "api";
+  api.textContent = `API: ${await apiBase()} `;
+  const change = document.createElement("button");
+  change.type = "button";
+  change.className = "secondary";
+  change.textContent = "change";
+  change.addEventListener("click", () => {
+    const address = prompt("Address of the CLIP search API", api.textContent.slice(5).trim());
+    if (address) {
+      setApiBase(address);
+      location.reload();
+    }
+  });
+  api.append(change);
+  nav.append(api);
+  header.append(nav);
+  document.body.prepend(header);
+}
+
+function link(href, text, className) {
+  const a = document.createElement("a");
+  a.href = href;
+  a.textContent = text;
+  a.className = className;
+  return a;
+}
+
+export function setStatus(element, kind, text) {
+  element.className = `status ${kind}`;
+  element.textContent = text;
+  element.hidden = !text;
+}
+
+export function showError(element, err) {
+  setStatus(element, "error", err.message || String(err));
+}
+
+export async function resultCard(hit, onOpen) {
+  const item = document.createElement("li");
+  item.className = "card";
+  const button = document.createElement("button");
+  button.type = "button";
+  const label = hit.class_name || hit.path;
+  button.setAttribute("aria-label", `${label}, score ${hit.score.toFixed(3)}: open`);
+  const img = document.createElement("img");
+  img.src = await apiUrl(hit.thumbnail_url);
+  img.alt = `${label} (${hit.path})`;
+  img.loading = "lazy";
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const name = document.createElement("span");
+  name.className = "class";
+  name.textContent = label;
+  const score = document.createElement("span");
+  score.className = "score";
+  score.textContent = hit.score.toFixed(3);
+  meta.append(name, score);
+  button.append(img, meta);
+  button.addEventListener("click", () => onOpen(hit));
+  item.append(button);
+  return item;
+}
+
+export async function renderResults(list, hits, onOpen) {
+  list.replaceChildren(...(await Promise.all(hits.map((hit) => resultCard(hit, onOpen)))));
+}
+
+export async function loadIndexes() {
+  return getJSON("/indexes");
+}
+
+export function fillSelect(select, options, selected) {
+  select.replaceChildren(...options.map(([value, text]) => {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = text;
+    option.selected = value === selected;
+    return option;
+  }));
+}
+
+export function fillDatasets(select, indexes, selected) {
+  fillSelect(select, indexes.datasets.map((d) => [d.name, `${d.name} (${d.count} images)`]), selected);
+}
