@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -81,7 +82,9 @@ class EncodeInputs(Dataset):
         except OSError as err:
             item["error"] = f"cannot read file: {err.strerror}"
             return item
-        item.update(pixels=self.transform(image), size=image.size, sha256=hashlib.sha256(data).hexdigest())
+        # A tensor, not an array: DataLoader hands tensors back through shared memory instead of a pipe.
+        pixels = torch.from_numpy(self.transform(image))
+        item.update(pixels=pixels, size=image.size, sha256=hashlib.sha256(data).hexdigest())
         return item
 
 
@@ -200,7 +203,7 @@ class ImageIndexBuilder:
         bar = tqdm(total=len(todo), desc=f"encoding {self.dataset}", unit="img", disable=not self.progress)
         for batch in self._loader(todo) if todo else []:
             good = [item for item in batch if item["pixels"] is not None]
-            vectors = self.encoder.encode_pixels(np.stack([item["pixels"] for item in good])) if good else []
+            vectors = self.encoder.encode_pixels(torch.stack([item["pixels"] for item in good])) if good else []
             for item, vector in zip(good, vectors):
                 done[todo[item["i"]].partition].append((todo[item["i"]], item, vector))
             for item in batch:

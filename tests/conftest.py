@@ -13,6 +13,8 @@ import requests
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+for _name in [n for n in os.environ if n.startswith("CLIPSEARCH_")]:
+    del os.environ[_name]  # the tests choose their own settings
 
 from lib.model import ClipEncoder, load_encoder  # noqa: E402
 from lib.synthetic import SyntheticImage, generate_dataset  # noqa: E402

@@ -1,8 +1,22 @@
 // The full-size view of one result, with "more like this".
 import { apiUrl } from "./api.js";
 
+const MARKUP = `
+  <h2 id="viewer-title"></h2>
+  <img id="viewer-image" class="full" alt="">
+  <p id="viewer-meta" class="muted"></p>
+  <div class="actions">
+    <button id="more-like-this" type="button">More like this</button>
+    <a id="viewer-open" target="_blank" rel="noopener">Open the original</a>
+    <button id="viewer-close" type="button" class="secondary">Close</button>
+  </div>`;
+
 export function createViewer(onMoreLikeThis) {
-  const dialog = document.getElementById("viewer");
+  const dialog = document.createElement("dialog");
+  dialog.id = "viewer";
+  dialog.setAttribute("aria-labelledby", "viewer-title");
+  dialog.innerHTML = MARKUP;
+  document.body.append(dialog);
   let current = null;
   document.getElementById("viewer-close").addEventListener("click", () => dialog.close());
   document.getElementById("more-like-this").addEventListener("click", () => {
