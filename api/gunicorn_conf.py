@@ -18,6 +18,7 @@ graceful_timeout = 30
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"
+control_socket_disable = True  # one fixed socket path per user: several servers on one machine would clash
 
 
 def post_fork(server, worker):

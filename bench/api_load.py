@@ -7,7 +7,7 @@ split between its users). Run once with 1 worker and once with N to compare memo
 Targets (issue 4): /search p50 <= 1.5 x the text encoder's own time + 5 ms; errors 0;
 memory of N workers well below N x one worker's.
 
-    .venv/bin/python bench/api_load.py [--vectors 100000] [--clients 4] [--seconds 15] [--workers 2]
+    .venv/bin/python bench/api_load.py [--vectors 100000] [--clients 1 4] [--seconds 15] [--workers 2]
 """
 from __future__ import annotations
 
@@ -158,7 +158,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=100)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4],
+                        help="client counts: 1 gives the latency of one request, more the throughput under load")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -173,21 +174,22 @@ def main() -> None:
         for workers in sorted({1, args.workers}):
             process, base = start_server(workspace, workers, args.threads)
             try:
-                for route in ("/search", "/classify"):
-                    latencies, errors = load(base, route, args.clients, args.seconds)
-                    rows.append((workers, route, len(latencies) / args.seconds, percentile(latencies, 50),
-                                 percentile(latencies, 99), errors))
+                for clients in args.clients:
+                    for route in ("/search", "/classify"):
+                        latencies, errors = load(base, route, clients, args.seconds)
+                        rows.append((workers, clients, route, len(latencies) / args.seconds,
+                                     percentile(latencies, 50), percentile(latencies, 99), errors))
                 memory[workers] = memory_mb(process.pid)
             finally:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=30)
-    print(f"\n{args.vectors:,} vectors of dim {encoder.dim} in {args.partitions} partitions; {args.clients} clients "
-          f"for {args.seconds:.0f} s per route; text encoder alone: {encode_ms:.1f} ms a query "
+    print(f"\n{args.vectors:,} vectors of dim {encoder.dim} in {args.partitions} partitions; "
+          f"{args.seconds:.0f} s per route and client count; text encoder alone: {encode_ms:.1f} ms a query "
           f"(target for /search p50: <= {1.5 * encode_ms + 5:.1f} ms)")
-    print("| workers | route | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|")
-    for workers, route, rate, p50, p99, errors in rows:
-        print(f"| {workers} | {route} | {rate:.1f} | {p50:.1f} | {p99:.1f} | {errors} |")
+    print("| workers | clients | route | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|---|")
+    for workers, clients, route, rate, p50, p99, errors in rows:
+        print(f"| {workers} | {clients} | {route} | {rate:.1f} | {p50:.1f} | {p99:.1f} | {errors} |")
     print("\n| workers | RSS MiB (sum) | PSS MiB (sum) | PSS / (workers x 1-worker PSS) |")
     print("|---|---|---|---|")
     single = memory[1][1]

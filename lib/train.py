@@ -199,7 +199,7 @@ def train_steps(model: Any, loader: DataLoader, steps: int, lr: float, log_path:
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if log_file:
             log_file.write(f"{step},{losses[-1]:.5f},{schedule.get_last_lr()[0]:.6g},"
-                           f"{float(model.logit_scale.exp()):.3f},{time.perf_counter() - start:.1f}\n")
+                           f"{float(model.logit_scale.detach().exp()):.3f},{time.perf_counter() - start:.1f}\n")
             log_file.flush()
     bar.close()
     if log_file:

@@ -28,12 +28,21 @@ def test_the_real_server_answers(live_server):
 
 def test_a_crashed_worker_is_replaced(live_server):
     base, process = live_server
+    deadline = time.time() + 30
+    while time.time() < deadline and len(children(process.pid)) != 2:  # /health answers once one worker is up
+        time.sleep(0.2)
     workers = children(process.pid)
     assert len(workers) == 2
-    os.kill(next(iter(workers)), signal.SIGKILL)
-    deadline = time.time() + 30
-    while time.time() < deadline and (len(children(process.pid)) != 2 or children(process.pid) == workers):
-        time.sleep(0.5)
-    assert len(children(process.pid)) == 2 and children(process.pid) != workers
+    killed = next(iter(workers))
+    os.kill(killed, signal.SIGKILL)
+    deadline, stable_since = time.time() + 30, None
+    while time.time() < deadline:  # until two workers, neither the killed one, have been up for a second
+        now = children(process.pid)
+        ok = len(now) == 2 and killed not in now
+        stable_since = (stable_since or time.time()) if ok else None
+        if stable_since and time.time() - stable_since > 1:
+            break
+        time.sleep(0.2)
+    assert len(children(process.pid)) == 2 and killed not in children(process.pid)
     for _ in range(6):
         assert requests.post(f"{base}/search", json={"query": "blue", "k": 2}).status_code == 200

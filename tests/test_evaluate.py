@@ -21,9 +21,9 @@ def test_retrieval_scores_on_vectors():
 
 
 def test_demo_model_is_far_above_chance(demo_encoder):
-    scores = evaluate(demo_encoder, seed=2024, per_class=4)
+    scores = evaluate(demo_encoder, seed=2024, per_class=10)  # 10 per class: precision@10 can reach 1
     assert scores.zero_shot_top1 >= 0.7  # chance is 1/36
-    assert scores.precision_at_10 >= 0.6
+    assert scores.precision_at_10 >= 0.7  # chance is 1/36
     assert scores.attribute_precision_at_10 >= 0.6  # chance is 1/6
 
 

@@ -38,6 +38,9 @@ def page(browser):
 
 def shot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # A full-page shot shows what is below the fold: load the lazy images there first.
+    page.eval_on_selector_all("img[loading=lazy]", "imgs => imgs.forEach(i => { i.loading = 'eager'; })")
+    page.wait_for_function("[...document.images].every(i => i.complete)", timeout=10_000)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
