@@ -28,9 +28,13 @@ def test_demo_embeddings_are_normalised_float32(demo_encoder):
 
 
 def test_same_text_same_embedding(demo_encoder):
-    first = demo_encoder.encode_texts(["two small green stars", "red"])
-    second = demo_encoder.encode_texts(["two small green stars"])
-    np.testing.assert_array_equal(first[0], second[0])
+    once = demo_encoder.encode_texts(["two small green stars"])
+    twice = demo_encoder.encode_texts(["two small green stars"])
+    np.testing.assert_array_equal(once, twice)
+    # In another batch the matrix kernels may sum in another order: equal up to float rounding.
+    in_batch = demo_encoder.encode_texts(["red", "two small green stars"])
+    np.testing.assert_allclose(in_batch[1], once[0], atol=1e-6)
+    assert float(in_batch[0] @ once[0]) < 0.99
 
 
 def test_text_longer_than_context_is_truncated(demo_encoder):
