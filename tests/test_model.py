@@ -110,3 +110,15 @@ def test_transform_matches_the_transformers_processor():
         image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
         expected = processor(images=image, return_tensors="np")["pixel_values"][0]
         np.testing.assert_allclose(transform(image), expected, atol=1e-4)
+
+
+def test_random_full_size_architecture_for_timing():
+    """random:ViT-B/32 is the full architecture with seeded random weights, identified by their digest."""
+    encoder = load_encoder("random:ViT-B/32", precision="fp32")
+    assert encoder.dim == 512 and encoder.transform.crop_height == 224
+    assert len(encoder.identity.weights_sha256) == 64
+    vectors = encoder.encode_images([scene_image("red", "circle")])
+    assert vectors.shape == (1, 512) and abs(float(np.linalg.norm(vectors)) - 1.0) < 1e-5
+    assert load_encoder("random:ViT-B/32").identity == encoder.identity
+    with pytest.raises(ModelLoadError, match="no random architecture"):
+        load_encoder("random:ViT-H/14")
