@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import faiss
 
@@ -34,14 +35,34 @@ class LoadedPartition:
     index: faiss.Index
 
 
+def shards_of(indexes: Sequence[faiss.Index], dim: int) -> faiss.Index:
+    """One index over several partitions: faiss searches them in turn and merges the top-k in C++.
+
+    Cheaper than a Python loop over the partitions (one call instead of one per partition); the
+    partitions keep their own catalog ids (successive_ids=False).
+    """
+    shards = faiss.IndexShards(dim, False, False)
+    shards.metric_type = faiss.METRIC_INNER_PRODUCT
+    for index in indexes:
+        shards.add_shard(index)
+    return shards
+
+
 @dataclass(frozen=True)
 class LoadedDataset:
     record: DatasetRecord
     partitions: dict[str, LoadedPartition]
+    all_partitions: faiss.Index  # shards_of every partition, built once at load time
 
     @property
     def count(self) -> int:
         return sum(p.record.count for p in self.partitions.values())
+
+    def searchable(self, chosen: Sequence[str] | None = None) -> faiss.Index:
+        """The index to search for the chosen partitions (all when none are chosen)."""
+        if not chosen or set(chosen) == set(self.partitions):
+            return self.all_partitions
+        return shards_of([self.partitions[name].index for name in dict.fromkeys(chosen)], self.record.model.dim)
 
 
 @dataclass(frozen=True)
@@ -69,7 +90,7 @@ def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord) -> Load
         settle(path, partition.index_sha256)
         index = read_index(path, partition.index_sha256, mmap=True)
         partitions[partition.name] = LoadedPartition(partition, names.get(partition.name, ""), index)
-    return LoadedDataset(record, partitions)
+    return LoadedDataset(record, partitions, shards_of([p.index for p in partitions.values()], record.model.dim))
 
 
 def load_index_set(indexes_dir: Path, indexes_text_dir: Path, model: ModelIdentity) -> IndexSet:

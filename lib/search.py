@@ -95,18 +95,13 @@ class SearchService:
     def _search(self, vectors: np.ndarray, dataset: LoadedDataset, k: int, partitions: Sequence[str] | None,
                 exclude: int | None = None) -> list[SearchHit]:
         """Top-k over the chosen partitions (all by default), merged by score."""
-        chosen = list(partitions) if partitions else list(dataset.partitions)
-        unknown = [p for p in chosen if p not in dataset.partitions]
+        unknown = [p for p in partitions or () if p not in dataset.partitions]
         if unknown:
             raise NotFoundError(f"dataset {dataset.record.name!r} has no partition {unknown[0]!r}")
-        scores, ids = [np.zeros(0, np.float32)], [np.zeros(0, np.int64)]
-        for name in chosen:
-            found_scores, found_ids = dataset.partitions[name].index.search(vectors, k + (exclude is not None))
-            scores.append(found_scores[0])
-            ids.append(found_ids[0])
-        all_scores, all_ids = np.concatenate(scores), np.concatenate(ids)
-        order = np.argsort(-all_scores, kind="stable")
-        picked = [(int(all_ids[i]), float(all_scores[i])) for i in order if all_ids[i] >= 0 and all_ids[i] != exclude]
+        if not dataset.partitions:
+            return []
+        scores, ids = dataset.searchable(partitions).search(vectors, k + (exclude is not None))
+        picked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0 and i != exclude]
         return self._hits(picked[:k])
 
     def _hits(self, picked: list[tuple[int, float]]) -> list[SearchHit]:
