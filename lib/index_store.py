@@ -1,6 +1,7 @@
 """FAISS inner-product indexes on disk: names, index types, atomic writes and verified reads."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import logging
@@ -150,12 +151,19 @@ def settle(path: Path, expected_sha256: str, discard: bool = False) -> None:
 
 @contextmanager
 def build_lock(folder: Path, name: str) -> Iterator[None]:
-    """One build per dataset or vocabulary at a time; a second one stops with a message instead of racing."""
+    """One build per dataset or vocabulary at a time; a second one stops with a message instead of racing.
+
+    A POSIX record lock (lockf), not flock: it belongs to this process only, so the DataLoader workers
+    it forks do not inherit it, and a build killed with SIGKILL frees it at once even while an
+    orphaned worker lingers for a few seconds.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f".build-{name}.lock", "w") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             raise ClipSearchError(f"another build of {name!r} is running; wait for it to finish") from None
         yield
 

@@ -1,7 +1,14 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
-from lib.index_store import (IndexFileError, build_index, effective_index_type, index_type_of, publish, read_index,
+from lib.errors import ClipSearchError
+from lib.index_store import (IndexFileError, build_index, build_lock, effective_index_type, index_type_of, publish, read_index,
                              settle, stage_index, vectors_of)
 
 
@@ -59,3 +66,45 @@ def test_damaged_or_missing_file(tmp_path):
         read_index(tmp_path / "bad.index")
     with pytest.raises(IndexFileError, match="missing"):
         read_index(tmp_path / "none.index")
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from lib.index_store import build_lock
+    with build_lock(Path(sys.argv[1]), "photos"):
+        child = os.fork()  # as a DataLoader worker is forked
+        if child == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(child, flush=True)
+        if sys.argv[2] == "die":
+            os.kill(os.getpid(), 9)
+        time.sleep(60)
+""")
+
+
+def hold_lock(folder, then: str) -> tuple[subprocess.Popen, int]:
+    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder), then], stdout=subprocess.PIPE,
+                               text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    return process, int(process.stdout.readline())
+
+
+def test_one_build_at_a_time_and_a_killed_build_frees_the_lock(tmp_path):
+    process, child = hold_lock(tmp_path, "hold")
+    try:
+        with pytest.raises(ClipSearchError, match="another build of 'photos' is running"):
+            with build_lock(tmp_path, "photos"):
+                pass
+        with build_lock(tmp_path, "other"):  # another dataset is not blocked
+            pass
+    finally:
+        process.kill(), process.wait(), os.kill(child, signal.SIGKILL)
+    process, child = hold_lock(tmp_path, "die")
+    try:
+        assert process.wait(timeout=30) == -signal.SIGKILL
+        os.kill(child, 0)  # the forked worker still lives, and must not keep the lock
+        with build_lock(tmp_path, "photos"):
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
