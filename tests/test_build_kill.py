@@ -14,11 +14,15 @@ from tests.test_image_builder import assert_consistent, settings_for
 pytestmark = pytest.mark.slow
 
 
-def start_build(workspace, root):
+def build_command(workspace, root) -> dict:
     command = [sys.executable, "build_image_index.py", "killed", str(root), "--workspace", str(workspace),
                "--batch-size", "4", "--num-workers", "1", "--no-progress"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPSEARCH_")}
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return dict(args=command, cwd=REPO, env=env)
+
+
+def start_build(workspace, root):
+    return subprocess.Popen(**build_command(workspace, root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def kill_after(process, folder, partitions_written: int, deadline: float = 120) -> bool:
@@ -42,7 +46,7 @@ def test_kill_9_mid_build_then_rerun_finishes(tmp_path):
     assert killed[0], "the build finished before it could be killed; use a bigger dataset"
     settings = settings_for(workspace, root, dataset_name="killed")
     assert_consistent(settings, "killed")  # whatever was published is whole and agrees with the catalog
-    finished = subprocess.run(start_build(workspace, root).args, cwd=REPO, capture_output=True, text=True)
+    finished = subprocess.run(**build_command(workspace, root), capture_output=True, text=True)
     assert finished.returncode == 0, finished.stdout + finished.stderr
     catalog = assert_consistent(settings, "killed")
     assert len(catalog.images("killed")) == len(images)
