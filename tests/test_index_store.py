@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from lib.errors import ClipSearchError
-from lib.index_store import (IndexFileError, build_index, build_lock, effective_index_type, index_type_of, publish, read_index,
-                             settle, stage_index, vectors_of)
+from lib.index_store import (IndexFileError, build_index, build_lock, effective_index_type, index_type_of, publish,
+                             read_index, settle, stage_index, vectors_of)
+from tests.conftest import REPO
 
 
 def unit_vectors(count: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -86,7 +87,7 @@ HOLD_LOCK = textwrap.dedent("""
 
 def hold_lock(folder, then: str) -> tuple[subprocess.Popen, int]:
     process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder), then], stdout=subprocess.PIPE,
-                               text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                               text=True, cwd=REPO)
     return process, int(process.stdout.readline())
 
 
