@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from lib.cli import setup_logging, user_errors
-from lib.hparams import add_settings_arguments, settings_from_args
+from lib.cli import new_parser, run
+from lib.settings import add_settings_arguments, settings_from_args
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def make_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__)
     parser.add_argument("dataset_name", nargs="?", default=None, help="name of the dataset (default from settings)")
     parser.add_argument("dataset_path", nargs="?", default=None, help="folder of images (default from settings)")
     add_settings_arguments(parser, ["layout", "partition_size", "model", "index_type", "precision", "batch_size",
@@ -22,29 +22,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rebuild", action="store_true",
                         help="drop the dataset's indexes and build them again (needed to change the model)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--verbose", action="store_true")
-    return parser.parse_args(argv)
+    return parser
+
+
+def build(args: argparse.Namespace) -> None:
+    from lib.build.image_index import build_image_index
+    from lib.data.datasets import check_name
+    from lib.model.loading import load_encoder
+
+    settings = settings_from_args(args, {"dataset_name": args.dataset_name, "dataset_path": args.dataset_path})
+    check_name(settings.dataset_name, "dataset")
+    encoder = load_encoder(settings.model, precision=settings.precision)
+    report = build_image_index(settings, encoder, rebuild=args.rebuild, progress=not args.no_progress)
+    for path, reason in sorted(report.skipped.items()):
+        print(f"skipped {path}: {reason}")
+    print(report.summary())
+    print(f"skipped-file report: {report.report_file}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    with user_errors("build_image_index"):
-        from lib.datasets import safe_name
-        from lib.errors import ClipSearchError
-        from lib.image_builder import build_image_index
-        from lib.model import load_encoder
-
-        settings = settings_from_args(args, {"dataset_name": args.dataset_name, "dataset_path": args.dataset_path})
-        if safe_name(settings.dataset_name) != settings.dataset_name:
-            raise ClipSearchError(f"dataset name {settings.dataset_name!r} may only hold letters, digits, '.', "
-                                  f"'-' and '+' (it is part of file names); try {safe_name(settings.dataset_name)!r}")
-        encoder = load_encoder(settings.model, precision=settings.precision)
-        report = build_image_index(settings, encoder, rebuild=args.rebuild, progress=not args.no_progress)
-        for path, reason in sorted(report.skipped.items()):
-            print(f"skipped {path}: {reason}")
-        print(report.summary())
-        print(f"skipped-file report: {report.report_file}")
+    run("build_image_index", make_parser(), build, argv)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lib.cli import setup_logging, user_errors
-from lib.hparams import add_settings_arguments, settings_from_args
-from lib.vocabulary import FORMATS
+from lib.cli import new_parser, run
+from lib.data.vocabulary import FORMATS
+from lib.settings import add_settings_arguments, settings_from_args
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def make_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__)
     parser.add_argument("vocab_name", nargs="?", default=None, help="name of the vocabulary (default from settings)")
     parser.add_argument("vocab_source", nargs="?", default=None, help="file or URL (default from settings)")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="how to read the source")
@@ -26,27 +26,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rebuild", action="store_true", help="replace an index built with another model")
     add_settings_arguments(parser, ["model", "precision", "workspace"])
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--verbose", action="store_true")
-    return parser.parse_args(argv)
+    return parser
+
+
+def build(args: argparse.Namespace) -> None:
+    from lib.build.text_index import build_text_index, read_templates
+    from lib.data.datasets import safe_name
+    from lib.data.vocabulary import is_url, read_vocabulary
+    from lib.model.loading import load_encoder
+
+    settings = settings_from_args(args, {"vocab_name": args.vocab_name, "vocab_source": args.vocab_source})
+    source = settings.vocab_source if is_url(settings.vocab_source) else str(settings.resolve(settings.vocab_source))
+    entries, stats = read_vocabulary(source, settings.cache_dir, args.format, args.column)
+    templates = read_templates(args.templates)
+    encoder = load_encoder(settings.model, precision=settings.precision)
+    report = build_text_index(safe_name(settings.vocab_name), entries, stats, encoder, settings.indexes_text_dir,
+                              settings.cache_dir, templates, progress=not args.no_progress, rebuild=args.rebuild)
+    print(report.summary())
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    with user_errors("build_text_index"):
-        from lib.datasets import safe_name
-        from lib.model import load_encoder
-        from lib.text_index import build_text_index, read_templates
-        from lib.vocabulary import is_url, read_vocabulary
-
-        settings = settings_from_args(args, {"vocab_name": args.vocab_name, "vocab_source": args.vocab_source})
-        source = settings.vocab_source if is_url(settings.vocab_source) else str(settings.resolve(settings.vocab_source))
-        entries, stats = read_vocabulary(source, settings.cache_dir, args.format, args.column)
-        templates = read_templates(args.templates)
-        encoder = load_encoder(settings.model, precision=settings.precision)
-        report = build_text_index(safe_name(settings.vocab_name), entries, stats, encoder, settings.indexes_text_dir,
-                                  settings.cache_dir, templates, progress=not args.no_progress, rebuild=args.rebuild)
-        print(report.summary())
+    run("build_text_index", make_parser(), build, argv)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ import resource
 import time
 from pathlib import Path
 
-from lib.cli import setup_logging, user_errors
-from lib.hparams import add_settings_arguments, settings_from_args
+from lib.cli import new_parser, run
+from lib.settings import add_settings_arguments, settings_from_args
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def make_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__)
     parser.add_argument("csv", type=Path, help="CSV with an image column and a caption column")
     parser.add_argument("--images-dir", type=Path, help="folder the image paths are relative to (default: the CSV's)")
     parser.add_argument("--out-dir", type=Path, help="where to write the results (default: <csv name>_scores/)")
@@ -28,34 +28,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-matrix", type=int, default=200, help="rows and columns of similarity_matrix.jpg")
     add_settings_arguments(parser, ["model", "precision", "batch_size"])
     parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
+    return parser
+
+
+def score(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    from lib.captions.figures import draw_grid, draw_matrix
+    from lib.captions.scores import read_pairs, score_pairs, write_output
+    from lib.model.loading import load_encoder
+
+    settings = settings_from_args(args)
+    table = read_pairs(args.csv, args.image_column, args.caption_column)
+    images_dir = args.images_dir or args.csv.resolve().parent
+    out_dir = args.out_dir or args.csv.with_name(args.csv.stem + "_scores")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder = load_encoder(settings.model, precision=settings.precision)
+    scored = score_pairs(encoder, table, images_dir, settings.batch_size, progress=not args.no_progress)
+    write_output(scored, out_dir / "output.csv")
+    if scored.valid:
+        draw_grid(scored, images_dir, out_dir / "image_captions.jpg", args.max_grid)
+        draw_matrix(scored, out_dir / "similarity_matrix.jpg", args.max_matrix)
+    own_best = sum(int(scored.matrix[i].argmax() == i) for i in range(len(scored.valid)))
+    print(f"{len(table.rows)} rows: {len(scored.valid)} scored, {len(scored.errors)} with a missing or unreadable "
+          f"image; {own_best} of {len(scored.valid)} images fit their own caption best; results in {out_dir}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"wall time {time.perf_counter() - started:.1f} s, peak memory {peak:.0f} MiB")
 
 
 def main(argv: list[str] | None = None) -> None:
-    started = time.perf_counter()
-    args = parse_args(argv)
-    setup_logging()
-    with user_errors("score_captions"):
-        from lib.caption_figures import draw_grid, draw_matrix
-        from lib.caption_scores import read_pairs, score_pairs, write_output
-        from lib.model import load_encoder
-
-        settings = settings_from_args(args)
-        table = read_pairs(args.csv, args.image_column, args.caption_column)
-        images_dir = args.images_dir or args.csv.resolve().parent
-        out_dir = args.out_dir or args.csv.with_name(args.csv.stem + "_scores")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        encoder = load_encoder(settings.model, precision=settings.precision)
-        scored = score_pairs(encoder, table, images_dir, settings.batch_size, progress=not args.no_progress)
-        write_output(scored, out_dir / "output.csv")
-        if scored.valid:
-            draw_grid(scored, images_dir, out_dir / "image_captions.jpg", args.max_grid)
-            draw_matrix(scored, out_dir / "similarity_matrix.jpg", args.max_matrix)
-        own_best = sum(int(scored.matrix[i].argmax() == i) for i in range(len(scored.valid)))
-        print(f"{len(table.rows)} rows: {len(scored.valid)} scored, {len(scored.errors)} with a missing or unreadable "
-              f"image; {own_best} of {len(scored.valid)} images fit their own caption best; results in {out_dir}")
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"wall time {time.perf_counter() - started:.1f} s, peak memory {peak:.0f} MiB")
+    run("score_captions", make_parser(), score, argv)
 
 
 if __name__ == "__main__":

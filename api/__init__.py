@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask
 
-from lib.hparams import Settings, load_settings
+from lib.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,9 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     """
     from api.errors import register_error_handlers
     from api.routes import FileNameConverter, bp
-    from lib.index_set import LiveIndexSet
-    from lib.model import load_encoder
-    from lib.search import SearchService
+    from lib.model.loading import load_encoder
+    from lib.serve.index_set import LiveIndexSet
+    from lib.serve.search import SearchService
 
     settings = settings or load_settings()
     encoder = encoder or load_encoder(settings.model, precision=settings.precision)

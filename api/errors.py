@@ -6,8 +6,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from lib.errors import ClipSearchError, UnreadableImageError
-from lib.search import NotFoundError
+from lib.errors import ClipSearchError, NotFoundError, UnreadableImageError
 
 log = logging.getLogger(__name__)
 
@@ -26,22 +25,22 @@ def error_response(status: int, error: str, detail: str = ""):
     return response
 
 
+# lib's errors and how each leaves the API (Flask picks the handler of the most specific class).
+DOMAIN_ERRORS = ((NotFoundError, 404, "not found"), (UnreadableImageError, 400, "unreadable image"),
+                 (ClipSearchError, 400, "cannot do that"))
+
+
+def _domain_handler(status: int, error: str):
+    return lambda err: error_response(status, error, str(err))
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(BadRequest)
     def bad_request(err: BadRequest):
         return error_response(err.status, err.error, err.detail)
 
-    @app.errorhandler(NotFoundError)
-    def not_found(err: NotFoundError):
-        return error_response(404, "not found", str(err))
-
-    @app.errorhandler(UnreadableImageError)
-    def unreadable(err: UnreadableImageError):
-        return error_response(400, "unreadable image", str(err))
-
-    @app.errorhandler(ClipSearchError)
-    def domain_error(err: ClipSearchError):
-        return error_response(400, "cannot do that", str(err))
+    for kind, status, error in DOMAIN_ERRORS:
+        app.register_error_handler(kind, _domain_handler(status, error))
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):

@@ -5,7 +5,7 @@ index files are memory-mapped, so the page cache holds one copy for all of them.
 """
 import os
 
-from lib.hparams import load_settings
+from lib.settings import load_settings
 
 _settings = load_settings()
 bind = f"{_settings.host}:{_settings.port}"

@@ -7,7 +7,7 @@ from flask import request
 from PIL import Image
 
 from api.errors import BadRequest
-from lib.images import open_image
+from lib.data.images import open_image
 
 
 def is_multipart() -> bool:

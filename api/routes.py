@@ -1,7 +1,6 @@
-"""The HTTP routes: each turns a request into one lib.search call and the answer into JSON."""
+"""The HTTP routes: each turns a request into one lib/serve call and the answer into JSON."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,8 +10,8 @@ from werkzeug.routing import PathConverter
 
 from api import inputs
 from api.errors import BadRequest
-from lib.search import DUPLICATE_THRESHOLD, SearchHit, SearchService
-from lib.thumbnails import thumbnail
+from lib.serve.search import DUPLICATE_THRESHOLD, SearchHit, SearchService
+from lib.serve.thumbnails import thumbnail
 
 bp = Blueprint("api", __name__)
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
@@ -65,20 +64,23 @@ def search():
     return jsonify({"query": query, "k": k, "results": [hit_json(h) for h in hits], "notes": notes})
 
 
-@bp.post("/classify")
-def classify():
+def image_query() -> tuple[dict, list[str], object, int | None, int]:
+    """The parameters, notes, image (or image id) and k of a request about one image."""
     values, notes = inputs.params(), []
     image, image_id = inputs.one_image(values)
-    k = inputs.top_k(values, settings().max_k, notes)
+    return values, notes, image, image_id, inputs.top_k(values, settings().max_k, notes)
+
+
+@bp.post("/classify")
+def classify():
+    values, notes, image, image_id, k = image_query()
     vocabulary, labels = service().classify(k, inputs.text(values, "vocab"), image, image_id)
     return jsonify({"vocab": vocabulary, "k": k, "labels": [asdict(label) for label in labels], "notes": notes})
 
 
 @bp.post("/similar")
 def similar():
-    values, notes = inputs.params(), []
-    image, image_id = inputs.one_image(values)
-    k = inputs.top_k(values, settings().max_k, notes)
+    values, notes, image, image_id, k = image_query()
     threshold = inputs.number(values, "threshold", DUPLICATE_THRESHOLD)
     if not -1.0 <= threshold <= 1.0:
         raise BadRequest("bad threshold", f"threshold is a cosine similarity between -1 and 1, not {threshold}")

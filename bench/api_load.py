@@ -7,7 +7,7 @@ split between its users). Run once with 1 worker and once with N to compare memo
 Targets (issue 4): /search p50 <= 1.5 x the text encoder's own time + 5 ms; errors 0;
 memory of N workers well below N x one worker's.
 
-    .venv/bin/python bench/api_load.py [--vectors 100000] [--clients 1 4] [--seconds 15] [--workers 2]
+    .venv/bin/python -m bench.api_load [--vectors 100000] [--clients 1 4] [--seconds 15] [--workers 2]
                                        [--model demo | random:ViT-B/32]
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,16 +29,16 @@ import numpy as np
 import requests
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from lib.build.text_index import build_text_index
+from lib.cli import new_parser, run
+from lib.data.synthetic import class_names
+from lib.data.vocabulary import VocabStats
+from lib.model.loading import load_encoder
+from lib.store.catalog import Catalog, DatasetRecord, ImageRecord
+from lib.store.index_files import commit_partition
+from lib.store.vocab_index import VocabEntry
 
-from lib.catalog import Catalog, DatasetRecord, ImageRecord, PartitionRecord  # noqa: E402
-from lib.image_builder import CATALOG_NAME  # noqa: E402
-from lib.index_store import build_index, image_index_name, publish, stage_index  # noqa: E402
-from lib.model import load_encoder  # noqa: E402
-from lib.synthetic import class_names  # noqa: E402
-from lib.text_index import build_text_index  # noqa: E402
-from lib.vocabulary import VocabEntry, VocabStats  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def synthetic_index(workspace: Path, encoder, vectors: int, partitions: int) -> None:
@@ -47,7 +46,7 @@ def synthetic_index(workspace: Path, encoder, vectors: int, partitions: int) -> 
     rng = np.random.default_rng(0)
     folder = workspace / "indexes"
     folder.mkdir(parents=True)
-    catalog = Catalog(folder / CATALOG_NAME)
+    catalog = Catalog.in_folder(folder)
     with catalog.transaction() as db:
         catalog.put_dataset(db, DatasetRecord("synthetic", workspace / "none", "flat", "flat", encoder.identity))
     per = vectors // partitions
@@ -56,12 +55,8 @@ def synthetic_index(workspace: Path, encoder, vectors: int, partitions: int) -> 
         block = rng.normal(size=(per, encoder.dim)).astype(np.float32)
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         ids = np.arange(p * per + 1, (p + 1) * per + 1)
-        path = folder / image_index_name("synthetic", name, encoder.dim)
-        staged, sha = stage_index(build_index(block, ids), path)
         records = [ImageRecord(int(i), "synthetic", name, f"{i}.jpg", name, 64, 64, 1, 1, "0" * 64) for i in ids]
-        with catalog.transaction() as db:
-            catalog.apply_partition(db, PartitionRecord("synthetic", name, path.name, sha, per), [], records)
-        publish(staged)
+        commit_partition(catalog, folder, "synthetic", name, ids, block, added=records)
     entries = [VocabEntry(str(i), name) for i, name in enumerate(class_names())]
     build_text_index("demo", entries, VocabStats(), encoder, workspace / "indexes_text", workspace / "cache",
                      progress=False)
@@ -155,8 +150,8 @@ def text_encoder_ms(encoder, repeats: int = 50) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def make_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__)
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=100)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4],
@@ -165,7 +160,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default="demo", help="model spec the server loads (random:ViT-B/32 for full size)")
-    args = parser.parse_args()
+    return parser
+
+
+def bench(args: argparse.Namespace) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     encoder = load_encoder(args.model)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
@@ -200,6 +198,10 @@ def main() -> None:
     single = memory[1][1]
     for workers, (rss, pss) in sorted(memory.items()):
         print(f"| {workers} | {rss:.0f} | {pss:.0f} | {pss / (workers * single):.0%} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run("api_load", make_parser(), bench, argv)
 
 
 if __name__ == "__main__":

@@ -7,25 +7,23 @@ For each model, in one run on this machine:
   rerun     seconds of a second build over the unchanged dataset
 Targets (issue 3): build >= 85 % of forward for ViT-B/32; rerun < 5 % of the first build.
 
-    .venv/bin/python bench/build_throughput.py [--images 2000] [--models demo random:ViT-B/32]
+    .venv/bin/python -m bench.build_throughput [--images 2000] [--models demo random:ViT-B/32]
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lib.hparams import load_settings  # noqa: E402
-from lib.image_builder import build_image_index  # noqa: E402
-from lib.model import ClipEncoder, load_encoder  # noqa: E402
-from lib.synthetic import class_names, generate_dataset  # noqa: E402
+from lib.build.image_index import build_image_index
+from lib.cli import new_parser, run
+from lib.data.synthetic import class_names, generate_dataset
+from lib.model.encoder import ClipEncoder
+from lib.model.loading import load_encoder
+from lib.settings import load_settings
 
 
 def forward_limit(encoder: ClipEncoder, batch_sizes: list[int], seconds: float) -> tuple[float, int]:
@@ -43,16 +41,18 @@ def forward_limit(encoder: ClipEncoder, batch_sizes: list[int], seconds: float) 
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def make_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__)
     parser.add_argument("--images", type=int, default=2016, help="JPEGs in the generated dataset (>= 2000)")
     parser.add_argument("--image-size", type=int, default=256, help="side of the generated JPEGs")
     parser.add_argument("--models", nargs="+", default=["demo", "random:ViT-B/32"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--seconds", type=float, default=8.0, help="timing window per forward batch size")
     parser.add_argument("--num-workers", type=int, default=2)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    return parser
+
+
+def bench(args: argparse.Namespace) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
         root = Path(tmp) / "data"
@@ -80,6 +80,10 @@ def main() -> None:
     for spec, dtype, batch, forward, build_rate, first_s, rerun_s in rows:
         print(f"| {spec} | {dtype} | {batch} | {forward:.1f} | {build_rate:.1f} | {build_rate / forward:.0%} | "
               f"{first_s:.1f} | {rerun_s:.2f} | {rerun_s / first_s:.1%} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run("build_throughput", make_parser(), bench, argv)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
-"""Exceptions that lib/ raises and that the CLIs and the API turn into clear messages or 4xx answers."""
+"""Every exception lib/ raises on purpose; the CLIs and the API turn them into clear messages or 4xx answers."""
 
 
 class ClipSearchError(Exception):
     """Base of every error this project raises on purpose; its message is meant for the user."""
+
+
+class SettingsError(ClipSearchError, ValueError):
+    """A config file, environment variable or flag has a value that cannot be used."""
 
 
 class ModelLoadError(ClipSearchError):
@@ -13,5 +17,25 @@ class IndexMismatchError(ClipSearchError):
     """An index built with another model, or of another dimension, than the one in use."""
 
 
+class IndexFileError(ClipSearchError):
+    """An index file that is missing, damaged, or not the one the catalog recorded."""
+
+
 class UnreadableImageError(ClipSearchError):
     """A file that is not an image Pillow can decode safely (empty, truncated, too large, not an image)."""
+
+
+class VocabularyError(ClipSearchError):
+    """A vocabulary source that cannot be read or has no usable entries."""
+
+
+class NotFoundError(ClipSearchError):
+    """A dataset, partition, vocabulary or image id that the index set does not have."""
+
+
+class CaptionTableError(ClipSearchError):
+    """A pairs table (CSV or Parquet) that cannot be read or lacks the image or caption column."""
+
+
+class TrainingDataError(ClipSearchError):
+    """A training folder without usable captioned images."""

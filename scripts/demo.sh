@@ -7,7 +7,7 @@ export TOKENIZERS_PARALLELISM=false
 py=.venv/bin/python
 scripts/init.sh
 if [[ ! -f data/demo/.generated ]]; then
-  "$py" -m lib.synthetic data/demo --seed 0 --per-class 50 --val-per-class 10
+  "$py" -m lib.data.synthetic data/demo --seed 0 --per-class 50 --val-per-class 10
 fi
 "$py" build_image_index.py demo data/demo
 "$py" build_text_index.py demo data/demo/words.txt

@@ -16,8 +16,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for _name in [n for n in os.environ if n.startswith("CLIPSEARCH_")]:
     del os.environ[_name]  # the tests choose their own settings
 
-from lib.model import ClipEncoder, load_encoder  # noqa: E402
-from lib.synthetic import SyntheticImage, generate_dataset  # noqa: E402
+from lib.data.synthetic import SyntheticImage, generate_dataset  # noqa: E402
+from lib.model.encoder import ClipEncoder  # noqa: E402
+from lib.model.loading import load_encoder  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,11 +41,12 @@ def other_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> P
     """A small untrained CLIP with the demo model's embedding size but other weights."""
     import torch
 
-    from lib.train import Architecture, new_model, save_model
+    from lib.model.small_clip import Architecture, new_model
+    from lib.model.train import all_captions, save_model
 
     torch.manual_seed(1)
     root, _ = tiny_dataset
-    model, tokenizer, transform = new_model(root, Architecture(width=32, layers=1, heads=2, image_size=32,
+    model, tokenizer, transform = new_model(all_captions(root), Architecture(width=32, layers=1, heads=2, image_size=32,
                                                                patch_size=16), vocab_size=300)
     folder = tmp_path_factory.mktemp("other-model") / "model"
     save_model(folder, model, tokenizer, transform)
@@ -54,10 +56,10 @@ def other_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> P
 @pytest.fixture(scope="session")
 def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo_encoder):
     """A workspace with the tiny dataset's image indexes and its words.txt vocabulary, built with the demo model."""
-    from lib.hparams import load_settings
-    from lib.image_builder import build_image_index
-    from lib.text_index import build_text_index
-    from lib.vocabulary import read_vocabulary
+    from lib.build.image_index import build_image_index
+    from lib.build.text_index import build_text_index
+    from lib.data.vocabulary import read_vocabulary
+    from lib.settings import load_settings
 
     root, _ = tiny_dataset
     workspace = tmp_path_factory.mktemp("workspace")

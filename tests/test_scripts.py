@@ -3,7 +3,7 @@ import os
 import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 def run(script: str, workspace: Path, *args: str) -> subprocess.CompletedProcess:

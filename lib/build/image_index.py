@@ -1,0 +1,195 @@
+"""Build the image index set of a dataset: scan, plan against the catalog, decode, encode, commit.
+
+An engine (lib/build/local_engine.py) decodes and encodes the files the plan says must be encoded
+and hands them back in batches; this module, the single writer, commits a partition as soon as all
+of its files are back (lib/store/index_files.commit_partition: staged file, catalog transaction,
+rename). A partition is the unit of work: an interrupted build keeps every partition it finished.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from lib.build.decode import EncodedFile
+from lib.build.local_engine import LocalEngine
+from lib.build.report import BuildReport
+from lib.data.datasets import ImageFile, scan_dataset
+from lib.errors import IndexFileError
+from lib.model.encoder import ClipEncoder
+from lib.settings import Settings
+from lib.store.catalog import Catalog, DatasetRecord, ImageRecord, SkippedFile
+from lib.store.files import build_lock, settle
+from lib.store.index_files import commit_partition, image_index_name, read_index, vectors_of
+
+log = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]: ...
+
+
+class ImageIndexBuilder:
+    """Brings the index set of one dataset up to date with its folder."""
+
+    def __init__(self, settings: Settings, encoder: ClipEncoder, progress: bool = True,
+                 engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.encoder = encoder
+        self.progress = progress
+        self.engine = engine or LocalEngine(encoder, settings.batch_size, settings.num_workers)
+        self.dataset = settings.dataset_name
+        self.root = settings.resolve(settings.dataset_path)
+        self.folder = settings.indexes_dir
+        self.catalog = Catalog.in_folder(self.folder)
+        self.report = BuildReport(self.dataset)
+        self.files_by_path: dict[str, ImageFile] = {}
+
+    def index_path(self, partition: str) -> Path:
+        return self.folder / image_index_name(self.dataset, partition, self.encoder.dim)
+
+    def run(self, rebuild: bool = False) -> BuildReport:
+        started = time.perf_counter()
+        with build_lock(self.folder, self.dataset):
+            self._check_model(rebuild)
+            todo, removed = self._plan()
+            self._encode_and_write(todo, removed)
+        self.report.seconds = time.perf_counter() - started
+        self.report.write_skipped(self.settings.workspace / "logs" / f"build_image_{self.dataset}.report.tsv")
+        return self.report
+
+    def _check_model(self, rebuild: bool) -> None:
+        record = self.catalog.dataset(self.dataset)
+        if record is None:
+            return
+        if rebuild:
+            self._drop(record)
+            return
+        self.encoder.identity.check_same(record.model, f"dataset {self.dataset!r}")
+        if record.root.resolve() != self.root.resolve():
+            log.warning("dataset %r was built from %s; now reading %s", self.dataset, record.root, self.root)
+
+    def _drop(self, record: DatasetRecord) -> None:
+        for partition in self.catalog.partitions(self.dataset):
+            (self.folder / partition.index_file).unlink(missing_ok=True)
+        self.catalog.drop_dataset(self.dataset)
+        log.info("dropped dataset %r (built with %s) to rebuild it", self.dataset, record.model.spec)
+
+    def _broken_partitions(self) -> set[str]:
+        """Partitions whose index file is missing or is not the recorded one: they are re-encoded whole."""
+        broken = set()
+        for partition in self.catalog.partitions(self.dataset):
+            path = self.folder / partition.index_file
+            settle(path, partition.index_sha256, discard=True)
+            try:
+                read_index(path, partition.index_sha256, mmap=True)
+            except IndexFileError as err:
+                log.warning("%s", err)
+                broken.add(partition.name)
+        return broken
+
+    def _plan(self) -> tuple[list[ImageFile], dict[str, list[int]]]:
+        """Files to encode (new, changed, in a broken partition) and catalog ids to remove, per partition."""
+        known = {record.path: record for record in self.catalog.images(self.dataset)}
+        layout, files = scan_dataset(self.root, self.settings.layout, self.settings.partition_size,
+                                     {path: record.partition for path, record in known.items()})
+        self.report.layout = layout
+        broken = self._broken_partitions()
+        skipped_before = self.catalog.skipped(self.dataset)
+        todo, removed = [], defaultdict(list)
+        present = set()
+        for file in files:
+            present.add(file.path)
+            old = known.get(file.path)
+            same = old is not None and (old.bytes, old.mtime_ns, old.partition) == (file.bytes, file.mtime_ns,
+                                                                                   file.partition)
+            if same and old.partition not in broken:
+                self.report.unchanged += 1
+                continue
+            was_skipped = skipped_before.get(file.path)
+            if old is None and was_skipped and (was_skipped.bytes, was_skipped.mtime_ns) == (file.bytes, file.mtime_ns):
+                self.report.skipped[file.path] = was_skipped.reason
+                continue
+            if old is not None:
+                removed[old.partition].append(old.id)
+                self.report.changed += not same
+            else:
+                self.report.added += 1
+            todo.append(file)
+        for path, old in known.items():
+            if path not in present:
+                removed[old.partition].append(old.id)
+                self.report.removed += 1
+        self.files_by_path = {f.path: f for f in files}
+        with self.catalog.transaction() as db:
+            self.catalog.put_dataset(db, DatasetRecord(self.dataset, self.root, layout, self.settings.index_type,
+                                                       self.encoder.identity))
+        return sorted(todo, key=lambda f: (f.partition, f.path)), removed
+
+    def _encode_and_write(self, todo: list[ImageFile], removed: dict[str, list[int]]) -> None:
+        remaining = defaultdict(int)
+        for file in todo:
+            remaining[file.partition] += 1
+        done: dict[str, list[EncodedFile]] = defaultdict(list)
+        bar = tqdm(total=len(todo), desc=f"encoding {self.dataset}", unit="img", disable=not self.progress)
+        for batch in self.engine.encode(self.root, todo):
+            for item in batch:
+                file = todo[item.i]
+                if item.error:
+                    self.report.skipped[file.path] = item.error
+                else:
+                    done[file.partition].append(item)
+                    self.report.encoded += 1
+                remaining[file.partition] -= 1
+                if remaining[file.partition] == 0:
+                    self._write_partition(file.partition, todo, done.pop(file.partition, []),
+                                          removed.pop(file.partition, []))
+            bar.update(len(batch))
+        bar.close()
+        for partition, ids in removed.items():
+            self._write_partition(partition, todo, [], ids)
+        self._save_skips()
+
+    def _write_partition(self, partition: str, todo: list[ImageFile], encoded: list[EncodedFile],
+                         removed_ids: list[int]) -> None:
+        """Old vectors minus removed plus new, committed as one partition."""
+        old = {p.name: p for p in self.catalog.partitions(self.dataset)}.get(partition)
+        ids, vectors = np.zeros(0, np.int64), np.zeros((0, self.encoder.dim), np.float32)
+        if old is not None:
+            try:
+                ids, vectors = vectors_of(read_index(self.index_path(partition), old.index_sha256, mmap=False))
+            except IndexFileError:
+                pass  # a broken partition: every file of it is in `encoded`
+            keep = ~np.isin(ids, np.asarray(removed_ids, dtype=np.int64))
+            ids, vectors = ids[keep], vectors[keep]
+        with self.catalog.transaction() as db:
+            new_ids = self.catalog.next_ids(db, len(encoded))
+        records = []
+        for new_id, item in zip(new_ids, encoded):
+            file = todo[item.i]
+            records.append(ImageRecord(new_id, self.dataset, partition, file.path, file.class_name, item.size[0],
+                                       item.size[1], file.bytes, file.mtime_ns, item.sha256))
+        if encoded:
+            ids = np.concatenate([ids, np.asarray(new_ids, dtype=np.int64)])
+            vectors = np.concatenate([vectors, np.stack([item.vector for item in encoded])])
+        self.report.partitions_written += commit_partition(
+            self.catalog, self.folder, self.dataset, partition, ids, vectors, removed_ids, records,
+            self.settings.index_type)
+
+    def _save_skips(self) -> None:
+        files = self.files_by_path
+        skips = {path: SkippedFile(path, files[path].bytes, files[path].mtime_ns, reason)
+                 for path, reason in self.report.skipped.items() if path in files}
+        with self.catalog.transaction() as db:
+            self.catalog.set_skipped(db, self.dataset, skips)
+
+
+def build_image_index(settings: Settings, encoder: ClipEncoder, rebuild: bool = False,
+                      progress: bool = True) -> BuildReport:
+    """Bring the index set of `settings.dataset_name` up to date; see ImageIndexBuilder."""
+    return ImageIndexBuilder(settings, encoder, progress).run(rebuild)

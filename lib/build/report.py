@@ -1,0 +1,36 @@
+"""What an image build did: the counts of its summary line and the skipped-file report."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class BuildReport:
+    """What a build did; `summary()` is the line the CLI prints at the end."""
+
+    dataset: str
+    layout: str = ""
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    encoded: int = 0
+    partitions_written: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    report_file: Path | None = None
+
+    def summary(self) -> str:
+        rate = self.encoded / self.seconds if self.seconds else 0.0
+        return (f"{self.dataset} ({self.layout}): {self.added} added, {self.changed} changed, {self.removed} removed, "
+                f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.encoded} images encoded into "
+                f"{self.partitions_written} partition(s) in {self.seconds:.1f} s ({rate:.1f} images/s)")
+
+    def write_skipped(self, path: Path) -> Path:
+        """Skipped files with their reasons, one per line (a TSV with a header)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = ["path\treason"] + [f"{p}\t{r}" for p, r in sorted(self.skipped.items())]
+        path.write_text("\n".join(lines) + "\n")
+        self.report_file = path
+        return path

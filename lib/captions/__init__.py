@@ -1,0 +1,1 @@
+"""Image-caption scoring of a pairs table, and its figures."""

@@ -1,0 +1,1 @@
+"""Inputs: image files opened safely, dataset layouts, vocabularies and the synthetic demo data."""

@@ -1,0 +1,61 @@
+"""Open any image Pillow reads as a safe RGB picture, or say exactly why it cannot be used."""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lib.errors import UnreadableImageError
+
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Flatten alpha onto white and bring 16-bit, float, palette and CMYK pictures to 8-bit RGB."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
+        image = Image.fromarray(scaled.astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode the first frame of an image file, apply its EXIF orientation and return it as RGB.
+
+    Raises UnreadableImageError for empty, truncated, non-image and oversized (decompression bomb) input.
+    """
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise UnreadableImageError(
+                        f"image is {width}x{height} pixels, over the limit of {max_pixels:,} "
+                        "(decompression bomb guard)")
+                image.seek(0)
+                image.load()
+                return _to_rgb(ImageOps.exif_transpose(image))
+    except UnreadableImageError:
+        raise
+    except FileNotFoundError:
+        raise UnreadableImageError("file not found") from None
+    except UnidentifiedImageError:
+        raise UnreadableImageError("not an image Pillow can read (or an empty file)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise UnreadableImageError(f"image is over the pixel limit (decompression bomb guard): {err}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise UnreadableImageError(f"damaged or truncated image: {err}") from None

@@ -1,0 +1,1 @@
+"""The model room: load a CLIP from a spec, preprocess images, encode, train and evaluate."""

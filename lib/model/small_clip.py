@@ -1,0 +1,73 @@
+"""The project's small CLIP: its architecture as data, and a CLIP-format BPE tokenizer trained on captions."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from lib.model.preprocess import ClipTransform
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The size of a small CLIP; the defaults are the shipped demo model's."""
+
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    embed_dim: int = 128
+    image_size: int = 64
+    patch_size: int = 8
+    context_length: int = 32
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, context_length: int) -> Any:
+    """A byte-level BPE tokenizer in CLIP's format (same normaliser, pre-tokeniser and `</w>` word ends)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+
+    template = CLIPTokenizer().backend_tokenizer
+    bpe = Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="</w>"))
+    bpe.normalizer = template.normalizer
+    bpe.pre_tokenizer = template.pre_tokenizer
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, end_of_word_suffix="</w>",
+                                  show_progress=False)
+    bpe.train_from_iterator(texts, trainer)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+              for m in json.loads(bpe.to_str())["model"]["merges"]]
+    tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges] + [BOS, EOS]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=context_length)
+
+
+def write_vocab_files(tokenizer: Any, folder: Path) -> None:
+    """Also write vocab.json and merges.txt, the files of the original CLIP tokenizer format."""
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    (folder / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges))
+
+
+def small_config(arch: Architecture, tokenizer: Any) -> Any:
+    from transformers import CLIPConfig
+
+    shared = dict(hidden_size=arch.width, intermediate_size=arch.width * 4, num_hidden_layers=arch.layers,
+                  num_attention_heads=arch.heads)
+    text = dict(shared, vocab_size=len(tokenizer), max_position_embeddings=arch.context_length,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    vision = dict(shared, image_size=arch.image_size, patch_size=arch.patch_size)
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=arch.embed_dim)
+
+
+def new_model(texts: Iterable[str], arch: Architecture, vocab_size: int) -> tuple[Any, Any, ClipTransform]:
+    """A randomly initialised small CLIP with a tokenizer trained on `texts` (the training captions)."""
+    from transformers import CLIPModel
+
+    tokenizer = train_tokenizer(texts, vocab_size, arch.context_length)
+    model = CLIPModel(small_config(arch, tokenizer))
+    return model, tokenizer, ClipTransform(arch.image_size, arch.image_size, arch.image_size)

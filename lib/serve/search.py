@@ -1,0 +1,153 @@
+"""The queries the service answers: text to image, image to labels, similar images, image-caption scores."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from lib.errors import NotFoundError
+from lib.model.encoder import ClipEncoder
+from lib.serve.index_set import IndexSet, LiveIndexSet, LoadedDataset
+from lib.store.catalog import Catalog, ImageRecord
+
+DUPLICATE_THRESHOLD = 0.95
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    id: int
+    score: float
+    dataset: str
+    partition: str
+    class_name: str
+    path: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    id: str
+    label: str
+    score: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class SimilarityMatrix:
+    scores: np.ndarray  # images x captions, cosine
+
+    @property
+    def pairs(self) -> list[float] | None:
+        """The score of image i with caption i, when there are as many of each."""
+        rows, cols = self.scores.shape
+        return [float(self.scores[i, i]) for i in range(rows)] if rows == cols else None
+
+
+class SearchService:
+    """Answers queries with one encoder and the current index set; safe to share between threads."""
+
+    def __init__(self, encoder: ClipEncoder, indexes: LiveIndexSet, logit_scale: float | None = None) -> None:
+        self.encoder = encoder
+        self.indexes = indexes
+        self.logit_scale = logit_scale or encoder.logit_scale
+        self._local = threading.local()
+
+    def _catalog(self) -> Catalog:
+        """A read-only catalog connection per thread (SQLite connections are not shared)."""
+        catalog = getattr(self._local, "catalog", None)
+        if catalog is None:
+            catalog = Catalog.in_folder(self.indexes.indexes_dir, readonly=True)
+            self._local.catalog = catalog
+        return catalog
+
+    def record(self, image_id: int) -> ImageRecord:
+        try:
+            record = self._catalog().image(image_id)
+        except sqlite3.Error:
+            record = None
+        if record is None or record.dataset not in self.indexes.current().datasets:
+            raise NotFoundError(f"no indexed image with id {image_id}")
+        return record
+
+    def image_path(self, record: ImageRecord) -> Path:
+        return self.indexes.current().datasets[record.dataset].record.root / record.path
+
+    def _dataset(self, index_set: IndexSet, name: str | None) -> LoadedDataset:
+        if name is None:
+            if len(index_set.datasets) != 1:
+                raise NotFoundError(f"say which dataset to search: {', '.join(index_set.datasets) or 'none is built'}")
+            return next(iter(index_set.datasets.values()))
+        if name not in index_set.datasets:
+            raise NotFoundError(f"unknown dataset {name!r}; known: {', '.join(index_set.datasets) or 'none'}")
+        return index_set.datasets[name]
+
+    def _search(self, vectors: np.ndarray, dataset: LoadedDataset, k: int, partitions: Sequence[str] | None,
+                exclude: int | None = None) -> list[SearchHit]:
+        """Top-k over the chosen partitions (all by default), merged by score."""
+        unknown = [p for p in partitions or () if p not in dataset.partitions]
+        if unknown:
+            raise NotFoundError(f"dataset {dataset.record.name!r} has no partition {unknown[0]!r}")
+        if not dataset.partitions:
+            return []
+        scores, ids = dataset.searchable(partitions).search(vectors, k + (exclude is not None))
+        picked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0 and i != exclude]
+        return self._hits(picked[:k])
+
+    def _hits(self, picked: list[tuple[int, float]]) -> list[SearchHit]:
+        records = self._catalog().images_by_id(i for i, _ in picked)
+        return [SearchHit(i, score, r.dataset, r.partition, r.class_name, r.path, r.width, r.height)
+                for i, score in picked if (r := records.get(i)) is not None]
+
+    def search_text(self, query: str, k: int, dataset: str | None = None,
+                    partitions: Sequence[str] | None = None) -> list[SearchHit]:
+        index_set = self.indexes.current()
+        return self._search(self.encoder.encode_texts([query]), self._dataset(index_set, dataset), k, partitions)
+
+    def image_vector(self, image: Image.Image | None = None, image_id: int | None = None) -> np.ndarray:
+        """The embedding of an uploaded image, or of an indexed one (the vector its index holds)."""
+        if image is not None:
+            return self.encoder.encode_images([image])
+        record = self.record(image_id)
+        partition = self.indexes.current().datasets[record.dataset].partitions[record.partition]
+        return partition.index.reconstruct(record.id).reshape(1, -1)
+
+    def similar(self, k: int, image: Image.Image | None = None, image_id: int | None = None,
+                dataset: str | None = None, partitions: Sequence[str] | None = None,
+                duplicates: bool = False, threshold: float = DUPLICATE_THRESHOLD) -> list[SearchHit]:
+        index_set = self.indexes.current()
+        if image_id is not None and dataset is None:
+            dataset = self.record(image_id).dataset
+        hits = self._search(self.image_vector(image, image_id), self._dataset(index_set, dataset), k, partitions,
+                            exclude=image_id)
+        return [hit for hit in hits if hit.score >= threshold] if duplicates else hits
+
+    def classify(self, k: int, vocabulary: str | None = None, image: Image.Image | None = None,
+                 image_id: int | None = None) -> tuple[str, list[LabelScore]]:
+        """Zero-shot: cosine to every entry, softmax over the whole vocabulary at the model's temperature."""
+        index_set = self.indexes.current()
+        if vocabulary is None:
+            if not index_set.vocabularies:
+                raise NotFoundError("no vocabulary is built; run build_text_index.py")
+            vocabulary = sorted(index_set.vocabularies)[0]
+        if vocabulary not in index_set.vocabularies:
+            raise NotFoundError(f"unknown vocabulary {vocabulary!r}; known: {', '.join(index_set.vocabularies)}")
+        text = index_set.vocabularies[vocabulary]
+        scores, ids = text.index.search(self.image_vector(image, image_id), text.index.ntotal)
+        logits = self.logit_scale * scores[0]
+        probabilities = np.exp(logits - logits.max())
+        probabilities /= probabilities.sum()
+        return vocabulary, [LabelScore(text.entries[i].id, text.entries[i].label, float(s), float(p))
+                            for i, s, p in zip(ids[0][:k], scores[0][:k], probabilities[:k])]
+
+    def similarity(self, captions: Sequence[str], images: Sequence[Image.Image] = (),
+                   image_ids: Sequence[int] = ()) -> SimilarityMatrix:
+        """Cosine of every image (uploads first, then indexed ids, in order) with every caption."""
+        parts = [self.encoder.encode_images(list(images))] if images else []
+        parts += [self.image_vector(image_id=i) for i in image_ids]
+        return SimilarityMatrix(np.concatenate(parts) @ self.encoder.encode_texts(list(captions)).T)

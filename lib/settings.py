@@ -1,0 +1,141 @@
+"""The settings object: documented defaults, overridden by a config file, the environment and flags."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from lib.errors import SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "CLIPSEARCH_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+
+def _setting(default: Any, help: str, **kwargs: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the builders, the trainer and the server need to know, with its default."""
+
+    workspace: Path = _setting(REPO_ROOT, "root of the workspace: data/, indexes/, indexes_text/, cache/")
+    dataset_name: str = _setting("demo", "name of the image dataset, part of every index file name")
+    dataset_path: Path = _setting(Path("data/demo"), "folder of images (relative paths are under the workspace)")
+    layout: str = _setting("auto", "dataset layout", choices=("auto", "tiny-imagenet", "folders", "flat"))
+    partition_size: int = _setting(1000, "images per partition when a flat folder is split into chunks")
+    vocab_name: str = _setting("demo", "name of the vocabulary, part of the text index file name")
+    vocab_source: str = _setting("data/demo/words.txt", "vocabulary file or http(s) URL")
+    model: str = _setting("demo", "CLIP model: 'demo', a Hugging Face id, a short OpenAI name or a folder")
+    index_type: str = _setting("flat", "compression method of image indexes", choices=("flat", "hnsw", "ivfpq"))
+    precision: str = _setting("auto", "encoder arithmetic", choices=("auto", "fp32", "bf16"))
+    batch_size: int = _setting(64, "images or texts encoded per forward pass")
+    num_workers: int = _setting(2, "decoding and preprocessing worker processes")
+    host: str = _setting("127.0.0.1", "address the API listens on")
+    port: int = _setting(5020, "port the API listens on")
+    workers: int = _setting(2, "gunicorn worker processes")
+    threads: int = _setting(4, "threads per gunicorn worker")
+    max_k: int = _setting(100, "most results one request may ask for; larger k is capped")
+    max_upload_mb: int = _setting(20, "largest accepted request body, in MiB")
+
+    def resolve(self, path: Path | str) -> Path:
+        """A path from the settings, made absolute against the workspace."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.workspace / path
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.workspace / "indexes"
+
+    @property
+    def indexes_text_dir(self) -> Path:
+        return self.workspace / "indexes_text"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.workspace / "cache"
+
+
+def _convert(name: str, value: Any) -> Any:
+    """Turn a string (or a value from a file) into the type of the named setting."""
+    spec = {f.name: f for f in fields(Settings)}[name]
+    kind = type(spec.default)
+    try:
+        converted = Path(value) if isinstance(spec.default, Path) else kind(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"setting {name!r}: {value!r} is not a valid {kind.__name__}") from None
+    choices = spec.metadata.get("choices")
+    if choices and converted not in choices:
+        raise SettingsError(f"setting {name!r}: {value!r} is not one of {', '.join(choices)}")
+    return converted
+
+
+def _apply(settings: Settings, values: Mapping[str, Any], source: str) -> Settings:
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return dataclasses.replace(settings, **{k: _convert(k, v) for k, v in values.items()})
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a flat mapping of setting names to values."""
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SettingsError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise SettingsError(f"config file {path} is not valid {kind}: {err}") from None
+
+
+def env_values(environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings given as CLIPSEARCH_<NAME> environment variables."""
+    names = {f.name for f in fields(Settings)}
+    found = {key[len(ENV_PREFIX):].lower(): value for key, value in environ.items() if key.startswith(ENV_PREFIX)}
+    return {name: value for name, value in found.items() if name in names}
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings: defaults, then the config file, then the environment, then explicit overrides."""
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    config_file = config_file or (Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else None)
+    if config_file is not None:
+        settings = _apply(settings, read_config_file(Path(config_file)), str(config_file))
+    settings = _apply(settings, env_values(environ), "environment")
+    return _apply(settings, {k: v for k, v in (overrides or {}).items() if v is not None}, "flags")
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
+    """Add a --flag for each named setting (default None, so that unset flags do not override)."""
+    specs = {f.name: f for f in fields(Settings)}
+    parser.add_argument("--config", type=Path, help=f"TOML or JSON settings file (or ${CONFIG_ENV})")
+    for name in names:
+        spec = specs[name]
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=None,
+            choices=spec.metadata.get("choices"),
+            help=f"{spec.metadata['help']} (default: {spec.default})",
+        )
+
+
+def settings_from_args(args: argparse.Namespace, extra: Mapping[str, Any] | None = None) -> Settings:
+    """Settings for a CLI: its --config file, the environment, then the flags it was given."""
+    names = {f.name for f in fields(Settings)}
+    flags = {k: v for k, v in vars(args).items() if k in names}
+    return load_settings(getattr(args, "config", None), overrides={**flags, **(extra or {})})

@@ -1,0 +1,211 @@
+"""The catalog: a SQLite database that maps every indexed vector id back to its image.
+
+It also records, per dataset, the model and index type it was built with and, per partition,
+the SHA-256 of the index file that matches the rows, which is how readers detect a partition whose
+index file and rows disagree (a build that stopped between the two writes).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+from lib.store.identity import ModelIdentity
+
+CATALOG_NAME = "catalog.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT PRIMARY KEY,
+    root TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    index_type TEXT NOT NULL,
+    model TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    index_file TEXT NOT NULL,
+    index_sha256 TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (dataset, name)
+);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    partition TEXT NOT NULL,
+    path TEXT NOT NULL,
+    class_name TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    UNIQUE (dataset, path)
+);
+CREATE INDEX IF NOT EXISTS images_partition ON images (dataset, partition);
+CREATE TABLE IF NOT EXISTS skipped (
+    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (dataset, path)
+);
+"""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    dataset: str
+    partition: str
+    path: str
+    class_name: str
+    width: int
+    height: int
+    bytes: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    name: str
+    root: Path
+    layout: str
+    index_type: str
+    model: ModelIdentity
+
+
+@dataclass(frozen=True)
+class PartitionRecord:
+    dataset: str
+    name: str
+    index_file: str
+    index_sha256: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    bytes: int
+    mtime_ns: int
+    reason: str
+
+
+class Catalog:
+    """One SQLite file; every change goes through `transaction()` so readers see all of it or none."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(SCHEMA)
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.row_factory = sqlite3.Row
+
+    @classmethod
+    def in_folder(cls, indexes_dir: Path, readonly: bool = False) -> "Catalog":
+        """The catalog of an index folder (indexes/catalog.sqlite)."""
+        return cls(indexes_dir / CATALOG_NAME, readonly)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.db:
+            yield self.db
+
+    def dataset(self, name: str) -> DatasetRecord | None:
+        row = self.db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        return DatasetRecord(row["name"], Path(row["root"]), row["layout"], row["index_type"],
+                             ModelIdentity.from_dict(json.loads(row["model"])))
+
+    def datasets(self) -> list[DatasetRecord]:
+        names = [r["name"] for r in self.db.execute("SELECT name FROM datasets ORDER BY name")]
+        return [record for record in map(self.dataset, names) if record is not None]
+
+    def put_dataset(self, db: sqlite3.Connection, record: DatasetRecord) -> None:
+        # An upsert, not INSERT OR REPLACE: a replace deletes the row first, and the cascade its images.
+        db.execute("INSERT INTO datasets VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET root = excluded.root, "
+                   "layout = excluded.layout, index_type = excluded.index_type, model = excluded.model",
+                   (record.name, str(record.root), record.layout, record.index_type,
+                    json.dumps(record.model.to_dict())))
+
+    def drop_dataset(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+
+    def partitions(self, dataset: str) -> list[PartitionRecord]:
+        rows = self.db.execute("SELECT * FROM partitions WHERE dataset = ? ORDER BY name", (dataset,))
+        return [PartitionRecord(**dict(row)) for row in rows]
+
+    def images(self, dataset: str) -> list[ImageRecord]:
+        rows = self.db.execute("SELECT * FROM images WHERE dataset = ? ORDER BY id", (dataset,))
+        return [ImageRecord(**dict(row)) for row in rows]
+
+    def class_names(self, dataset: str) -> dict[str, str]:
+        """The class name of each partition of a dataset (the partitions of flat datasets have none)."""
+        rows = self.db.execute("SELECT partition, MIN(class_name) FROM images WHERE dataset = ? GROUP BY partition",
+                               (dataset,))
+        return {partition: name for partition, name in rows}
+
+    def data_version(self) -> int:
+        """SQLite's data_version: it changes whenever another connection commits to this file."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    def image(self, image_id: int) -> ImageRecord | None:
+        row = self.db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        return ImageRecord(**dict(row)) if row else None
+
+    def images_by_id(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(f"SELECT * FROM images WHERE id IN ({marks})", ids)
+        return {row["id"]: ImageRecord(**dict(row)) for row in rows}
+
+    def skipped(self, dataset: str) -> dict[str, SkippedFile]:
+        rows = self.db.execute("SELECT path, bytes, mtime_ns, reason FROM skipped WHERE dataset = ?", (dataset,))
+        return {row["path"]: SkippedFile(**dict(row)) for row in rows}
+
+    def next_ids(self, db: sqlite3.Connection, count: int) -> list[int]:
+        """Reserve `count` new ids; ids are never reused, so a changed image gets a new vector id."""
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'images'").fetchone()
+        start = (row[0] if row else 0) + 1
+        if count:
+            db.execute("INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('images', ?)",
+                       (start + count - 1,))
+        return list(range(start, start + count))
+
+    def apply_partition(self, db: sqlite3.Connection, partition: PartitionRecord, removed: Iterable[int],
+                        added: Iterable[ImageRecord]) -> None:
+        """Within a transaction: the rows of one partition change and its index file is recorded."""
+        db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in removed])
+        db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(r.id, r.dataset, r.partition, r.path, r.class_name, r.width, r.height, r.bytes,
+                         r.mtime_ns, r.sha256) for r in added])
+        if partition.count:
+            db.execute("INSERT OR REPLACE INTO partitions VALUES (?, ?, ?, ?, ?)",
+                       (partition.dataset, partition.name, partition.index_file, partition.index_sha256,
+                        partition.count))
+        else:
+            db.execute("DELETE FROM partitions WHERE dataset = ? AND name = ?", (partition.dataset, partition.name))
+
+    def set_skipped(self, db: sqlite3.Connection, dataset: str, skipped: Mapping[str, SkippedFile]) -> None:
+        db.execute("DELETE FROM skipped WHERE dataset = ?", (dataset,))
+        db.executemany("INSERT INTO skipped VALUES (?, ?, ?, ?, ?)",
+                       [(dataset, s.path, s.bytes, s.mtime_ns, s.reason) for s in skipped.values()])

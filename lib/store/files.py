@@ -1,0 +1,102 @@
+"""Durable files: staged writes made final by an atomic rename, SHA-256 of files, and the build lock."""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from lib.errors import ClipSearchError
+
+log = logging.getLogger(__name__)
+
+TMP_SUFFIX = ".tmp"
+
+
+def sha256_file(path: Path) -> str:
+    return sha256_files([path])
+
+
+def sha256_files(paths: Iterable[Path]) -> str:
+    """The SHA-256 of the files' bytes, read in order (one digest for a sharded checkpoint)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_staged(data: bytes | np.ndarray, path: Path) -> tuple[Path, str]:
+    """Write `path`.tmp completely and durably; return it and its SHA-256. `publish` then makes it final."""
+    staged = path.with_name(path.name + TMP_SUFFIX)
+    with open(staged, "wb") as handle:
+        handle.write(memoryview(data))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return staged, hashlib.sha256(memoryview(data)).hexdigest()
+
+
+def publish(staged: Path) -> Path:
+    """Atomically replace the final file with the staged one (rename), and make the rename durable."""
+    final = staged.with_name(staged.name[: -len(TMP_SUFFIX)])
+    os.replace(staged, final)
+    fsync_dir(final.parent)
+    return final
+
+
+def write_atomic(data: bytes | np.ndarray, path: Path) -> Path:
+    """Write a whole file so that readers see the old one or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return publish(write_staged(data, path)[0])
+
+
+def settle(path: Path, expected_sha256: str, discard: bool = False) -> None:
+    """Finish an interrupted publish: if the staged file is the one the catalog recorded, move it in.
+
+    With `discard` (only for a builder that holds the build lock), a staged file that matches nothing,
+    left by a build that stopped before its catalog commit, is deleted. Readers never delete: the
+    staged file may belong to a build in progress.
+    """
+    staged = path.with_name(path.name + TMP_SUFFIX)
+    if not staged.exists():
+        return
+    if sha256_file(staged) == expected_sha256:
+        if not (path.exists() and sha256_file(path) == expected_sha256):
+            publish(staged)
+            log.info("finished the interrupted write of %s", path.name)
+    elif discard:
+        staged.unlink(missing_ok=True)
+
+
+@contextmanager
+def build_lock(folder: Path, name: str) -> Iterator[None]:
+    """One build per dataset or vocabulary at a time; a second one stops with a message instead of racing.
+
+    A POSIX record lock (lockf), not flock: it belongs to this process only, so the DataLoader workers
+    it forks do not inherit it, and a build killed with SIGKILL frees it at once even while an
+    orphaned worker lingers for a few seconds.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".build-{name}.lock", "w") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            raise ClipSearchError(f"another build of {name!r} is running; wait for it to finish") from None
+        yield

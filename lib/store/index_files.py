@@ -1,0 +1,128 @@
+"""FAISS inner-product indexes on disk: names, index types, verified reads and the partition commit."""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Iterable
+
+import faiss
+import numpy as np
+
+from lib.errors import IndexFileError
+from lib.store.catalog import Catalog, ImageRecord, PartitionRecord
+from lib.store.files import publish, sha256_file, write_staged
+
+log = logging.getLogger(__name__)
+
+INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+HNSW_NEIGHBOURS = 32
+IVFPQ_MIN_VECTORS = 10_000  # below this, k-means for PQ has too little to learn from: exact search is as fast
+
+
+def image_index_name(dataset: str, partition: str, dim: int) -> str:
+    return f"image_{dataset}_{partition}_{dim}.index"
+
+
+def text_index_name(vocab: str, dim: int) -> str:
+    return f"text_{vocab}_{dim}.index"
+
+
+def effective_index_type(requested: str, count: int) -> str:
+    """The type a partition of `count` vectors really gets: IVF-PQ only where it has enough to train on."""
+    if requested not in INDEX_TYPES:
+        raise ValueError(f"unknown index type {requested!r}; expected one of {', '.join(INDEX_TYPES)}")
+    return "flat" if requested == "ivfpq" and count < IVFPQ_MIN_VECTORS else requested
+
+
+def _ivfpq(vectors: np.ndarray) -> faiss.Index:
+    """IVF-PQ for speed and size, with exact re-ranking of its candidates for recall."""
+    count, dim = vectors.shape
+    lists = max(1, min(int(4 * math.sqrt(count)), count // 39))
+    sub_quantizers = max(m for m in (1, 2, 4, 8, 16, 32, 64) if dim % m == 0 and m <= max(1, dim // 4))
+    ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, sub_quantizers, 8, faiss.METRIC_INNER_PRODUCT)
+    ivf.nprobe = min(lists, 16)
+    index = faiss.IndexRefineFlat(ivf)
+    index.k_factor = 4
+    index.train(vectors)
+    return index
+
+
+def build_index(vectors: np.ndarray, ids: np.ndarray, index_type: str = "flat") -> faiss.Index:
+    """An index over normalised float32 vectors searched by inner product, keyed by catalog ids."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    assert vectors.ndim == 2 and len(vectors) == len(ids), "one id per vector"
+    dim = vectors.shape[1]
+    kind = effective_index_type(index_type, len(vectors))
+    if kind == "hnsw":
+        inner = faiss.IndexHNSWFlat(dim, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efSearch = 64
+    elif kind == "ivfpq":
+        inner = _ivfpq(vectors)
+    else:
+        inner = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIDMap2(inner)
+    if len(vectors):
+        index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+    return index
+
+
+def index_type_of(index: faiss.Index) -> str:
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexHNSW):
+        return "hnsw"
+    if isinstance(inner, faiss.IndexRefine):
+        return "ivfpq"
+    return "flat"
+
+
+def vectors_of(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
+    """The ids and exact vectors an index holds (every type here keeps exact vectors)."""
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    inner = faiss.downcast_index(index.index)
+    source = faiss.downcast_index(inner.refine_index) if isinstance(inner, faiss.IndexRefine) else inner
+    vectors = source.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
+    return ids, vectors
+
+
+def stage_index(index: faiss.Index, path: Path) -> tuple[Path, str]:
+    return write_staged(faiss.serialize_index(index), path)
+
+
+def read_index(path: Path, expected_sha256: str | None = None, mmap: bool = True) -> faiss.Index:
+    """Read an index file, memory-mapped where possible; refuse one that is not the recorded file."""
+    if not path.is_file():
+        raise IndexFileError(f"index file {path} is missing; re-run the builder to recreate it")
+    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+        raise IndexFileError(f"index file {path} does not match the catalog (a build was interrupted or the "
+                             "file was changed); re-run the builder to repair it")
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+    except RuntimeError as err:
+        raise IndexFileError(f"index file {path} is damaged ({str(err).splitlines()[0]}); "
+                             "re-run the builder to recreate it") from None
+
+
+def commit_partition(catalog: Catalog, folder: Path, dataset: str, partition: str, ids: np.ndarray,
+                     vectors: np.ndarray, removed_ids: Iterable[int] = (), added: Iterable[ImageRecord] = (),
+                     index_type: str = "flat") -> bool:
+    """Make one partition hold exactly `ids`/`vectors`: the only way a partition changes on disk.
+
+    The index file is staged and fsynced, the catalog rows and the file's SHA-256 change in one
+    transaction, then the staged file is renamed into place. A crash before the transaction leaves
+    the old partition; after it, readers finish the rename (`settle`). An empty partition is dropped.
+    Returns whether an index file was written.
+    """
+    path = folder / image_index_name(dataset, partition, vectors.shape[1])
+    if len(ids) == 0:
+        with catalog.transaction() as db:
+            catalog.apply_partition(db, PartitionRecord(dataset, partition, path.name, "", 0), removed_ids, added)
+        path.unlink(missing_ok=True)
+        return False
+    kind = effective_index_type(index_type, len(ids))
+    staged, sha = stage_index(build_index(vectors, ids, kind), path)
+    with catalog.transaction() as db:
+        catalog.apply_partition(db, PartitionRecord(dataset, partition, path.name, sha, len(ids)), removed_ids, added)
+    publish(staged)
+    log.debug("wrote %s: %d vectors (%s)", path.name, len(ids), kind)
+    return True

@@ -1,0 +1,1 @@
+"""Tests of the HTTP layer (api/) and the pages."""

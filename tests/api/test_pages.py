@@ -1,0 +1,160 @@
+"""The pages in headless Chromium (Debian's, driven by Playwright) against the live server."""
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lib.data.synthetic import Scene, draw_scene
+from tests.conftest import REPO
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="install requirements-dev.txt")
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SCREENSHOTS = REPO / "logs" / "screenshots"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "Chromium is not installed: run scripts/setup_browser.sh"
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # A full-page shot shows what is below the fold: load the lazy images there first.
+    page.eval_on_selector_all("img[loading=lazy]", "imgs => imgs.forEach(i => { i.loading = 'eager'; })")
+    page.wait_for_function("[...document.images].every(i => i.complete)", timeout=10_000)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def scene_file(tmp_path: Path, colour: str, shape: str) -> Path:
+    path = tmp_path / f"{colour}-{shape}.png"
+    draw_scene(Scene(colour, shape, 1, "large", "plain"), random.Random(3)).resize((192, 192)).save(path)
+    return path
+
+
+def loaded_images(page, selector: str) -> int:
+    return page.eval_on_selector_all(selector, "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
+
+
+def test_search_shows_images_and_keeps_the_query_in_the_url(page, live_server):
+    base, _ = live_server
+    page.goto(f"{base}/image-search.html")
+    page.fill("#query", "red circle")
+    page.press("#query", "Enter")
+    page.wait_for_selector("#results li img")
+    page.wait_for_function("() => [...document.querySelectorAll('#results img')].every(i => i.complete)")
+    assert loaded_images(page, "#results img") >= 10
+    assert page.inner_text("#results li:first-child .class") == "red circle"
+    assert "q=red+circle" in page.url
+    shot(page, "image-search")
+    page.reload()
+    page.wait_for_selector("#results li img")
+    assert page.input_value("#query") == "red circle"
+    # The keyboard opens a result; "more like this" searches with it.
+    page.focus("#results li:first-child button")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#viewer[open]")
+    page.wait_for_function("() => document.getElementById('viewer-image').naturalWidth > 0")
+    page.click("#more-like-this")
+    page.wait_for_function("() => document.getElementById('results-title').textContent.startsWith('Images like')")
+    assert "like=" in page.url and page.locator("#results li").count() >= 10
+
+
+def test_classification_of_an_upload(page, live_server, tmp_path):
+    base, _ = live_server
+    page.goto(f"{base}/image-classification.html")
+    page.wait_for_selector("#vocab option", state="attached")
+    page.set_input_files("#file", str(scene_file(tmp_path, "blue", "square")))
+    page.wait_for_selector("#labels li")
+    first = page.inner_text("#labels li:first-child .label")
+    assert first.startswith("blue square") and first.endswith("%")
+    assert page.locator("#labels li").count() == 5
+    assert loaded_images(page, "#preview img") == 1
+    shot(page, "image-classification")
+
+
+def test_classification_of_an_indexed_image(page, live_server):
+    base, _ = live_server
+    page.goto(f"{base}/image-classification.html")
+    page.wait_for_selector("#picker button img")
+    page.click("#picker button >> nth=0")
+    page.wait_for_selector("#labels li")
+    assert page.get_attribute("#picker button >> nth=0", "aria-pressed") == "true"
+
+
+def test_near_duplicates_page(page, live_server, tmp_path):
+    base, _ = live_server
+    page.goto(f"{base}/similar-images.html")
+    page.wait_for_selector("#dataset option", state="attached")
+    page.set_input_files("#file", str(scene_file(tmp_path, "green", "star")))
+    page.wait_for_selector("#results li img")
+    assert page.locator("#results li").count() == 20
+    shot(page, "similar-images")
+    page.check("#duplicates")
+    page.fill("#threshold", "1")
+    page.click("#run")
+    page.wait_for_selector("#status.empty")
+    assert "No indexed image is that close" in page.inner_text("#status")
+
+
+def test_caption_scoring_heat_map(page, live_server, tmp_path):
+    base, _ = live_server
+    page.goto(f"{base}/caption-scoring.html")
+    page.set_input_files("#files", [str(scene_file(tmp_path, "red", "circle")),
+                                    str(scene_file(tmp_path, "yellow", "triangle"))])
+    page.fill("#captions", "a red circle\na yellow triangle")
+    page.click("#score button[type=submit]")
+    page.wait_for_selector("#matrix td")
+    assert page.locator("#matrix td").count() == 4 and page.locator("#matrix td.pair").count() == 2
+    shot(page, "caption-scoring")
+
+
+def test_error_state_when_the_api_is_down(page, live_server):
+    base, _ = live_server
+    page.goto(f"{base}/image-search.html?api=http://127.0.0.1:9")
+    page.wait_for_selector("#status.error")
+    assert "not reachable" in page.inner_text("#status")
+
+
+def test_phone_width_has_no_sideways_scroll(browser, live_server):
+    base, _ = live_server
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    for name in ("image-search", "image-classification", "similar-images", "caption-scoring"):
+        page.goto(f"{base}/{name}.html?q=blue")
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), name
+    page.goto(f"{base}/image-search.html?q=blue")
+    page.wait_for_selector("#results li img")
+    shot(page, "image-search-phone")
+    context.close()
+
+
+def test_inputs_have_labels(page, live_server):
+    base, _ = live_server
+    for name in ("image-search", "image-classification", "similar-images", "caption-scoring"):
+        page.goto(f"{base}/{name}.html")
+        page.wait_for_selector("nav.site a")
+        unlabeled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+            .filter(e => !e.labels?.length && !e.getAttribute('aria-label')).map(e => e.id)""")
+        assert unlabeled == [], (name, unlabeled)
+        assert page.locator("nav.site a[aria-current=page]").count() == 1

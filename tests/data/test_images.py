@@ -1,0 +1,62 @@
+"""Every format Pillow reads opens as RGB; every bad file raises UnreadableImageError with a reason."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib.data.images import open_image
+from lib.errors import UnreadableImageError
+from tests.helpers import bomb_png, encoded
+
+RED = Image.new("RGB", (40, 30), (255, 0, 0))
+
+
+@pytest.mark.parametrize("name, data", [
+    ("jpeg", encoded(RED, "JPEG")),
+    ("png alpha", encoded(Image.new("RGBA", (40, 30), (255, 0, 0, 255)), "PNG")),
+    ("palette", encoded(RED.convert("P"), "PNG")),
+    ("grayscale", encoded(RED.convert("L"), "PNG")),
+    ("cmyk", encoded(RED.convert("CMYK"), "JPEG")),
+    ("16-bit", encoded(Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)), "PNG")),
+    ("webp", encoded(RED, "WEBP")),
+    ("gif", encoded(RED.convert("P"), "GIF", save_all=True, append_images=[Image.new("P", (40, 30))])),
+    ("bmp", encoded(RED, "BMP")),
+    ("tiff", encoded(RED, "TIFF")),
+])
+def test_formats_open_as_rgb(name, data):
+    image = open_image(data)
+    assert image.mode == "RGB" and image.size == (40, 30)
+
+
+def test_transparent_pixels_become_white():
+    image = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert open_image(encoded(image, "PNG")).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_exif_orientation_is_applied():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    assert open_image(encoded(RED, "JPEG", exif=exif)).size == (30, 40)
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "not an image"),
+    (b"just some text, not a picture", "not an image"),
+    (encoded(RED, "PNG")[:60], "truncated"),
+    (encoded(RED, "JPEG")[:200], "truncated"),
+])
+def test_bad_files_say_why(data, reason):
+    with pytest.raises(UnreadableImageError, match=reason):
+        open_image(data)
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    # A PNG header that claims 100000 x 100000 pixels; the guard must fire on the header alone.
+    with pytest.raises(UnreadableImageError, match="decompression bomb guard"):
+        open_image(bomb_png(100_000, 100_000))
+    with pytest.raises(UnreadableImageError, match="over the limit"):
+        open_image(encoded(RED, "PNG"), max_pixels=100)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UnreadableImageError, match="not found"):
+        open_image(tmp_path / "nope.jpg")
