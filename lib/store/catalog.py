@@ -1,19 +1,23 @@
 """The catalog: a SQLite database that maps every indexed vector id back to its image.
 
 It also records, per dataset, the model and index type it was built with and, per partition,
-the SHA-256 of the index file that matches the rows, which is how readers detect a partition whose
-index file and rows disagree (a build that stopped between the two writes).
+the SHA-256 of the index files that match the rows, which is how readers detect a partition whose
+files and rows disagree (a build that stopped between the two writes). A dataset searched through
+IVF has one row in `ivf`: its shared quantizer file and the parameters tuned for it.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, fields
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from lib.store.identity import ModelIdentity
+from lib.store.records import DatasetRecord, ImageRecord, IvfRecord, PartitionRecord, SkippedFile
+
+__all__ = ["CATALOG_NAME", "Catalog", "DatasetRecord", "ImageRecord", "IvfRecord", "PartitionRecord", "SkippedFile"]
 
 CATALOG_NAME = "catalog.sqlite"
 
@@ -31,6 +35,8 @@ CREATE TABLE IF NOT EXISTS partitions (
     index_file TEXT NOT NULL,
     index_sha256 TEXT NOT NULL,
     count INTEGER NOT NULL,
+    ivf_file TEXT NOT NULL DEFAULT '',
+    ivf_sha256 TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (dataset, name)
 );
 CREATE TABLE IF NOT EXISTS images (
@@ -55,47 +61,28 @@ CREATE TABLE IF NOT EXISTS skipped (
     reason TEXT NOT NULL,
     PRIMARY KEY (dataset, path)
 );
+CREATE TABLE IF NOT EXISTS ivf (
+    dataset TEXT PRIMARY KEY REFERENCES datasets(name) ON DELETE CASCADE,
+    quantizer_file TEXT NOT NULL,
+    quantizer_sha256 TEXT NOT NULL,
+    storage TEXT NOT NULL,
+    nlist INTEGER NOT NULL,
+    trained_on INTEGER NOT NULL,
+    fit REAL NOT NULL,
+    nprobe INTEGER NOT NULL,
+    nprobe_filtered INTEGER NOT NULL,
+    rerank INTEGER NOT NULL,
+    rerank_filtered INTEGER NOT NULL,
+    recall REAL NOT NULL,
+    recall_filtered REAL NOT NULL,
+    tuned_on INTEGER NOT NULL,
+    exact_below INTEGER NOT NULL,
+    recent_fit REAL NOT NULL,
+    recent_count INTEGER NOT NULL
+);
 """
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    id: int
-    dataset: str
-    partition: str
-    path: str
-    class_name: str
-    width: int
-    height: int
-    bytes: int
-    mtime_ns: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class DatasetRecord:
-    name: str
-    root: Path
-    layout: str
-    index_type: str
-    model: ModelIdentity
-
-
-@dataclass(frozen=True)
-class PartitionRecord:
-    dataset: str
-    name: str
-    index_file: str
-    index_sha256: str
-    count: int
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    path: str
-    bytes: int
-    mtime_ns: int
-    reason: str
+# Columns added since the first catalogs: an existing catalog gets them in place when a builder opens it.
+MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''")}
 
 
 class Catalog:
@@ -110,8 +97,17 @@ class Catalog:
             self.db = sqlite3.connect(path, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
+            self._migrate()
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.row_factory = sqlite3.Row
+
+    def _migrate(self) -> None:
+        with self.db:
+            for table, columns in MIGRATIONS.items():
+                have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in have:
+                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     @classmethod
     def in_folder(cls, indexes_dir: Path, readonly: bool = False) -> "Catalog":
@@ -130,8 +126,8 @@ class Catalog:
         row = self.db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
         if row is None:
             return None
-        return DatasetRecord(row["name"], Path(row["root"]), row["layout"], row["index_type"],
-                             ModelIdentity.from_dict(json.loads(row["model"])))
+        return DatasetRecord(row["name"], Path(row["root"]) if row["root"] else None, row["layout"],
+                             row["index_type"], ModelIdentity.from_dict(json.loads(row["model"])))
 
     def datasets(self) -> list[DatasetRecord]:
         names = [r["name"] for r in self.db.execute("SELECT name FROM datasets ORDER BY name")]
@@ -141,7 +137,7 @@ class Catalog:
         # An upsert, not INSERT OR REPLACE: a replace deletes the row first, and the cascade its images.
         db.execute("INSERT INTO datasets VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET root = excluded.root, "
                    "layout = excluded.layout, index_type = excluded.index_type, model = excluded.model",
-                   (record.name, str(record.root), record.layout, record.index_type,
+                   (record.name, str(record.root or ""), record.layout, record.index_type,
                     json.dumps(record.model.to_dict())))
 
     def drop_dataset(self, name: str) -> None:
@@ -152,9 +148,31 @@ class Catalog:
         rows = self.db.execute("SELECT * FROM partitions WHERE dataset = ? ORDER BY name", (dataset,))
         return [PartitionRecord(**dict(row)) for row in rows]
 
-    def images(self, dataset: str) -> list[ImageRecord]:
-        rows = self.db.execute("SELECT * FROM images WHERE dataset = ? ORDER BY id", (dataset,))
+    def images(self, dataset: str, partition: str | None = None) -> list[ImageRecord]:
+        """The rows of a dataset (or of one of its partitions), in id order."""
+        if partition is None:
+            rows = self.db.execute("SELECT * FROM images WHERE dataset = ? ORDER BY id", (dataset,))
+        else:
+            rows = self.db.execute("SELECT * FROM images WHERE dataset = ? AND partition = ? ORDER BY id",
+                                   (dataset, partition))
         return [ImageRecord(**dict(row)) for row in rows]
+
+    def ivf(self, dataset: str) -> IvfRecord | None:
+        """The dataset's IVF layer, or None when it is searched exactly (or the catalog predates IVF)."""
+        try:
+            row = self.db.execute("SELECT * FROM ivf WHERE dataset = ?", (dataset,)).fetchone()
+        except sqlite3.OperationalError:  # a read-only catalog written before the table existed
+            return None
+        return IvfRecord(**dict(row)) if row else None
+
+    def put_ivf(self, db: sqlite3.Connection, record: IvfRecord) -> None:
+        marks = ",".join("?" * len(fields(IvfRecord)))
+        db.execute(f"INSERT OR REPLACE INTO ivf VALUES ({marks})", astuple(record))
+
+    def drop_ivf(self, db: sqlite3.Connection, dataset: str) -> None:
+        """Within a transaction: the dataset goes back to exact search; its partitions lose their IVF files."""
+        db.execute("DELETE FROM ivf WHERE dataset = ?", (dataset,))
+        db.execute("UPDATE partitions SET ivf_file = '', ivf_sha256 = '' WHERE dataset = ?", (dataset,))
 
     def class_names(self, dataset: str) -> dict[str, str]:
         """The class name of each partition of a dataset (the partitions of flat datasets have none)."""
@@ -193,15 +211,20 @@ class Catalog:
 
     def apply_partition(self, db: sqlite3.Connection, partition: PartitionRecord, removed: Iterable[int],
                         added: Iterable[ImageRecord]) -> None:
-        """Within a transaction: the rows of one partition change and its index file is recorded."""
+        """Within a transaction: the rows of one partition change and its index files are recorded.
+
+        A path added here that another partition still lists (an image that moved) leaves that partition's
+        rows now; the vector stays in the other partition's file until it is rewritten, and finds no row.
+        """
+        added = list(added)
         db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in removed])
+        db.executemany("DELETE FROM images WHERE dataset = ? AND path = ?", [(r.dataset, r.path) for r in added])
         db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        [(r.id, r.dataset, r.partition, r.path, r.class_name, r.width, r.height, r.bytes,
                          r.mtime_ns, r.sha256) for r in added])
         if partition.count:
-            db.execute("INSERT OR REPLACE INTO partitions VALUES (?, ?, ?, ?, ?)",
-                       (partition.dataset, partition.name, partition.index_file, partition.index_sha256,
-                        partition.count))
+            db.execute("INSERT OR REPLACE INTO partitions (dataset, name, index_file, index_sha256, count, ivf_file, "
+                       "ivf_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)", astuple(partition))
         else:
             db.execute("DELETE FROM partitions WHERE dataset = ? AND name = ?", (partition.dataset, partition.name))
 

@@ -1,21 +1,30 @@
-"""FAISS inner-product indexes on disk: names, index types, verified reads and the partition commit."""
+"""FAISS inner-product indexes on disk: names, index types, verified reads and the partition commit.
+
+A partition's exact file, `image_<dataset>_<partition>_<dim>.index`, holds its vectors with their catalog
+ids: float32 (`flat`, or per-partition `hnsw` / `ivfpq`) or, in a dataset searched through IVF, float16
+codes (`fp16`, half the bytes, exact to about 1e-3 in cosine) beside the partition's `.ivf` lists. The
+exact file is what incremental builds read back, what re-ranking and `exact` searches use, and what a
+new quantizer re-encodes from; the `.ivf` file can always be derived from it.
+"""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import faiss
 import numpy as np
 
 from lib.errors import IndexFileError
-from lib.store.catalog import Catalog, ImageRecord, PartitionRecord
-from lib.store.files import publish, sha256_file, write_staged
+from lib.store.catalog import Catalog, ImageRecord, IvfRecord, PartitionRecord
+from lib.store.files import publish, settle, sha256_known, write_staged
+from lib.store.ivf_files import TrainedIVF, ivf_name
 
 log = logging.getLogger(__name__)
 
-INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+INDEX_TYPES = ("flat", "hnsw", "ivfpq", "fp16")
 HNSW_NEIGHBOURS = 32
 IVFPQ_MIN_VECTORS = 10_000  # below this, k-means for PQ has too little to learn from: exact search is as fast
 
@@ -29,7 +38,12 @@ def text_index_name(vocab: str, dim: int) -> str:
 
 
 def effective_index_type(requested: str, count: int) -> str:
-    """The type a partition of `count` vectors really gets: IVF-PQ only where it has enough to train on."""
+    """The type a partition of `count` vectors really gets: IVF-PQ only where it has enough to train on.
+
+    `auto` partitions are exact here; a dataset large enough gets its shared IVF from the builder.
+    """
+    if requested == "auto":
+        return "flat"
     if requested not in INDEX_TYPES:
         raise ValueError(f"unknown index type {requested!r}; expected one of {', '.join(INDEX_TYPES)}")
     return "flat" if requested == "ivfpq" and count < IVFPQ_MIN_VECTORS else requested
@@ -59,9 +73,11 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, index_type: str = "flat") 
         inner.hnsw.efSearch = 64
     elif kind == "ivfpq":
         inner = _ivfpq(vectors)
+    elif kind == "fp16":  # no reverse id map (IndexIDMap2 keeps ~40 B a vector in memory): ExactSet looks ids up
+        inner = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
     else:
         inner = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIDMap2(inner)
+    index = faiss.IndexIDMap(inner) if kind == "fp16" else faiss.IndexIDMap2(inner)
     if len(vectors):
         index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
     return index
@@ -73,7 +89,7 @@ def index_type_of(index: faiss.Index) -> str:
         return "hnsw"
     if isinstance(inner, faiss.IndexRefine):
         return "ivfpq"
-    return "flat"
+    return "fp16" if isinstance(inner, faiss.IndexScalarQuantizer) else "flat"
 
 
 def vectors_of(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
@@ -89,13 +105,19 @@ def stage_index(index: faiss.Index, path: Path) -> tuple[Path, str]:
     return write_staged(faiss.serialize_index(index), path)
 
 
-def read_index(path: Path, expected_sha256: str | None = None, mmap: bool = True) -> faiss.Index:
-    """Read an index file, memory-mapped where possible; refuse one that is not the recorded file."""
+def verify(path: Path, expected_sha256: str | None) -> Path:
+    """Refuse a file that is missing or is not the one the catalog recorded."""
     if not path.is_file():
         raise IndexFileError(f"index file {path} is missing; re-run the builder to recreate it")
-    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+    if expected_sha256 is not None and sha256_known(path) != expected_sha256:
         raise IndexFileError(f"index file {path} does not match the catalog (a build was interrupted or the "
                              "file was changed); re-run the builder to repair it")
+    return path
+
+
+def read_index(path: Path, expected_sha256: str | None = None, mmap: bool = True) -> faiss.Index:
+    """Read an index file, memory-mapped where possible; refuse one that is not the recorded file."""
+    verify(path, expected_sha256)
     try:
         return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
     except RuntimeError as err:
@@ -103,26 +125,99 @@ def read_index(path: Path, expected_sha256: str | None = None, mmap: bool = True
                              "re-run the builder to recreate it") from None
 
 
+class PartitionVectors(NamedTuple):
+    """A partition's content for a dataset-wide switch: its record, ids and exact vectors."""
+
+    record: PartitionRecord
+    ids: np.ndarray
+    vectors: np.ndarray
+    keep_exact: bool  # its exact file is float16 already: only the IVF lists are written
+
+
+def _stage_partition(folder: Path, record: PartitionRecord, ids: np.ndarray, vectors: np.ndarray, index_type: str,
+                     ivf: TrainedIVF | None, keep_exact: bool = False) -> tuple[list[Path], PartitionRecord]:
+    """Write a partition's files as staged files; the record that names them. `keep_exact`: only the IVF."""
+    staged, exact_sha = [], record.index_sha256
+    if not keep_exact:
+        kind = "fp16" if ivf is not None else effective_index_type(index_type, len(ids))
+        path, exact_sha = stage_index(build_index(vectors, ids, kind), folder / record.index_file)
+        staged.append(path)
+    ivf_file, ivf_sha = "", ""
+    if ivf is not None:
+        ivf_file = Path(record.index_file).with_suffix(".ivf").name
+        path, ivf_sha = write_staged(ivf.partition_bytes(ivf.encode(vectors, ids)), folder / ivf_file)
+        staged.append(path)
+    return staged, PartitionRecord(record.dataset, record.name, record.index_file, exact_sha, len(ids), ivf_file,
+                                   ivf_sha)
+
+
+def settle_partition(folder: Path, record: PartitionRecord, discard: bool = False) -> None:
+    """Finish interrupted publishes of a partition's files (see files.settle); a builder also drops strays."""
+    settle(folder / record.index_file, record.index_sha256, discard)
+    settle((folder / record.index_file).with_suffix(".ivf"), record.ivf_sha256, discard)
+
+
 def commit_partition(catalog: Catalog, folder: Path, dataset: str, partition: str, ids: np.ndarray,
                      vectors: np.ndarray, removed_ids: Iterable[int] = (), added: Iterable[ImageRecord] = (),
-                     index_type: str = "flat") -> bool:
+                     index_type: str = "flat", ivf: TrainedIVF | None = None) -> bool:
     """Make one partition hold exactly `ids`/`vectors`: the only way a partition changes on disk.
 
-    The index file is staged and fsynced, the catalog rows and the file's SHA-256 change in one
-    transaction, then the staged file is renamed into place. A crash before the transaction leaves
-    the old partition; after it, readers finish the rename (`settle`). An empty partition is dropped.
-    Returns whether an index file was written.
+    The partition's files (its exact index, and its IVF lists when the dataset has a quantizer `ivf`)
+    are staged and fsynced, the catalog rows and the files' SHA-256 change in one transaction, then the
+    staged files are renamed into place. A crash before the transaction leaves the old partition; after
+    it, readers finish the renames (`settle`). An empty partition is dropped. Returns whether files were written.
     """
     path = folder / image_index_name(dataset, partition, vectors.shape[1])
+    ivf_path = folder / ivf_name(dataset, partition, vectors.shape[1])
     if len(ids) == 0:
         with catalog.transaction() as db:
             catalog.apply_partition(db, PartitionRecord(dataset, partition, path.name, "", 0), removed_ids, added)
         path.unlink(missing_ok=True)
+        ivf_path.unlink(missing_ok=True)
         return False
-    kind = effective_index_type(index_type, len(ids))
-    staged, sha = stage_index(build_index(vectors, ids, kind), path)
+    staged, record = _stage_partition(folder, PartitionRecord(dataset, partition, path.name, "", 0), ids, vectors,
+                                      index_type, ivf)
     with catalog.transaction() as db:
-        catalog.apply_partition(db, PartitionRecord(dataset, partition, path.name, sha, len(ids)), removed_ids, added)
-    publish(staged)
-    log.debug("wrote %s: %d vectors (%s)", path.name, len(ids), kind)
+        catalog.apply_partition(db, record, removed_ids, added)
+    for file in staged:
+        publish(file)
+    if ivf is None:
+        ivf_path.unlink(missing_ok=True)
+    log.debug("wrote %s: %d vectors (%s)", path.name, len(ids), "ivf " + ivf.storage if ivf else index_type)
     return True
+
+
+def commit_ivf(catalog: Catalog, folder: Path, trained: TrainedIVF, record: IvfRecord,
+               partitions: Iterable[PartitionVectors]) -> int:
+    """Switch a whole dataset to a new quantizer in one transaction: the quantizer file, and every partition's
+    IVF lists encoded with it (and its exact file as float16, when it was float32).
+
+    Partitions are encoded one at a time (bounded memory) into staged files; the catalog then changes
+    at once, and the files are renamed. A crash before the transaction leaves the old index set whole.
+    """
+    quantizer, sha = write_staged(trained.to_bytes(), folder / record.quantizer_file)
+    staged, records = [quantizer], []
+    for old, ids, vectors, keep_exact in partitions:
+        files, new = _stage_partition(folder, old, ids, vectors, "fp16", trained, keep_exact)
+        staged += files
+        records.append(new)
+    with catalog.transaction() as db:
+        catalog.put_ivf(db, dataclasses.replace(record, quantizer_sha256=sha))
+        for new in records:
+            catalog.apply_partition(db, new, (), ())
+    for file in staged:
+        publish(file)
+    return len(records)
+
+
+def drop_ivf(catalog: Catalog, folder: Path, dataset: str) -> None:
+    """Back to exact search: the IVF row and files go; the exact files (float16 by now) stay as they are."""
+    partitions = catalog.partitions(dataset)
+    ivf = catalog.ivf(dataset)
+    with catalog.transaction() as db:
+        catalog.drop_ivf(db, dataset)
+    for partition in partitions:
+        if partition.ivf_file:
+            (folder / partition.ivf_file).unlink(missing_ok=True)
+    if ivf is not None:
+        (folder / ivf.quantizer_file).unlink(missing_ok=True)
