@@ -2,41 +2,72 @@
 """Encode a folder of images into per-partition FAISS indexes: indexes/image_<dataset>_<partition>_<dim>.index.
 
     python build_image_index.py DATASET_NAME DATASET_PATH [options]
+    python build_image_index.py DATASET_NAME --from-embeddings DIR --model SPEC [--images-root DIR]
+                                [--class-column COLUMN]
 
-Incremental: a re-run encodes only added and changed files and drops deleted ones.
+Incremental: a re-run encodes only added and changed files and drops deleted ones. --from-embeddings
+imports vectors computed elsewhere (clip-retrieval's img_emb/ + metadata/ folder) instead of encoding.
+A dataset of ivf_min_vectors or more is searched through IVF (index type auto).
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lib.cli import new_parser, run
+from lib.errors import ClipSearchError
 from lib.settings import add_settings_arguments, settings_from_args
+
+MAX_LISTED = 1000  # skipped files printed; the report file lists all of them
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__)
     parser.add_argument("dataset_name", nargs="?", default=None, help="name of the dataset (default from settings)")
     parser.add_argument("dataset_path", nargs="?", default=None, help="folder of images (default from settings)")
-    add_settings_arguments(parser, ["layout", "partition_size", "model", "index_type", "precision", "batch_size",
-                                    "num_workers", "workspace"])
+    add_settings_arguments(parser, ["layout", "partition_size", "model", "index_type", "memory_budget",
+                                    "ivf_min_vectors", "target_recall", "embeddings_partition_size", "precision",
+                                    "batch_size", "num_workers", "workspace"])
+    parser.add_argument("--from-embeddings", type=Path, metavar="DIR",
+                        help="import a clip-retrieval embeddings folder (img_emb/, metadata/) instead of images")
+    parser.add_argument("--images-root", type=Path, metavar="DIR",
+                        help="with --from-embeddings: the folder the image_path column is relative to, for /images")
+    parser.add_argument("--class-column", metavar="COLUMN",
+                        help="with --from-embeddings: partition by this metadata column (else by chunks of rows)")
     parser.add_argument("--rebuild", action="store_true",
                         help="drop the dataset's indexes and build them again (needed to change the model)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the dataset's IVF quantizer again (the build says when it should)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def build(args: argparse.Namespace) -> None:
+    from lib.build.embeddings_import import import_embeddings
     from lib.build.image_index import build_image_index
     from lib.data.datasets import check_name
     from lib.model.loading import load_encoder
 
+    if args.from_embeddings and args.dataset_path:
+        raise ClipSearchError("give either a folder of images or --from-embeddings DIR, not both")
+    if (args.images_root or args.class_column) and not args.from_embeddings:
+        raise ClipSearchError("--images-root and --class-column go with --from-embeddings")
     settings = settings_from_args(args, {"dataset_name": args.dataset_name, "dataset_path": args.dataset_path})
     check_name(settings.dataset_name, "dataset")
     encoder = load_encoder(settings.model, precision=settings.precision)
-    report = build_image_index(settings, encoder, rebuild=args.rebuild, progress=not args.no_progress)
-    for path, reason in sorted(report.skipped.items()):
+    options = dict(rebuild=args.rebuild, progress=not args.no_progress, retrain=args.retrain)
+    if args.from_embeddings:
+        report = import_embeddings(settings, encoder, args.from_embeddings, args.images_root, args.class_column,
+                                   **options)
+    else:
+        report = build_image_index(settings, encoder, **options)
+    for path, reason in sorted(report.skipped.items())[:MAX_LISTED]:
         print(f"skipped {path}: {reason}")
+    if len(report.skipped) > MAX_LISTED:
+        print(f"... and {len(report.skipped) - MAX_LISTED} more skipped (all are in the report file)")
     print(report.summary())
+    for note in report.notes:
+        print(note)
     print(f"skipped-file report: {report.report_file}")
 
 

@@ -33,7 +33,17 @@ class Settings:
     vocab_name: str = _setting("demo", "name of the vocabulary, part of the text index file name")
     vocab_source: str = _setting("data/demo/words.txt", "vocabulary file or http(s) URL")
     model: str = _setting("demo", "CLIP model: 'demo', a Hugging Face id, a short OpenAI name or a folder")
-    index_type: str = _setting("flat", "compression method of image indexes", choices=("flat", "hnsw", "ivfpq"))
+    index_type: str = _setting("auto", "how image indexes search: auto (exact below ivf_min_vectors, above that IVF "
+                               "over all partitions with one shared quantizer, codes chosen to fit memory_budget), "
+                               "flat (always exact), hnsw or ivfpq (one such index per partition)",
+                               choices=("auto", "flat", "hnsw", "ivfpq"))
+    memory_budget: str = _setting("auto", "memory the IVF codes (and re-rank vectors) of one dataset may take, e.g. "
+                                  "16G or 800M; decides flat, SQ8 or PQ codes; auto = 0.7 x this machine's memory")
+    ivf_min_vectors: int = _setting(50_000, "index_type auto searches datasets smaller than this exactly (about 5 ms "
+                                    "a query at 512-d on one core); at or above it builds IVF")
+    target_recall: float = _setting(0.95, "recall@10 against exact search that IVF's nprobe is tuned to reach")
+    embeddings_partition_size: int = _setting(100_000, "rows per partition when --from-embeddings splits a folder "
+                                              "into chunks (without --class-column)")
     precision: str = _setting("auto", "encoder arithmetic", choices=("auto", "fp32", "bf16"))
     batch_size: int = _setting(64, "images or texts encoded per forward pass")
     num_workers: int = _setting(2, "decoding and preprocessing worker processes")

@@ -9,7 +9,7 @@ from lib.settings import REPO_ROOT, Settings, SettingsError, add_settings_argume
 def test_defaults_are_documented_and_used():
     settings = load_settings(environ={})
     assert settings == Settings()
-    assert settings.port == 5020 and settings.model == "demo" and settings.index_type == "flat"
+    assert settings.port == 5020 and settings.model == "demo" and settings.index_type == "auto"
     assert settings.indexes_dir == REPO_ROOT / "indexes"
 
 
@@ -34,7 +34,7 @@ def test_config_file_from_environment_and_json(tmp_path: Path):
 
 @pytest.mark.parametrize("values, message", [
     ({"port": "eighty"}, "not a valid int"),
-    ({"index_type": "kdtree"}, "not one of flat, hnsw, ivfpq"),
+    ({"index_type": "kdtree"}, "not one of auto, flat, hnsw, ivfpq"),
     ({"colour": "red"}, "unknown setting"),
 ])
 def test_bad_values_are_named(values, message):

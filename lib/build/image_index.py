@@ -17,17 +17,21 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.build.decode import EncodedFile
+from lib.build.ivf_index import DatasetIvf
 from lib.build.local_engine import LocalEngine
 from lib.build.report import BuildReport
 from lib.data.datasets import ImageFile, scan_dataset
-from lib.errors import IndexFileError
+from lib.errors import ClipSearchError, IndexFileError
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
 from lib.store.catalog import Catalog, DatasetRecord, ImageRecord, SkippedFile
-from lib.store.files import build_lock, settle
-from lib.store.index_files import commit_partition, image_index_name, read_index, vectors_of
+from lib.store.files import build_lock
+from lib.store.index_files import commit_partition, image_index_name, read_index, settle_partition, vectors_of
+from lib.store.ivf_files import quantizer_name
 
 log = logging.getLogger(__name__)
+
+EMBEDDINGS_LAYOUT = "embeddings"  # the layout of a dataset imported with --from-embeddings
 
 
 class Engine(Protocol):
@@ -49,16 +53,19 @@ class ImageIndexBuilder:
         self.catalog = Catalog.in_folder(self.folder)
         self.report = BuildReport(self.dataset)
         self.files_by_path: dict[str, ImageFile] = {}
+        self.ivf: DatasetIvf | None = None
 
     def index_path(self, partition: str) -> Path:
         return self.folder / image_index_name(self.dataset, partition, self.encoder.dim)
 
-    def run(self, rebuild: bool = False) -> BuildReport:
+    def run(self, rebuild: bool = False, retrain: bool = False) -> BuildReport:
+        """Bring the dataset up to date; `retrain` trains its IVF quantizer again even if it need not."""
         started = time.perf_counter()
         with build_lock(self.folder, self.dataset):
             self._check_model(rebuild)
-            todo, removed = self._plan()
-            self._encode_and_write(todo, removed)
+            self.ivf = DatasetIvf(self.catalog, self.folder, self.dataset, self.encoder.dim, self.settings)
+            self._update()
+            self.report.notes += self.ivf.finish(retrain)
         self.report.seconds = time.perf_counter() - started
         self.report.write_skipped(self.settings.workspace / "logs" / f"build_image_{self.dataset}.report.tsv")
         return self.report
@@ -71,12 +78,20 @@ class ImageIndexBuilder:
             self._drop(record)
             return
         self.encoder.identity.check_same(record.model, f"dataset {self.dataset!r}")
-        if record.root.resolve() != self.root.resolve():
+        self._check_source(record)
+
+    def _check_source(self, record: DatasetRecord) -> None:
+        if record.layout == EMBEDDINGS_LAYOUT:
+            raise ClipSearchError(f"dataset {self.dataset!r} holds embeddings imported with --from-embeddings; "
+                                  "import again the same way, or pass --rebuild to build it from images instead")
+        if record.root is not None and record.root.resolve() != self.root.resolve():
             log.warning("dataset %r was built from %s; now reading %s", self.dataset, record.root, self.root)
 
     def _drop(self, record: DatasetRecord) -> None:
         for partition in self.catalog.partitions(self.dataset):
             (self.folder / partition.index_file).unlink(missing_ok=True)
+            (self.folder / partition.index_file).with_suffix(".ivf").unlink(missing_ok=True)
+        (self.folder / quantizer_name(self.dataset, record.model.dim)).unlink(missing_ok=True)
         self.catalog.drop_dataset(self.dataset)
         log.info("dropped dataset %r (built with %s) to rebuild it", self.dataset, record.model.spec)
 
@@ -85,13 +100,17 @@ class ImageIndexBuilder:
         broken = set()
         for partition in self.catalog.partitions(self.dataset):
             path = self.folder / partition.index_file
-            settle(path, partition.index_sha256, discard=True)
+            settle_partition(self.folder, partition, discard=True)
             try:
                 read_index(path, partition.index_sha256, mmap=True)
             except IndexFileError as err:
                 log.warning("%s", err)
                 broken.add(partition.name)
         return broken
+
+    def _update(self) -> None:
+        todo, removed = self._plan()
+        self._encode_and_write(todo, removed)
 
     def _plan(self) -> tuple[list[ImageFile], dict[str, list[int]]]:
         """Files to encode (new, changed, in a broken partition) and catalog ids to remove, per partition."""
@@ -177,19 +196,26 @@ class ImageIndexBuilder:
         if encoded:
             ids = np.concatenate([ids, np.asarray(new_ids, dtype=np.int64)])
             vectors = np.concatenate([vectors, np.stack([item.vector for item in encoded])])
+        self._commit(partition, ids, vectors, removed_ids, records)
+
+    def _commit(self, partition: str, ids: np.ndarray, vectors: np.ndarray, removed_ids: list[int],
+                records: list[ImageRecord]) -> None:
+        """One partition committed, encoded with the dataset's IVF quantizer when it has one."""
         self.report.partitions_written += commit_partition(
             self.catalog, self.folder, self.dataset, partition, ids, vectors, removed_ids, records,
-            self.settings.index_type)
+            self.settings.index_type, self.ivf.trained)
+        self.ivf.wrote(len(ids))
 
-    def _save_skips(self) -> None:
+    def _save_skips(self, skips: dict[str, SkippedFile] | None = None) -> None:
         files = self.files_by_path
-        skips = {path: SkippedFile(path, files[path].bytes, files[path].mtime_ns, reason)
-                 for path, reason in self.report.skipped.items() if path in files}
+        if skips is None:
+            skips = {path: SkippedFile(path, files[path].bytes, files[path].mtime_ns, reason)
+                     for path, reason in self.report.skipped.items() if path in files}
         with self.catalog.transaction() as db:
             self.catalog.set_skipped(db, self.dataset, skips)
 
 
 def build_image_index(settings: Settings, encoder: ClipEncoder, rebuild: bool = False,
-                      progress: bool = True) -> BuildReport:
+                      progress: bool = True, retrain: bool = False) -> BuildReport:
     """Bring the index set of `settings.dataset_name` up to date; see ImageIndexBuilder."""
-    return ImageIndexBuilder(settings, encoder, progress).run(rebuild)
+    return ImageIndexBuilder(settings, encoder, progress).run(rebuild, retrain)

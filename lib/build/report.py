@@ -20,11 +20,13 @@ class BuildReport:
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     report_file: Path | None = None
+    action: str = "encoded"  # or "imported", for embeddings read from a folder
+    notes: list[str] = field(default_factory=list)  # advice for the user, printed after the summary
 
     def summary(self) -> str:
         rate = self.encoded / self.seconds if self.seconds else 0.0
         return (f"{self.dataset} ({self.layout}): {self.added} added, {self.changed} changed, {self.removed} removed, "
-                f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.encoded} images encoded into "
+                f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.encoded} images {self.action} into "
                 f"{self.partitions_written} partition(s) in {self.seconds:.1f} s ({rate:.1f} images/s)")
 
     def write_skipped(self, path: Path) -> Path:
