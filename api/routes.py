@@ -10,6 +10,7 @@ from werkzeug.routing import PathConverter
 
 from api import inputs
 from api.errors import BadRequest
+from lib.serve.index_set import LoadedDataset
 from lib.serve.search import DUPLICATE_THRESHOLD, SearchHit, SearchService
 from lib.serve.thumbnails import thumbnail
 
@@ -40,11 +41,24 @@ def health():
                     "vocabularies": len(index_set.vocabularies)})
 
 
+def search_json(dataset: LoadedDataset) -> dict:
+    """How a dataset is searched (issue 12): exact, or IVF with the parameters tuned at build time."""
+    ivf = dataset.ivf
+    if ivf is None:
+        return {"method": "exact"}
+    return {"method": "ivf" if ivf.nprobe else "exact", "storage": ivf.storage, "nlist": ivf.nlist,
+            "nprobe": ivf.nprobe, "nprobe_filtered": ivf.nprobe_filtered, "rerank": ivf.rerank,
+            "recall_at_10": round(ivf.recall, 4), "recall_at_10_filtered": round(ivf.recall_filtered, 4),
+            "tuned_on": ivf.tuned_on, "trained_on": ivf.trained_on,
+            "exact_partitions": len(dataset.index.exact_only), "retrain": ivf.retrain_advice(dataset.count)}
+
+
 @bp.get("/indexes")
 def indexes():
     index_set = service().indexes.current()
     datasets = [{
         "name": name, "layout": d.record.layout, "index_type": d.record.index_type, "count": d.count,
+        "search": search_json(d),
         "partitions": [{"name": p.record.name, "class_name": p.class_name, "count": p.record.count}
                        for p in d.partitions.values()],
     } for name, d in sorted(index_set.datasets.items())]
@@ -60,7 +74,8 @@ def search():
     values, notes = inputs.params(), []
     query = inputs.text(values, "query", required=True)
     k = inputs.top_k(values, settings().max_k, notes)
-    hits = service().search_text(query, k, inputs.text(values, "dataset"), inputs.string_list(values, "partitions"))
+    hits = service().search_text(query, k, inputs.text(values, "dataset"), inputs.string_list(values, "partitions"),
+                                 exact=inputs.flag(values, "exact"))
     return jsonify({"query": query, "k": k, "results": [hit_json(h) for h in hits], "notes": notes})
 
 
@@ -85,7 +100,8 @@ def similar():
     if not -1.0 <= threshold <= 1.0:
         raise BadRequest("bad threshold", f"threshold is a cosine similarity between -1 and 1, not {threshold}")
     hits = service().similar(k, image, image_id, inputs.text(values, "dataset"),
-                             inputs.string_list(values, "partitions"), inputs.flag(values, "duplicates"), threshold)
+                             inputs.string_list(values, "partitions"), inputs.flag(values, "duplicates"), threshold,
+                             exact=inputs.flag(values, "exact"))
     return jsonify({"k": k, "image_id": image_id, "results": [hit_json(h) for h in hits], "notes": notes})
 
 

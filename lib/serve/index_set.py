@@ -3,7 +3,8 @@
 An IndexSet is immutable. LiveIndexSet notices when a builder has finished (the catalog's data
 version or a vocabulary file changed), loads a new IndexSet beside the old one and swaps the
 reference; requests in flight keep the set they started with. Index files are memory-mapped, so
-the workers of one server share them through the page cache.
+the workers of one server share them through the page cache (and the check of each file against its
+recorded SHA-256 is done once per process, not at every swap).
 """
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from pathlib import Path
 from typing import Sequence
 
 import faiss
+import numpy as np
 
 from lib.errors import ClipSearchError, IndexFileError
-from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, PartitionRecord
-from lib.store.files import settle
+from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, IvfRecord, PartitionRecord
+from lib.store.dataset_index import DatasetIndex, open_dataset
 from lib.store.identity import ModelIdentity
-from lib.store.index_files import read_index
 from lib.store.vocab_index import TextIndex, load_text_index
 
 log = logging.getLogger(__name__)
@@ -32,37 +33,55 @@ log = logging.getLogger(__name__)
 class LoadedPartition:
     record: PartitionRecord
     class_name: str
-    index: faiss.Index
+    index: faiss.Index  # the partition's exact file: its vectors with their catalog ids
 
 
-def shards_of(indexes: Sequence[faiss.Index], dim: int) -> faiss.Index:
-    """One index over several partitions: faiss searches them in turn and merges the top-k in C++.
-
-    Cheaper than a Python loop over the partitions (one call instead of one per partition); the
-    partitions keep their own catalog ids (successive_ids=False).
-    """
-    shards = faiss.IndexShards(dim, False, False)
-    shards.metric_type = faiss.METRIC_INNER_PRODUCT
-    for index in indexes:
-        shards.add_shard(index)
-    return shards
+def merge(results: Sequence[tuple[np.ndarray, np.ndarray]], depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best `depth` of several (scores, ids) results of the same queries."""
+    if len(results) == 1:
+        return results[0]
+    scores, ids = np.hstack([r[0] for r in results]), np.hstack([r[1] for r in results])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
 
 @dataclass(frozen=True)
 class LoadedDataset:
     record: DatasetRecord
     partitions: dict[str, LoadedPartition]
-    all_partitions: faiss.Index  # shards_of every partition, built once at load time
+    index: DatasetIndex
 
     @property
     def count(self) -> int:
         return sum(p.record.count for p in self.partitions.values())
 
-    def searchable(self, chosen: Sequence[str] | None = None) -> faiss.Index:
-        """The index to search for the chosen partitions (all when none are chosen)."""
-        if not chosen or set(chosen) == set(self.partitions):
-            return self.all_partitions
-        return shards_of([self.partitions[name].index for name in dict.fromkeys(chosen)], self.record.model.dim)
+    @property
+    def ivf(self) -> IvfRecord | None:
+        """The tuned IVF parameters the dataset is searched with (None: exact search)."""
+        return self.index.ivf.params if self.index.ivf else None
+
+    def search(self, vectors: np.ndarray, depth: int, chosen: Sequence[str] | None = None,
+               exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`depth` (scores, ids) over the chosen partitions (all when none are chosen).
+
+        Deeper searches are cheap and consistent: the first n results of a search of depth d > n are the
+        results of a search of depth n (for d up to ivf_set.RERANK_FLOOR on re-ranked codes), so pages of
+        results continue exactly. `exact` scans every stored vector instead of probing IVF lists.
+        """
+        names = list(dict.fromkeys(chosen)) if chosen and set(chosen) != set(self.partitions) else None
+        ivf = self.index.ivf
+        if exact or ivf is None:
+            return self.index.exact.search(vectors, depth, names)
+        covered = None if names is None else [n for n in names if n in ivf.names]
+        rest = self.index.exact_only if names is None else [n for n in names if n not in ivf.names]
+        results = [ivf.search(vectors, depth, covered)] if covered is None or covered else []
+        if rest:
+            results.append(self.index.exact.search(vectors, depth, rest))
+        return merge(results, depth)
+
+    def vector(self, image_id: int) -> np.ndarray:
+        """The stored vector of an indexed image, as a (1, dim) array."""
+        return self.index.exact.vectors(np.array([image_id]))
 
 
 @dataclass(frozen=True)
@@ -77,13 +96,10 @@ class IndexSet:
 
 def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord) -> LoadedDataset:
     names = catalog.class_names(record.name)
-    partitions = {}
-    for partition in catalog.partitions(record.name):
-        path = folder / partition.index_file
-        settle(path, partition.index_sha256)
-        index = read_index(path, partition.index_sha256, mmap=True)
-        partitions[partition.name] = LoadedPartition(partition, names.get(partition.name, ""), index)
-    return LoadedDataset(record, partitions, shards_of([p.index for p in partitions.values()], record.model.dim))
+    index = open_dataset(catalog, folder, record.name, record.model.dim)
+    partitions = {name: LoadedPartition(partition, names.get(name, ""), index.exact.stores[name])
+                  for name, partition in index.partitions.items()}
+    return LoadedDataset(record, partitions, index)
 
 
 def load_index_set(indexes_dir: Path, indexes_text_dir: Path, model: ModelIdentity) -> IndexSet:

@@ -76,7 +76,12 @@ class SearchService:
         return record
 
     def image_path(self, record: ImageRecord) -> Path:
-        return self.indexes.current().datasets[record.dataset].record.root / record.path
+        root = self.indexes.current().datasets[record.dataset].record.root
+        if root is None:
+            raise NotFoundError(f"dataset {record.dataset!r} was imported from embeddings without --images-root, so "
+                                "its images cannot be served (search still works); import it again with "
+                                "--images-root DIR")
+        return root / record.path
 
     def _dataset(self, index_set: IndexSet, name: str | None) -> LoadedDataset:
         if name is None:
@@ -88,14 +93,14 @@ class SearchService:
         return index_set.datasets[name]
 
     def _search(self, vectors: np.ndarray, dataset: LoadedDataset, k: int, partitions: Sequence[str] | None,
-                exclude: int | None = None) -> list[SearchHit]:
+                exclude: int | None = None, exact: bool = False) -> list[SearchHit]:
         """Top-k over the chosen partitions (all by default), merged by score."""
         unknown = [p for p in partitions or () if p not in dataset.partitions]
         if unknown:
             raise NotFoundError(f"dataset {dataset.record.name!r} has no partition {unknown[0]!r}")
         if not dataset.partitions:
             return []
-        scores, ids = dataset.searchable(partitions).search(vectors, k + (exclude is not None))
+        scores, ids = dataset.search(vectors, k + (exclude is not None), partitions, exact)
         picked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0 and i != exclude]
         return self._hits(picked[:k])
 
@@ -105,26 +110,28 @@ class SearchService:
                 for i, score in picked if (r := records.get(i)) is not None]
 
     def search_text(self, query: str, k: int, dataset: str | None = None,
-                    partitions: Sequence[str] | None = None) -> list[SearchHit]:
+                    partitions: Sequence[str] | None = None, exact: bool = False) -> list[SearchHit]:
+        """The k images nearest to a text; `exact` scans every vector instead of probing IVF lists."""
         index_set = self.indexes.current()
-        return self._search(self.encoder.encode_texts([query]), self._dataset(index_set, dataset), k, partitions)
+        return self._search(self.encoder.encode_texts([query]), self._dataset(index_set, dataset), k, partitions,
+                            exact=exact)
 
     def image_vector(self, image: Image.Image | None = None, image_id: int | None = None) -> np.ndarray:
         """The embedding of an uploaded image, or of an indexed one (the vector its index holds)."""
         if image is not None:
             return self.encoder.encode_images([image])
         record = self.record(image_id)
-        partition = self.indexes.current().datasets[record.dataset].partitions[record.partition]
-        return partition.index.reconstruct(record.id).reshape(1, -1)
+        return self.indexes.current().datasets[record.dataset].vector(record.id)
 
     def similar(self, k: int, image: Image.Image | None = None, image_id: int | None = None,
                 dataset: str | None = None, partitions: Sequence[str] | None = None,
-                duplicates: bool = False, threshold: float = DUPLICATE_THRESHOLD) -> list[SearchHit]:
+                duplicates: bool = False, threshold: float = DUPLICATE_THRESHOLD, exact: bool = False
+                ) -> list[SearchHit]:
         index_set = self.indexes.current()
         if image_id is not None and dataset is None:
             dataset = self.record(image_id).dataset
         hits = self._search(self.image_vector(image, image_id), self._dataset(index_set, dataset), k, partitions,
-                            exclude=image_id)
+                            exclude=image_id, exact=exact)
         return [hit for hit in hits if hit.score >= threshold] if duplicates else hits
 
     def classify(self, k: int, vocabulary: str | None = None, image: Image.Image | None = None,
