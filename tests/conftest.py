@@ -16,7 +16,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for _name in [n for n in os.environ if n.startswith("CLIPSEARCH_")]:
     del os.environ[_name]  # the tests choose their own settings
 
+import numpy as np  # noqa: E402
+
 from lib.data.synthetic import SyntheticImage, generate_dataset  # noqa: E402
+from lib.data.synthetic_vectors import Mixture, write_mixture  # noqa: E402
 from lib.model.encoder import ClipEncoder  # noqa: E402
 from lib.model.loading import load_encoder  # noqa: E402
 
@@ -70,6 +73,44 @@ def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo
     build_text_index("tiny", entries, stats, demo_encoder, settings.indexes_text_dir, settings.cache_dir,
                      progress=False)
     return settings
+
+
+MIXTURE = Mixture(dim=128, clusters=120, seed=4)  # the demo model's dimension, so it can serve them
+
+
+@pytest.fixture(scope="session")
+def mixture_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12,000 float16 embeddings of a 128-d Gaussian mixture in 12 classes, as a clip-retrieval folder (3 parts)."""
+    folder = tmp_path_factory.mktemp("mixture") / "embeddings"
+    write_mixture(folder, 12_000, MIXTURE, classes=12, part_rows=5_000, chunk=4_000)
+    return folder
+
+
+def ivf_settings(workspace: Path, **overrides):
+    """Settings of a test workspace whose datasets of 2,000 vectors or more are searched through IVF."""
+    from lib.settings import load_settings
+
+    values = dict(workspace=str(workspace), dataset_name="mix", ivf_min_vectors=2_000, num_workers=0)
+    return load_settings(environ={}, overrides={**values, **overrides})
+
+
+@pytest.fixture(scope="session")
+def ivf_workspace(tmp_path_factory: pytest.TempPathFactory, mixture_folder, demo_encoder):
+    """The mixture imported as dataset 'mix' (one partition per class), searched through IVF."""
+    from lib.build.embeddings_import import import_embeddings
+
+    settings = ivf_settings(tmp_path_factory.mktemp("ivf-workspace"))
+    import_embeddings(settings, demo_encoder, mixture_folder, class_column="class", progress=False)
+    return settings
+
+
+def held_out(count: int = 200, seed: int = 99) -> np.ndarray:
+    """Queries from the mixture that are not in any folder."""
+    return MIXTURE.sample(count, np.random.default_rng(seed))[0]
+
+
+def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f[:10]) & set(t[:10])) / 10 for f, t in zip(found, truth)]))
 
 
 def free_port() -> int:

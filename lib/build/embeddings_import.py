@@ -25,21 +25,23 @@ from tqdm import tqdm
 from lib.build.image_index import EMBEDDINGS_LAYOUT, ImageIndexBuilder
 from lib.build.ivf_train import sample_rows
 from lib.data.datasets import safe_name
-from lib.data.embeddings_folder import (
-    PATH_COLUMN,
-    EmbeddingsPart,
-    embeddings_dim,
-    embeddings_parts,
-    normalised,
-    part_metadata,
-    part_vectors,
-)
+from lib.data.embeddings_folder import (PATH_COLUMN, EmbeddingsPart, embeddings_dim, embeddings_parts,
+                                        part_metadata, part_vectors)
 from lib.errors import ClipSearchError, IndexMismatchError
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
 from lib.store.catalog import DatasetRecord, ImageRecord, SkippedFile
 
 log = logging.getLogger(__name__)
+
+UNIT_TOLERANCE = 1e-4  # float16 vectors normalised before rounding are within ~2e-5 of unit length at 512-d
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalised float32 rows; rows of unit length already are kept bit for bit, so that an export gives
+    back exactly what was imported."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.where(np.abs(norms - 1) <= UNIT_TOLERANCE, vectors, vectors / np.maximum(norms, 1e-12))
 
 
 @dataclass
@@ -136,7 +138,7 @@ class EmbeddingsImporter(ImageIndexBuilder):
         if self.ivf.trained is not None or layout is None:
             return
         rows = valid[sample_rows(len(valid), layout.sample)]
-        sample = normalised(listing.vectors(rows))
+        sample = unit_rows(listing.vectors(rows))
         self.ivf.train(sample[np.isfinite(sample).all(axis=1) & (np.abs(sample).sum(axis=1) > 0)], total, layout)
 
     def _import_partition(self, listing: Listing, code: int, rows: np.ndarray) -> None:
@@ -170,12 +172,13 @@ class EmbeddingsImporter(ImageIndexBuilder):
         self.report.removed += sum(path not in present for path in known)
         self.report.unchanged += len(keep)
         self.report.encoded += len(fresh)
-        self._commit(name, ids[usable], normalised(vectors[usable]), removed, records)
+        self._commit(name, ids[usable], unit_rows(vectors[usable]), removed, records)
 
     def _skips(self, listing: Listing) -> dict[str, SkippedFile]:
         skips = {}
         for row, reason in sorted(listing.skipped.items()):
             path = listing.paths[row].as_py() or f"<row {row}>"
+            path = f"{path} (row {row})" if reason.startswith("repeats") else path
             part, _ = listing.where(np.array([row]))
             skips[path] = SkippedFile(path, *listing.stamps[int(part[0])], reason)
             self.report.skipped[path] = reason

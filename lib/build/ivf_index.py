@@ -24,15 +24,8 @@ from lib.store.catalog import Catalog, IvfRecord, PartitionRecord
 from lib.store.dataset_index import open_dataset, read_trained
 from lib.store.exact_set import ExactSet
 from lib.store.files import settle
-from lib.store.index_files import (
-    PartitionVectors,
-    commit_ivf,
-    commit_partition,
-    drop_ivf,
-    index_type_of,
-    read_index,
-    vectors_of,
-)
+from lib.store.index_files import (PartitionVectors, commit_ivf, commit_partition, drop_ivf, index_type_of,
+                                   read_index, vectors_of)
 from lib.store.ivf_files import TrainedIVF, quantizer_name
 from lib.store.records import DRIFT
 
@@ -117,11 +110,13 @@ class DatasetIvf:
         return [f"{self.dataset}: {advice}"] if advice else []
 
     def _update(self, total: int) -> None:
-        """Record the fit of this build's vectors, and tune again when the dataset changed enough."""
+        """Record the fit of vectors added after the training build, and tune again when the dataset changed
+        enough (or this build's vectors fit the quantizer worse)."""
         record, trained = self.record, self.trained
-        count = record.recent_count + trained.fit_count
-        recent_fit = (record.recent_fit * record.recent_count + trained.fit_sum) / count if count else 0.0
-        record = dataclasses.replace(record, recent_fit=recent_fit, recent_count=count)
+        if not self.trained_now:
+            count = record.recent_count + trained.fit_count
+            recent_fit = (record.recent_fit * record.recent_count + trained.fit_sum) / count if count else 0.0
+            record = dataclasses.replace(record, recent_fit=recent_fit, recent_count=count)
         drifted = trained.fit_count and trained.fit_sum / trained.fit_count < record.fit - DRIFT
         if self.trained_now or drifted or not record.tuned_on or self.written >= RETUNE_SHARE * total:
             opened = open_dataset(self.catalog, self.folder, self.dataset, self.dim)

@@ -93,10 +93,26 @@ class ExactSet:
             out[group] = view[rows[group]] if view is not None else self._inner[store].reconstruct_batch(rows[group])
         return out
 
-    def blocks(self, names: Sequence[str] | None = None, rows: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, vectors) of the chosen partitions, a block of at most `rows` at a time (bounded memory)."""
+    def _pieces(self, names: Sequence[str] | None, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         numbers = {name: number for number, name in enumerate(self.stores)}
         for name in names if names is not None else list(self.stores):
-            ids, inner = faiss.vector_to_array(self.stores[name].id_map), self._inner[numbers[name]]
+            number = numbers[name]
+            ids, view = faiss.vector_to_array(self.stores[name].id_map), self._rows[number]
             for start in range(0, len(ids), rows):
-                yield ids[start:start + rows], inner.reconstruct_n(start, min(rows, len(ids) - start))
+                end = min(start + rows, len(ids))
+                block = view[start:end] if view is not None else self._inner[number].reconstruct_n(start, end - start)
+                yield ids[start:end], block
+
+    def blocks(self, names: Sequence[str] | None = None, rows: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, float32 vectors) of the chosen partitions in order, blocks of about `rows` (small partitions
+        are joined, so that each block is worth a BLAS call); one block in memory at a time."""
+        ids, vectors, held = [], [], 0
+        for piece_ids, piece in self._pieces(names, rows):
+            ids.append(piece_ids)
+            vectors.append(np.asarray(piece, dtype=np.float32))
+            held += len(piece_ids)
+            if held >= rows:
+                yield np.concatenate(ids), np.concatenate(vectors)
+                ids, vectors, held = [], [], 0
+        if held:
+            yield np.concatenate(ids), np.concatenate(vectors)
