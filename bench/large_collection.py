@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Large collections: build, recall and live latency from 100k to millions of 512-d vectors (issue 12).
+
+Per size: a Gaussian mixture of 2,000 clusters (lib/data/synthetic_vectors.py) written as a clip-retrieval
+embeddings folder (float16, 200 classes in a `class` column), imported with
+`build_image_index.py NAME --from-embeddings DIR --class-column class --model random:ViT-B/32`, then:
+build time, peak RSS and peak anonymous memory of the build process, index bytes on disk, recall@10 of
+held-out queries against exact search (all partitions, one partition, ten), in-process search time per
+query (one thread), and /search and /similar p50/p99 through the live server (scripts/api.sh, 2 workers,
+one client) with its memory. Targets: at 1M /search p50 <= 15 ms with recall@10 >= 0.95; p50 at 1M
+<= 2 x p50 at 100k; 10M served within 24 GB.
+
+    .venv/bin/python -m bench.large_collection [--sizes 100000 1000000] [--work /tmp/large] [--seconds 20]
+                                               [--memory-budget auto] [--keep]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import requests
+
+from bench.api_load import REPO, memory_mb, percentile, start_server, text_encoder_ms
+from lib.build.ivf_tune import exact_top
+from lib.cli import new_parser, run
+from lib.data.synthetic_vectors import Mixture, write_mixture
+from lib.model.loading import load_encoder
+from lib.serve.index_set import load_index_set
+
+MODEL = "random:ViT-B/32"
+DATASET = "large"
+QUERIES = 1000
+TIMED = 300
+
+
+def build(folder: Path, workspace: Path, budget: str) -> dict:
+    """Import the folder in a child process, sampling its memory every 0.2 s."""
+    command = [sys.executable, "build_image_index.py", DATASET, "--from-embeddings", str(folder), "--class-column",
+               "class", "--model", MODEL, "--workspace", str(workspace), "--memory-budget", budget, "--no-progress"]
+    started, peak_anon = time.perf_counter(), 0
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    status = Path(f"/proc/{process.pid}/status")
+    peak_rss = 0
+    while process.poll() is None:
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            peak_anon = max(peak_anon, int(fields["RssAnon"].split()[0]))
+            peak_rss = max(peak_rss, int(fields["VmHWM"].split()[0]))
+        except (OSError, KeyError, ValueError):
+            pass
+        time.sleep(0.2)
+    output = process.stdout.read()
+    if process.returncode:
+        raise SystemExit(f"the build failed:\n{output[-3000:]}")
+    print(output.strip().splitlines()[-2] if output.strip() else "")
+    return {"build_s": time.perf_counter() - started, "peak_rss_mb": peak_rss / 1024, "peak_anon_mb": peak_anon / 1024}
+
+
+def index_bytes(workspace: Path) -> dict:
+    files = list((workspace / "indexes").glob(f"image_{DATASET}_*"))
+    total = lambda suffix: sum(f.stat().st_size for f in files if f.name.endswith(suffix))  # noqa: E731
+    return {"ivf_mb": total(".ivf") / 2**20, "exact_mb": total(".index") / 2**20, "quantizer_mb": total(".quantizer")
+            / 2**20}
+
+
+def single(search, queries: np.ndarray) -> float:
+    """Median ms of one-query searches."""
+    times = []
+    for query in queries[:TIMED]:
+        started = time.perf_counter()
+        search(query[None])
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / max((t >= 0).sum(), 1) for f, t in zip(found, truth)]))
+
+
+def in_process(workspace: Path, mixture: Mixture, model) -> dict:
+    """Recall@10 against exact and one-thread search times, with the index set the server would load."""
+    faiss.omp_set_num_threads(1)
+    started = time.perf_counter()
+    index_set = load_index_set(workspace / "indexes", workspace / "indexes_text", model)
+    dataset = index_set.datasets[DATASET]
+    loaded = time.perf_counter() - started
+    queries, _ = mixture.sample(QUERIES, np.random.default_rng(12345))
+    rng = np.random.default_rng(1)
+    names = sorted(dataset.partitions)
+    one, ten = [names[rng.integers(len(names))]], list(rng.choice(names, 10, replace=False))
+    out = {"load_s": loaded, "search": dataset.ivf}
+    for label, chosen in (("all", None), ("1 partition", one), ("10 partitions", ten)):
+        faiss.omp_set_num_threads(2)
+        truth = exact_top(dataset.index.exact, queries, 10, chosen)
+        faiss.omp_set_num_threads(1)
+        out[f"recall {label}"] = recall(dataset.search(queries, 10, chosen)[1], truth)
+        out[f"ms {label}"] = single(lambda q: dataset.search(q, 10, chosen), queries)
+    out["ms exact"] = single(lambda q: dataset.search(q, 10, exact=True), queries[:30])
+    return out
+
+
+def live(workspace: Path, seconds: float, count: int) -> dict:
+    """p50/p99 of /search and /similar (by image id) through the live server, one client."""
+    process, base = start_server(workspace, MODEL, workers=2, threads=2)
+    words = ["red", "a dog on a beach", "two circles", "night city", "stars", "a striped cat", "green field"]
+    try:
+        out = {}
+        for route in ("/search", "/similar"):
+            times = []
+            deadline = time.monotonic() + seconds + 2  # the first 2 s warm up
+            session, rng = requests.Session(), random.Random(0)
+            while time.monotonic() < deadline:
+                body = {"query": rng.choice(words), "k": 10} if route == "/search" else \
+                    {"image_id": rng.randint(1, count), "k": 10}
+                started = time.perf_counter()
+                response = session.post(base + route, json=body, timeout=60)
+                assert response.ok, response.text
+                times.append((time.perf_counter() - started) * 1000)
+            warm = [t for t in times[len(times) // 10:]]
+            out[route] = (percentile(warm, 50), percentile(warm, 99), len(warm))
+        out["memory"] = memory_mb(process.pid)
+        return out
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def run_size(count: int, args: argparse.Namespace, model) -> dict:
+    root = args.work / f"n{count}"
+    shutil.rmtree(root, ignore_errors=True)
+    mixture = Mixture(dim=512, clusters=2000, seed=0)
+    started = time.perf_counter()
+    write_mixture(root / "embeddings", count, mixture, classes=200)
+    row = {"count": count, "generate_s": time.perf_counter() - started}
+    row.update(build(root / "embeddings", root / "workspace", args.memory_budget))
+    row.update(index_bytes(root / "workspace"))
+    row.update(in_process(root / "workspace", mixture, model.identity))
+    row.update(live(root / "workspace", args.seconds, count))
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    print_rows([row])
+    return row
+
+
+def print_rows(rows: list[dict]) -> None:
+    print("\n| vectors | storage | nlist | nprobe (filtered) | re-rank | build s | peak RSS MB | peak anon MB | "
+          "IVF MB | exact MB | load s | recall@10 all / 1 part / 10 parts | in-process ms all / 1 / 10 / exact | "
+          "/search p50 / p99 ms | /similar p50 / p99 ms | server RSS / PSS MB |")
+    print("|" + "---|" * 16)
+    for r in rows:
+        ivf = r["search"]
+        how = (ivf.storage, ivf.nlist, f"{ivf.nprobe} ({ivf.nprobe_filtered})", ivf.rerank) if ivf else \
+            ("exact", "-", "-", "-")
+        print(f"| {r['count']:,} | {how[0]} | {how[1]} | {how[2]} | {how[3]} | {r['build_s']:.0f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['peak_anon_mb']:.0f} | {r['ivf_mb']:.0f} | {r['exact_mb']:.0f} | "
+              f"{r['load_s']:.1f} | {r['recall all']:.3f} / {r['recall 1 partition']:.3f} / "
+              f"{r['recall 10 partitions']:.3f} | {r['ms all']:.2f} / {r['ms 1 partition']:.2f} / "
+              f"{r['ms 10 partitions']:.2f} / {r['ms exact']:.0f} | {r['/search'][0]:.1f} / {r['/search'][1]:.1f} | "
+              f"{r['/similar'][0]:.1f} / {r['/similar'][1]:.1f} | {r['memory'][0]:.0f} / {r['memory'][1]:.0f} |")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/clipsearch-large"),
+                        help="scratch folder (several GB a million vectors; removed unless --keep)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per route, after a 2 s warm-up")
+    parser.add_argument("--memory-budget", default="auto")
+    parser.add_argument("--keep", action="store_true", help="keep the generated folders and indexes")
+    return parser
+
+
+def bench(args: argparse.Namespace) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    model = load_encoder(MODEL)
+    flags = {flag for flag in ("avx512f", "avx512_bf16", "amx_bf16") if flag in Path("/proc/cpuinfo").read_text()}
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags {sorted(flags)}, "
+          f"faiss {faiss.__version__}; model {MODEL} ({model.dtype}), text encoder alone "
+          f"{text_encoder_ms(model):.1f} ms a query")
+    rows = [run_size(count, args, model) for count in args.sizes]
+    print("\nAll sizes:")
+    print_rows(rows)
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        print(f"\n/search p50 at {last['count']:,} / at {first['count']:,}: "
+              f"{last['/search'][0] / first['/search'][0]:.2f}x (target <= 2)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run("large_collection", make_parser(), bench, argv)
+
+
+if __name__ == "__main__":
+    main()
