@@ -4,7 +4,8 @@
 Per size: a Gaussian mixture of 2,000 clusters (lib/data/synthetic_vectors.py) written as a clip-retrieval
 embeddings folder (float16, 200 classes in a `class` column), imported with
 `build_image_index.py NAME --from-embeddings DIR --class-column class --model random:ViT-B/32`, then:
-build time, peak RSS and peak anonymous memory of the build process, index bytes on disk, recall@10 of
+build time, peak RSS and peak anonymous memory of the build process (and the anonymous memory of the
+model alone, which the import loads for its identity), index bytes on disk, recall@10 of
 held-out queries against exact search (all partitions, one partition, ten), in-process search time per
 query (one thread), and /search and /similar p50/p99 through the live server (scripts/api.sh, 2 workers,
 one client) with its memory. Targets: at 1M /search p50 <= 15 ms with recall@10 >= 0.95; p50 at 1M
@@ -29,6 +30,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import requests
+import torch
 
 from bench.api_load import REPO, memory_mb, percentile, start_server, text_encoder_ms
 from lib.build.ivf_tune import exact_top
@@ -64,6 +66,15 @@ def build(folder: Path, workspace: Path, budget: str) -> dict:
         raise SystemExit(f"the build failed:\n{output[-3000:]}")
     print(output.strip().splitlines()[-2] if output.strip() else "")
     return {"build_s": time.perf_counter() - started, "peak_rss_mb": peak_rss / 1024, "peak_anon_mb": peak_anon / 1024}
+
+
+def model_anon_mb() -> float:
+    """Anonymous memory of a process that has only loaded the model: the part of a build's peak that is not
+    the build's own."""
+    probe = ("from lib.model.loading import load_encoder; load_encoder('%s'); "
+             "print([l for l in open('/proc/self/status') if l.startswith('RssAnon')][0].split()[1])" % MODEL)
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    return int(result.stdout.split()[-1]) / 1024
 
 
 def index_bytes(workspace: Path) -> dict:
@@ -184,9 +195,11 @@ def bench(args: argparse.Namespace) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     model = load_encoder(MODEL)
     flags = {flag for flag in ("avx512f", "avx512_bf16", "amx_bf16") if flag in Path("/proc/cpuinfo").read_text()}
+    torch.set_num_threads(1)  # as in each of the server's 2 workers (api/gunicorn_conf.py)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags {sorted(flags)}, "
           f"faiss {faiss.__version__}; model {MODEL} ({model.dtype}), text encoder alone "
-          f"{text_encoder_ms(model):.1f} ms a query")
+          f"{text_encoder_ms(model):.1f} ms a query on one thread; the model alone holds "
+          f"{model_anon_mb():.0f} MB of anonymous memory")
     rows = [run_size(count, args, model) for count in args.sizes]
     print("\nAll sizes:")
     print_rows(rows)

@@ -38,10 +38,11 @@ UNIT_TOLERANCE = 1e-4  # float16 vectors normalised before rounding are within ~
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalised float32 rows; rows of unit length already are kept bit for bit, so that an export gives
-    back exactly what was imported."""
+    """The float32 rows L2-normalised in place; rows of unit length already are kept bit for bit, so that an
+    export gives back exactly what was imported. Zero or non-finite rows are left as they are."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.where(np.abs(norms - 1) <= UNIT_TOLERANCE, vectors, vectors / np.maximum(norms, 1e-12))
+    np.divide(vectors, norms, out=vectors, where=(np.abs(norms - 1) > UNIT_TOLERANCE) & (norms > 0))
+    return vectors
 
 
 @dataclass
@@ -61,15 +62,15 @@ class Listing:
         part = np.searchsorted(self.starts, rows, side="right") - 1
         return part, rows - self.starts[part]
 
-    def vectors(self, rows: np.ndarray) -> np.ndarray:
-        """The rows' vectors (sorted global row numbers), as stored; one part's file mapped at a time."""
+    def vectors(self, rows: np.ndarray, dim: int) -> np.ndarray:
+        """The rows' vectors (sorted global row numbers) as float32; one part's file mapped at a time."""
         part, local = self.where(rows)
-        out = []
+        out = np.empty((len(rows), dim), np.float32)
         for number in np.unique(part):
             mapped = part_vectors(self.parts[number])
-            out.append(np.asarray(mapped[local[part == number]], dtype=np.float32))
+            out[part == number] = mapped[local[part == number]]
             del mapped
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        return out
 
 
 class EmbeddingsImporter(ImageIndexBuilder):
@@ -137,9 +138,9 @@ class EmbeddingsImporter(ImageIndexBuilder):
         layout = self.ivf.layout(total)
         if self.ivf.trained is not None or layout is None:
             return
-        rows = valid[sample_rows(len(valid), layout.sample)]
-        sample = unit_rows(listing.vectors(rows))
-        self.ivf.train(sample[np.isfinite(sample).all(axis=1) & (np.abs(sample).sum(axis=1) > 0)], total, layout)
+        sample = unit_rows(listing.vectors(valid[sample_rows(len(valid), layout.sample)], self.encoder.dim))
+        usable = np.isfinite(sample).all(axis=1) & (np.abs(sample).sum(axis=1) > 0)
+        self.ivf.train(sample if usable.all() else sample[usable], total, layout)
 
     def _import_partition(self, listing: Listing, code: int, rows: np.ndarray) -> None:
         name, class_name = listing.names[code], listing.classes[code]
@@ -152,7 +153,7 @@ class EmbeddingsImporter(ImageIndexBuilder):
         if all(same) and len(paths) == len(known):
             self.report.unchanged += len(paths)
             return
-        vectors = listing.vectors(rows)
+        vectors = listing.vectors(rows, self.encoder.dim)
         norms = np.linalg.norm(vectors, axis=1)
         usable = np.isfinite(norms) & (norms > 0)
         for row in rows[~usable]:
@@ -172,7 +173,7 @@ class EmbeddingsImporter(ImageIndexBuilder):
         self.report.removed += sum(path not in present for path in known)
         self.report.unchanged += len(keep)
         self.report.encoded += len(fresh)
-        self._commit(name, ids[usable], unit_rows(vectors[usable]), removed, records)
+        self._commit(name, ids[usable], unit_rows(vectors if usable.all() else vectors[usable]), removed, records)
 
     def _skips(self, listing: Listing) -> dict[str, SkippedFile]:
         skips = {}

@@ -25,17 +25,22 @@ def start_build(workspace, root):
     return subprocess.Popen(**build_command(workspace, root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def kill_after(process, folder, partitions_written: int, deadline: float = 120) -> bool:
-    """SIGKILL the build once `partitions_written` index files exist; False if it finished first."""
+def kill_when(process, ready, deadline: float = 120) -> bool:
+    """SIGKILL the build as soon as `ready()` holds; False if it finished first."""
     stop = time.monotonic() + deadline
     while time.monotonic() < stop and process.poll() is None:
-        if len(list(folder.glob("image_killed_*.index"))) >= partitions_written:
+        if ready():
             process.send_signal(signal.SIGKILL)
             process.wait()
             return True
-        time.sleep(0.005)
+        time.sleep(0.002)
     process.wait()
     return False
+
+
+def kill_after(process, folder, partitions_written: int, deadline: float = 120) -> bool:
+    """SIGKILL the build once `partitions_written` index files exist; False if it finished first."""
+    return kill_when(process, lambda: len(list(folder.glob("image_killed_*.index"))) >= partitions_written, deadline)
 
 
 def test_kill_9_mid_build_then_rerun_finishes(tmp_path):

@@ -1,9 +1,7 @@
 """An IVF build (--from-embeddings, crossover lowered) killed with SIGKILL at several points, then run again."""
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -12,6 +10,7 @@ from lib.serve.index_set import load_index_set
 from lib.store.catalog import Catalog
 from lib.store.dataset_index import open_dataset
 from lib.store.index_files import read_index, vectors_of
+from tests.build.test_build_kill import kill_when
 from tests.conftest import MIXTURE, REPO, held_out, ivf_settings
 
 pytestmark = pytest.mark.slow
@@ -24,19 +23,6 @@ def start(workspace, source, *extra):
                "--no-progress", *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPSEARCH_")}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def kill_when(process, ready, deadline: float = 180) -> bool:
-    """SIGKILL the build as soon as `ready()` holds; False if it finished first."""
-    stop = time.monotonic() + deadline
-    while time.monotonic() < stop and process.poll() is None:
-        if ready():
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            return True
-        time.sleep(0.002)
-    process.wait()
-    return False
 
 
 def assert_searchable_and_consistent(settings, demo_encoder) -> Catalog:
