@@ -87,10 +87,11 @@ class DatasetIvf:
     def finish(self, retrain: bool = False) -> list[str]:
         """Bring the IVF layer in step with the committed partitions; notes for the user (advice to retrain)."""
         total = sum(p.count for p in self.catalog.partitions(self.dataset))
-        if self.settings.index_type != "auto":
+        if self.settings.index_type != "auto" or not total:
             if self.record is not None:
                 drop_ivf(self.catalog, self.folder, self.dataset)
-                return [f"dropped the IVF layer of {self.dataset!r}: index_type is {self.settings.index_type}"]
+                why = f"index_type is {self.settings.index_type}" if total else "it holds no vectors"
+                return [f"dropped the IVF layer of {self.dataset!r}: {why}"]
             return []
         layout = self.layout(total)
         if retrain and layout is None and total:  # below the crossover, but asked for
@@ -118,8 +119,9 @@ class DatasetIvf:
             recent_fit = (record.recent_fit * record.recent_count + trained.fit_sum) / count if count else 0.0
             record = dataclasses.replace(record, recent_fit=recent_fit, recent_count=count)
         drifted = trained.fit_count and trained.fit_sum / trained.fit_count < record.fit - DRIFT
-        if self.trained_now or drifted or not record.tuned_on or self.written >= RETUNE_SHARE * total:
-            opened = open_dataset(self.catalog, self.folder, self.dataset, self.dim)
+        retune = self.trained_now or drifted or not record.tuned_on or self.written >= RETUNE_SHARE * total
+        opened = open_dataset(self.catalog, self.folder, self.dataset, self.dim) if retune else None
+        if opened is not None and opened.ivf is not None:
             tuning = tune(opened.ivf, self.settings.target_recall, record.exact_below)
             record = dataclasses.replace(record, **dataclasses.asdict(tuning), tuned_on=total)
         with self.catalog.transaction() as db:
