@@ -4,8 +4,8 @@
 Per size: a Gaussian mixture of 2,000 clusters (lib/data/synthetic_vectors.py) written as a clip-retrieval
 embeddings folder (float16, 200 classes in a `class` column), imported with
 `build_image_index.py NAME --from-embeddings DIR --class-column class --model random:ViT-B/32`, then:
-build time, peak RSS and peak anonymous memory of the build process (and the anonymous memory of the
-model alone, which the import loads for its identity), index bytes on disk, recall@10 of
+build time, peak RSS and peak anonymous memory of the build process (and its anonymous memory once the
+model is loaded, which the import does for the model's identity), index bytes on disk, recall@10 of
 held-out queries against exact search (all partitions, one partition, ten), in-process search time per
 query (one thread), and /search and /similar p50/p99 through the live server (scripts/api.sh, 2 workers,
 one client) with its memory. Targets: at 1M /search p50 <= 15 ms with recall@10 >= 0.95; p50 at 1M
@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,35 +47,40 @@ TIMED = 300
 
 
 def build(folder: Path, workspace: Path, budget: str) -> dict:
-    """Import the folder in a child process, sampling its memory every 0.2 s."""
+    """Import the folder in a child process, sampling its memory every 0.1 s; its anonymous memory when the
+    model has loaded (the import loads it for its identity) is the part of the peak that is not the build's."""
     command = [sys.executable, "build_image_index.py", DATASET, "--from-embeddings", str(folder), "--class-column",
                "class", "--model", MODEL, "--workspace", str(workspace), "--memory-budget", budget, "--no-progress"]
-    started, peak_anon = time.perf_counter(), 0
+    started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    status = Path(f"/proc/{process.pid}/status")
-    peak_rss = 0
-    while process.poll() is None:
+    status, lines, memory = Path(f"/proc/{process.pid}/status"), [], {"anon": 0, "rss": 0, "model": 0}
+
+    def sample() -> int:
         try:
             fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
-            peak_anon = max(peak_anon, int(fields["RssAnon"].split()[0]))
-            peak_rss = max(peak_rss, int(fields["VmHWM"].split()[0]))
-        except (OSError, KeyError, ValueError):
-            pass
-        time.sleep(0.2)
-    output = process.stdout.read()
+        except (OSError, ValueError):
+            return 0
+        memory["rss"] = max(memory["rss"], int(fields["VmHWM"].split()[0]))
+        memory["anon"] = max(memory["anon"], int(fields["RssAnon"].split()[0]))
+        return int(fields["RssAnon"].split()[0])
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append(line)
+            if "loaded model" in line:
+                memory["model"] = sample()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while process.poll() is None:
+        sample()
+        time.sleep(0.1)
+    reader.join()
     if process.returncode:
-        raise SystemExit(f"the build failed:\n{output[-3000:]}")
-    print(output.strip().splitlines()[-2] if output.strip() else "")
-    return {"build_s": time.perf_counter() - started, "peak_rss_mb": peak_rss / 1024, "peak_anon_mb": peak_anon / 1024}
-
-
-def model_anon_mb() -> float:
-    """Anonymous memory of a process that has only loaded the model: the part of a build's peak that is not
-    the build's own."""
-    probe = ("from lib.model.loading import load_encoder; load_encoder('%s'); "
-             "print([l for l in open('/proc/self/status') if l.startswith('RssAnon')][0].split()[1])" % MODEL)
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
-    return int(result.stdout.split()[-1]) / 1024
+        raise SystemExit("the build failed:\n" + "".join(lines)[-3000:])
+    print(next((line.strip() for line in lines if "images imported" in line), ""))
+    return {"build_s": time.perf_counter() - started, "peak_rss_mb": memory["rss"] / 1024,
+            "peak_anon_mb": memory["anon"] / 1024, "model_anon_mb": memory["model"] / 1024}
 
 
 def index_bytes(workspace: Path) -> dict:
@@ -164,7 +170,8 @@ def run_size(count: int, args: argparse.Namespace, model) -> dict:
 
 
 def print_rows(rows: list[dict]) -> None:
-    print("\n| vectors | storage | nlist | nprobe (filtered) | re-rank | build s | peak RSS MB | peak anon MB | "
+    print("\n| vectors | storage | nlist | nprobe (filtered) | re-rank | build s | peak RSS MB | peak anon MB "
+          "(model) | "
           "IVF MB | exact MB | load s | recall@10 all / 1 part / 10 parts | in-process ms all / 1 / 10 / exact | "
           "/search p50 / p99 ms | /similar p50 / p99 ms | server RSS / PSS MB |")
     print("|" + "---|" * 16)
@@ -173,7 +180,8 @@ def print_rows(rows: list[dict]) -> None:
         how = (ivf.storage, ivf.nlist, f"{ivf.nprobe} ({ivf.nprobe_filtered})", ivf.rerank) if ivf else \
             ("exact", "-", "-", "-")
         print(f"| {r['count']:,} | {how[0]} | {how[1]} | {how[2]} | {how[3]} | {r['build_s']:.0f} | "
-              f"{r['peak_rss_mb']:.0f} | {r['peak_anon_mb']:.0f} | {r['ivf_mb']:.0f} | {r['exact_mb']:.0f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['peak_anon_mb']:.0f} ({r['model_anon_mb']:.0f}) | {r['ivf_mb']:.0f} | "
+              f"{r['exact_mb']:.0f} | "
               f"{r['load_s']:.1f} | {r['recall all']:.3f} / {r['recall 1 partition']:.3f} / "
               f"{r['recall 10 partitions']:.3f} | {r['ms all']:.2f} / {r['ms 1 partition']:.2f} / "
               f"{r['ms 10 partitions']:.2f} / {r['ms exact']:.0f} | {r['/search'][0]:.1f} / {r['/search'][1]:.1f} | "
@@ -198,8 +206,7 @@ def bench(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)  # as in each of the server's 2 workers (api/gunicorn_conf.py)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags {sorted(flags)}, "
           f"faiss {faiss.__version__}; model {MODEL} ({model.dtype}), text encoder alone "
-          f"{text_encoder_ms(model):.1f} ms a query on one thread; the model alone holds "
-          f"{model_anon_mb():.0f} MB of anonymous memory")
+          f"{text_encoder_ms(model):.1f} ms a query on one thread")
     rows = [run_size(count, args, model) for count in args.sizes]
     print("\nAll sizes:")
     print_rows(rows)
