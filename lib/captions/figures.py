@@ -4,6 +4,7 @@ says so in a note, and lays text out in slots of its own (text too wide for its 
 from __future__ import annotations
 
 import textwrap
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,14 +34,18 @@ def fit_width(text: Text, width_inches: float) -> None:
     figure = text.get_figure()
     renderer = figure.canvas.get_renderer()
     for _ in range(6):
-        width = text.get_window_extent(renderer).width / figure.dpi
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Glyph .* missing from font")
+            width = text.get_window_extent(renderer).width / figure.dpi
         if width <= width_inches:
             return
         text.set_fontsize(text.get_fontsize() * width_inches / width * 0.97)
 
 
 def save(figure: Figure, path: Path) -> None:
-    figure.savefig(path, dpi=DPI, pil_kwargs={"quality": 90})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Glyph .* missing from font")  # drawn as a box; once per caption is noise
+        figure.savefig(path, dpi=DPI, pil_kwargs={"quality": 90})
     plt.close(figure)
 
 
