@@ -21,7 +21,7 @@ import numpy as np
 from lib.captions.encode import EncodedPairs
 
 ROBUST_SCALE = 1.4826  # MAD x this = the standard deviation, for normally distributed scores
-CHUNK = 65_536
+CHUNK = 8192  # rows of vectors gathered at a time (2 x 8192 x dim floats)
 LOW, BETTER, BOTH = "low score", "another caption fits much better", "both"
 
 
