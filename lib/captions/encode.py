@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.captions.pairs import PairsSource
+from lib.captions.timing import Stopwatch
 from lib.data.embeddings_folder import embeddings_dim, read_embeddings
 from lib.errors import CaptionTableError, IndexMismatchError
 from lib.model.decode import encoded_batches
@@ -150,16 +151,21 @@ def encode_captions(encoder: ClipEncoder, captions: list[str], progress: bool = 
 
 
 def encode_pairs(source: PairsSource, encoder: ClipEncoder, images_dir: Path, image_embeddings: Path | None,
-                 batch_size: int, num_workers: int, chunk_rows: int, progress: bool = True) -> EncodedPairs:
+                 batch_size: int, num_workers: int, chunk_rows: int, progress: bool = True,
+                 stopwatch: Stopwatch | None = None) -> EncodedPairs:
     """Read the rows once and embed every distinct image (from files or `image_embeddings`) and caption."""
-    image_ids, caption_ids, images, captions, row_errors = collect(source, chunk_rows, progress)
+    stopwatch = stopwatch or Stopwatch()
+    with stopwatch.phase("read rows"):
+        image_ids, caption_ids, images, captions, row_errors = collect(source, chunk_rows, progress)
     paths = images.values
     images.ids.clear(), captions.ids.clear()  # the id maps are only needed while reading
-    if image_embeddings is not None:
-        image_vectors, image_errors = read_image_vectors(image_embeddings, images_dir, paths, encoder, progress)
-    else:
-        image_vectors, image_errors = encode_image_files(encoder, images_dir, paths, batch_size, num_workers,
-                                                         progress)
-    caption_vectors = encode_captions(encoder, captions.values, progress)
+    with stopwatch.phase("images"):
+        if image_embeddings is not None:
+            image_vectors, image_errors = read_image_vectors(image_embeddings, images_dir, paths, encoder, progress)
+        else:
+            image_vectors, image_errors = encode_image_files(encoder, images_dir, paths, batch_size, num_workers,
+                                                             progress)
+    with stopwatch.phase("captions"):
+        caption_vectors = encode_captions(encoder, captions.values, progress)
     return EncodedPairs(np.frombuffer(image_ids, dtype=np.int32), np.frombuffer(caption_ids, dtype=np.int32),
                         paths, captions.values, image_vectors, caption_vectors, image_errors, row_errors)

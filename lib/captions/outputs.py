@@ -10,7 +10,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -45,11 +45,14 @@ def number(value: float, digits: int = 6) -> str:
 def staged_csv(path: Path, columns: tuple[str, ...] | list[str]) -> Iterator[csv.writer]:
     """A csv writer to `path`'s temporary sibling, renamed to `path` when the block ends without error."""
     staging = path.with_name(path.name + ".partial")
-    handle: IO[str]
-    with open(staging, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        yield writer
+    try:
+        with open(staging, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            yield writer
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
     staging.replace(path)
 
 

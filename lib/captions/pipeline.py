@@ -25,6 +25,7 @@ from lib.captions.pairs import PairsSource
 from lib.captions.report import write_report
 from lib.captions.scores import Pairs, find_outliers, row_scores, score_pairs
 from lib.captions.search import OwnGroups, top_others
+from lib.captions.timing import Stopwatch
 from lib.model.encoder import ClipEncoder
 
 
@@ -91,19 +92,23 @@ def score_captions(source: PairsSource, encoder: ClipEncoder, batch_size: int, n
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
     embeddings = options.image_embeddings or (source.path if source.kind == "embeddings" else None)
+    clock = Stopwatch()
     encoded = encode_pairs(source, encoder, options.images_dir, embeddings, batch_size, num_workers,
-                           options.chunk_rows, options.progress)
-    pairs = score_pairs(encoded)
-    with ExitStack() as stack:
+                           options.chunk_rows, options.progress, clock)
+    with clock.phase("search"), ExitStack() as stack:
+        pairs = score_pairs(encoded)
         suggestions = (SuggestionWriter(stack.enter_context(staged_csv(out / "suggestions.csv", SUGGESTION_COLUMNS)),
                                         encoded) if options.suggest else None)
         best = search_others(encoded, pairs, suggestions, max(1, options.suggest), options.progress)
-    scores = row_scores(encoded, pairs, best.score)
-    outliers = find_outliers(scores, options.cut, options.outliers)
-    originals = write_output(source, encoded, scores, best, out / "output.csv", options.chunk_rows,
-                             set(outliers.rows.tolist()), options.progress)
-    write_outliers(out / "outliers.csv", outliers, originals, encoded, scores, best)
-    figures = draw_figures(encoded, pairs, scores, outliers, options)
+        scores = row_scores(encoded, pairs, best.score)
+        outliers = find_outliers(scores, options.cut, options.outliers)
+    with clock.phase("write"):
+        originals = write_output(source, encoded, scores, best, out / "output.csv", options.chunk_rows,
+                                 set(outliers.rows.tolist()), options.progress)
+        write_outliers(out / "outliers.csv", outliers, originals, encoded, scores, best)
+    with clock.phase("figures and report"):
+        figures = draw_figures(encoded, pairs, scores, outliers, options)
+        entries = outlier_entries(outliers, originals, encoded, scores, best, options, REPORT_OUTLIERS)
     summary = {
         "input": str(source.path), "out_dir": str(out), "rows": encoded.rows, "scored": len(pairs.rows),
         "errors": encoded.rows - len(pairs.rows), "distinct_images": len(encoded.images),
@@ -115,9 +120,8 @@ def score_captions(source: PairsSource, encoder: ClipEncoder, batch_size: int, n
                        f"other caption ahead by >= median gap + {options.cut:g} x its robust spread = "
                        f"{outliers.gap_cutoff:.4f}",
         "outliers": len(outliers.rows), "suggestions": suggestions.written if suggestions else 0,
-        **model_summary(encoder, embeddings),
+        **model_summary(encoder, embeddings), "seconds": clock.seconds,
     }
-    entries = outlier_entries(outliers, originals, encoded, scores, best, options, REPORT_OUTLIERS)
     peak, workers = peak_memory_mib()
     summary.update(wall_time_s=round(time.perf_counter() - started, 2), peak_memory_mib=round(peak, 1),
                    workers_peak_memory_mib=round(workers, 1))
