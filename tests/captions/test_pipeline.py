@@ -173,6 +173,21 @@ def test_parquet_and_embeddings_folder_give_the_same_scores(scored_run, pairs_ta
                        atol=0.01)
 
 
+def test_rows_without_an_image_or_a_caption_keep_their_reason(pairs_table, demo_encoder, tmp_path):
+    image = pairs_table.rows[0][1]
+    path = tmp_path / "gaps.csv"
+    path.write_text(f"file,text,note\n{image},a red circle,kept\n, a red circle ,no image\n{image},  ,no caption\n"
+                    f"{image},,no caption either\n")
+    options = ScoreOptions(images_dir=pairs_table.root, out_dir=tmp_path / "out", progress=False)
+    summary = score_captions(open_pairs(path), demo_encoder, 32, 0, options)
+    rows = read_csv(tmp_path / "out" / "output.csv")
+    assert [r["error"] for r in rows] == ["", "no image named in this row", "no caption in this row",
+                                          "no caption in this row"]
+    assert [r["note"] for r in rows] == ["kept", "no image", "no caption", "no caption either"]
+    assert summary["scored"] == 1 and summary["errors"] == 3 and summary["distinct_captions"] == 1
+    assert rows[0]["rank_of_own_caption"] == "1" and rows[0]["best_other_caption"] == ""  # no caption of another
+
+
 def test_command_line_ends_with_a_json_summary(pairs_table, tmp_path, capsys):
     main([str(pairs_table.path), "--images-dir", str(pairs_table.root), "--out-dir", str(tmp_path), "--no-progress",
           "--num-workers", "0", "--outliers", "5"])
