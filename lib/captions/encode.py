@@ -11,6 +11,7 @@ import os
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -72,8 +73,20 @@ def normal_caption(text: str) -> str:
     return " ".join(text.split())
 
 
-def collect(source: PairsSource, chunk_rows: int, progress: bool = True) -> tuple[array, array, Distinct, Distinct,
-                                                                                     dict[int, str]]:
+class ImageVectors(NamedTuple):
+    vectors: np.ndarray  # float32 (images, dim); zero rows where an image has none
+    errors: dict[int, str]  # image id -> why it has no vector
+
+
+class Collected(NamedTuple):
+    image_ids: array  # int32 per row
+    caption_ids: array
+    images: Distinct
+    captions: Distinct
+    row_errors: dict[int, str]
+
+
+def collect(source: PairsSource, chunk_rows: int, progress: bool = True) -> Collected:
     """Read the rows once: the image and caption id of each, and the rows that lack one."""
     image_ids, caption_ids = array("i"), array("i")
     images, captions, row_errors = Distinct(), Distinct(), {}
@@ -89,11 +102,11 @@ def collect(source: PairsSource, chunk_rows: int, progress: bool = True) -> tupl
             bar.update(len(chunk))
     if not image_ids:
         raise CaptionTableError(f"{source.path} has a header but no rows")
-    return image_ids, caption_ids, images, captions, row_errors
+    return Collected(image_ids, caption_ids, images, captions, row_errors)
 
 
 def encode_image_files(encoder: ClipEncoder, images_dir: Path, paths: list[str], batch_size: int, num_workers: int,
-                       progress: bool = True) -> tuple[np.ndarray, dict[int, str]]:
+                       progress: bool = True) -> ImageVectors:
     """Each image file once, decoded in `num_workers` processes; unreadable ones get their reason."""
     vectors = np.zeros((len(paths), encoder.dim), dtype=np.float32)
     errors: dict[int, str] = {}
@@ -105,7 +118,7 @@ def encode_image_files(encoder: ClipEncoder, images_dir: Path, paths: list[str],
                 else:
                     vectors[item.i] = item.vector
             bar.update(len(batch))
-    return vectors, errors
+    return ImageVectors(vectors, errors)
 
 
 def _lookup(paths: list[str], images_dir: Path) -> dict[str, int]:
@@ -118,7 +131,7 @@ def _lookup(paths: list[str], images_dir: Path) -> dict[str, int]:
 
 
 def read_image_vectors(folder: Path, images_dir: Path, paths: list[str], encoder: ClipEncoder,
-                       progress: bool = True) -> tuple[np.ndarray, dict[int, str]]:
+                       progress: bool = True) -> ImageVectors:
     """The vectors of the images from a clip-retrieval embeddings folder, matched by image path."""
     dim = embeddings_dim(folder)
     if dim != encoder.dim:
@@ -135,7 +148,7 @@ def read_image_vectors(folder: Path, images_dir: Path, paths: list[str], encoder
                     vectors[i], found[i] = chunk.vectors[j], True
             bar.update(len(chunk.vectors))
     missing = f"not in the image embeddings of {folder}"
-    return vectors, {int(i): missing for i in np.flatnonzero(~found)}
+    return ImageVectors(vectors, {int(i): missing for i in np.flatnonzero(~found)})
 
 
 def encode_captions(encoder: ClipEncoder, captions: list[str], progress: bool = True) -> np.ndarray:

@@ -9,8 +9,8 @@ from PIL import Image
 from lib.captions.encode import EncodedPairs
 from lib.captions.figures import GridCell, grid_figure, histogram_figure, matrix_figure, save
 from lib.captions.options import ScoreOptions
-from lib.captions.outputs import BestOther, added_values
-from lib.captions.report import OutlierEntry, thumbnail_uri
+from lib.captions.outputs import BestOther, Original, added_values
+from lib.captions.report import FigureFile, OutlierEntry, thumbnail_uri
 from lib.captions.scores import Outliers, Pairs, RowScores
 from lib.data.images import open_image
 from lib.errors import UnreadableImageError
@@ -60,8 +60,8 @@ def _matrix(encoded: EncodedPairs, pairs: Pairs, options: ScoreOptions, path: Pa
 
 
 def draw_figures(encoded: EncodedPairs, pairs: Pairs, scores: RowScores, outliers: Outliers,
-                 options: ScoreOptions) -> list[tuple[str, str]]:
-    """Write the three figures; returns (file name, what it shows) for the report. None without scored rows."""
+                 options: ScoreOptions) -> list[FigureFile]:
+    """Write the three figures and return them for the report; none without a scored row."""
     if len(pairs.rows) == 0:
         return []
     out = options.out_dir
@@ -70,12 +70,12 @@ def draw_figures(encoded: EncodedPairs, pairs: Pairs, scores: RowScores, outlier
          out / "score_histogram.jpg")
     _grid(encoded, pairs, scores, outliers, options, out / "image_captions.jpg")
     _matrix(encoded, pairs, options, out / "similarity_matrix.jpg")
-    return [("score_histogram.jpg", "Distribution of pair scores, with the low-score cut-off"),
-            ("image_captions.jpg", "A sample of pairs from the lowest score to the highest"),
-            ("similarity_matrix.jpg", "Similarity of a sample of images with the captions of the others")]
+    return [FigureFile("score_histogram.jpg", "Distribution of pair scores, with the low-score cut-off"),
+            FigureFile("image_captions.jpg", "A sample of pairs from the lowest score to the highest"),
+            FigureFile("similarity_matrix.jpg", "Similarity of a sample of images with the captions of the others")]
 
 
-def outlier_entries(outliers: Outliers, originals: dict[int, tuple[str, str]], encoded: EncodedPairs,
+def outlier_entries(outliers: Outliers, originals: dict[int, Original], encoded: EncodedPairs,
                     scores: RowScores, best: BestOther, options: ScoreOptions, limit: int) -> list[OutlierEntry]:
     """The first `limit` outliers with thumbnails, for the report."""
     entries = []

@@ -10,7 +10,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -23,6 +23,13 @@ from lib.captions.search import TopK
 ADDED_COLUMNS = ("similarity", "best_other_caption", "best_other_score", "error", "rank_of_own_caption", "z")
 OUTLIER_COLUMNS = ("image", "caption", "similarity", "best_other_caption", "best_other_score", "reason")
 SUGGESTION_COLUMNS = ("query_kind", "query", "rank", "suggestion_kind", "suggestion", "score")
+
+
+class Original(NamedTuple):
+    """A row's image and caption exactly as the input has them."""
+
+    image: str
+    caption: str
 
 
 @dataclass
@@ -67,10 +74,10 @@ def added_values(encoded: EncodedPairs, scores: RowScores, best: BestOther, row:
 
 
 def write_output(source: PairsSource, encoded: EncodedPairs, scores: RowScores, best: BestOther, path: Path,
-                 chunk_rows: int, keep: set[int], progress: bool = True) -> dict[int, tuple[str, str]]:
+                 chunk_rows: int, keep: set[int], progress: bool = True) -> dict[int, Original]:
     """Every input row with ADDED_COLUMNS; returns the original image and caption of the rows in `keep`."""
     columns = source.columns + [c for c in ADDED_COLUMNS if c not in source.columns]
-    kept: dict[int, tuple[str, str]] = {}
+    kept: dict[int, Original] = {}
     at = 0
     with staged_csv(path, columns) as writer, tqdm(total=encoded.rows, desc="writing output.csv", unit=" rows",
                                                    disable=not progress) as bar:
@@ -79,13 +86,13 @@ def write_output(source: PairsSource, encoded: EncodedPairs, scores: RowScores, 
                 values = {**row, **dict(zip(ADDED_COLUMNS, added_values(encoded, scores, best, at)))}
                 writer.writerow([values.get(c, "") for c in columns])
                 if at in keep:
-                    kept[at] = (row.get(source.image_column, ""), row.get(source.caption_column, ""))
+                    kept[at] = Original(row.get(source.image_column, ""), row.get(source.caption_column, ""))
                 at += 1
             bar.update(len(chunk))
     return kept
 
 
-def write_outliers(path: Path, outliers: Outliers, originals: dict[int, tuple[str, str]], encoded: EncodedPairs,
+def write_outliers(path: Path, outliers: Outliers, originals: dict[int, Original], encoded: EncodedPairs,
                    scores: RowScores, best: BestOther) -> None:
     with staged_csv(path, OUTLIER_COLUMNS) as writer:
         for row, reason in zip(outliers.rows, outliers.reasons):

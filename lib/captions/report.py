@@ -8,7 +8,7 @@ import io
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 
@@ -23,6 +23,11 @@ figure { margin: 1.2rem 0; } figure img { max-width: 100%; height: auto; border:
 .thumb { width: 112px; height: 112px; object-fit: contain; background: #f5f5f5; }
 .reason { color: #a33; white-space: nowrap; } code { font-size: .9em; word-break: break-all; }
 """
+
+
+class FigureFile(NamedTuple):
+    name: str  # file name beside the report
+    caption: str
 
 
 @dataclass
@@ -83,9 +88,8 @@ def _outlier_rows(outliers: list[OutlierEntry]) -> str:
     return "\n".join(cells)
 
 
-def write_report(path: Path, summary: dict[str, Any], figures: list[tuple[str, str]],
+def write_report(path: Path, summary: dict[str, Any], figures: list[FigureFile],
                  outliers: list[OutlierEntry]) -> None:
-    """`figures` are (file name beside the report, caption) pairs."""
     shown = "".join(f'<figure><img src="{escape(name)}" alt="{escape(text)}"><figcaption>{escape(text)}'
                     f"</figcaption></figure>" for name, text in figures)
     table = (f"<table id=\"outliers\"><tr><th>image</th><th>caption</th><th>similarity</th><th>best other caption"
