@@ -127,7 +127,7 @@ def bench(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix="bench-captions-") as tmp:
             flags = make_pairs(Path(tmp), rows, args.captions_per_image, args.max_distinct_captions, files, dim)
             results.append((rows, "JPEG files" if files else "embeddings folder", score(Path(tmp), flags, args)))
-        print(f"{rows:,} rows done: {results[-1][2]['wall_time_s']:.1f} s", file=sys.stderr)
+        print(f"{rows:,} rows done: {json.dumps(results[-1][2])}", file=sys.stderr, flush=True)
     print(f"\nmodel {args.model} ({dim}-d), {torch.get_num_threads()} torch threads, {args.num_workers} decode workers, "
           f"--suggest {args.suggest}, {os.cpu_count()} CPUs")
     print_tables(results, args.captions_per_image)
