@@ -39,3 +39,7 @@ class CaptionTableError(ClipSearchError):
 
 class TrainingDataError(ClipSearchError):
     """A training folder without usable captioned images."""
+
+
+class EmbeddingsFolderError(ClipSearchError):
+    """A clip-retrieval embeddings folder that is incomplete or whose files disagree with each other."""

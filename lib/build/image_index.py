@@ -16,7 +16,7 @@ from typing import Iterator, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from lib.build.decode import EncodedFile
+from lib.model.decode import EncodedFile
 from lib.build.local_engine import LocalEngine
 from lib.build.report import BuildReport
 from lib.data.datasets import ImageFile, scan_dataset
