@@ -39,3 +39,7 @@ class CaptionTableError(ClipSearchError):
 
 class TrainingDataError(ClipSearchError):
     """A training folder without usable captioned images."""
+
+
+class ClusterError(ClipSearchError):
+    """A Ray cluster that cannot be reached, or that went away while a build was running."""
