@@ -4,9 +4,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from lib.data.datasets import ImageFile, image_extensions
@@ -27,8 +29,10 @@ class EncodedFile:
     vector: np.ndarray | None = None
 
 
-def decode_file(i: int, path: Path, transform: ClipTransform, extensions: set[str]) -> EncodedFile:
-    """Never raises for a bad file: the reason goes into `error`, so one file cannot stop a build."""
+def decode_file(i: int, path: Path, transform: Callable[[Image.Image], np.ndarray],
+                extensions: set[str]) -> EncodedFile:
+    """Never raises for a bad file: the reason goes into `error`, so one file cannot stop a build.
+    `transform` is a ClipTransform, or its `crop` where the pixels travel to another machine."""
     if path.suffix.lower() not in extensions:
         return EncodedFile(i, error=f"not an image file type ({path.suffix or 'no extension'})")
     try:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
-from lib.errors import ClusterError
+from lib.errors import ClipSearchError, ClusterError
 from lib.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class RayConnection:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the builder's own tqdm bar is the one progress bar
         context.print_on_execution_start = False
+        context.raise_original_map_exception = True  # so that a worker's ModelLoadError reaches the user as it is
         ray.init(address=self.address or "local", num_cpus=None if self.address else os.cpu_count(),
                  include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                  runtime_env={"working_dir": str(REPO_ROOT), "excludes": RUNTIME_EXCLUDES})
@@ -126,7 +127,7 @@ class RayConnection:
                 if kind == "done":
                     return
                 if kind == "error":
-                    raise self._lost(first_line(item)) from item
+                    raise our_error(item) or self._lost(first_line(item)) from item
                 yield item
         finally:
             stop.set()
@@ -155,6 +156,19 @@ def _put(results: queue.Queue, entry: tuple[str, Any], stop: threading.Event) ->
         except queue.Full:
             continue
     return False
+
+
+def our_error(err: BaseException | None) -> ClipSearchError | None:
+    """The error of ours that a Ray error carries (a worker's ModelLoadError, say), as one line, if any."""
+    found, seen = None, set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        found = err if isinstance(err, ClipSearchError) else found
+        err = getattr(err, "cause", None) or err.__cause__
+    if found is None:
+        return None
+    kind = next(k for k in type(found).__mro__ if k.__module__ == ClipSearchError.__module__)
+    return kind(first_line(found))
 
 
 def first_line(err: BaseException) -> str:

@@ -35,14 +35,15 @@ BATCHES_PER_BLOCK = 4  # a block of paths is one decode task: small enough to st
 
 
 def decode_batch(batch: Columns, root: str, transform: ClipTransform) -> Columns:
-    """Decode and preprocess a batch of files; a bad file gets an error and zero pixels, never an exception."""
+    """Decode and crop a batch of files to uint8 pixels (normalised by the actor, so that a quarter of the bytes
+    travel); a bad file gets an error and zero pixels, never an exception."""
     extensions = image_extensions()
-    items = [decode_file(int(i), Path(root) / str(path), transform, extensions)
+    items = [decode_file(int(i), Path(root) / str(path), transform.crop, extensions)
              for i, path in zip(batch["i"], batch["path"])]
-    shape = (3, transform.crop_height, transform.crop_width)
+    shape = (transform.crop_height, transform.crop_width, 3)
     return {
         "i": np.asarray([item.i for item in items], dtype=np.int64),
-        "pixels": np.stack([np.zeros(shape, np.float32) if item.pixels is None else item.pixels.numpy()
+        "pixels": np.stack([np.zeros(shape, np.uint8) if item.pixels is None else item.pixels.numpy()
                             for item in items]),
         "error": np.asarray([item.error or "" for item in items], dtype=object),
         "width": np.asarray([item.size[0] for item in items], dtype=np.int32),
@@ -52,22 +53,33 @@ def decode_batch(batch: Columns, root: str, transform: ClipTransform) -> Columns
 
 
 class EncoderActor:
-    """One model load per actor; each call turns a batch of pixels into vectors (the rows with an error get zeros)."""
+    """One model load per actor; each call turns a batch of pixels into vectors (the rows with an error get zeros).
+
+    A model that will not load here is raised on the first call, not in __init__: Ray reports a failed
+    __init__ only as text, a failed call with the exception itself, which the driver shows as it is."""
 
     def __init__(self, model: str, precision: str, weights_sha256: str, threads: int) -> None:
         torch.set_num_threads(threads)
-        # The one place where the actors load the encoder, with the settings the driver loaded it with.
-        self.encoder = load_encoder(model, precision=precision)
+        self.encoder, self.problem = None, None
+        try:
+            # The one place where the actors load the encoder, with the settings the driver loaded it with.
+            self.encoder = load_encoder(model, precision=precision)
+        except ModelLoadError as err:
+            self.problem = ModelLoadError(f"on a Ray worker: {err}")
+            return
         if self.encoder.identity.weights_sha256 != weights_sha256:
-            raise ModelLoadError(f"model {model!r} on this Ray worker has other weights "
-                                 f"({self.encoder.identity.weights_sha256[:12]}) than on the driver "
-                                 f"({weights_sha256[:12]}); give every node the same model files")
+            self.problem = ModelLoadError(f"model {model!r} on a Ray worker has other weights "
+                                          f"({self.encoder.identity.weights_sha256[:12]}) than on the driver "
+                                          f"({weights_sha256[:12]}); give every node the same model files")
 
     def __call__(self, batch: Columns) -> Columns:
+        if self.problem:
+            raise self.problem
         good = batch["error"] == ""
         vectors = np.zeros((len(good), self.encoder.dim), np.float32)
         if good.any():
-            vectors[good] = self.encoder.encode_pixels(torch.from_numpy(batch["pixels"][good]))
+            pixels = self.encoder.transform.normalise(batch["pixels"][good])
+            vectors[good] = self.encoder.encode_pixels(torch.from_numpy(pixels))
         return {"i": batch["i"], "vector": vectors, "error": batch["error"], "width": batch["width"],
                 "height": batch["height"], "sha256": batch["sha256"]}
 

@@ -2,6 +2,7 @@
 import os
 import shutil
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,12 @@ def test_decode_batch_keeps_bad_files_as_errors(tmp_path, demo_encoder):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     batch = {"i": np.array([7, 8, 9]), "path": np.array(["good.png", "broken.jpg", "missing.png"], dtype=object)}
     out = decode_batch(batch, str(tmp_path), demo_encoder.transform)
-    assert out["i"].tolist() == [7, 8, 9] and out["pixels"].shape == (3, 3, 64, 64)
+    assert out["i"].tolist() == [7, 8, 9] and out["pixels"].shape == (3, 64, 64, 3) and out["pixels"].dtype == np.uint8
     assert out["error"][0] == "" and (out["width"][0], out["height"][0]) == (80, 60) and len(out["sha256"][0]) == 64
     assert "not an image" in out["error"][1] and "cannot read file" in out["error"][2]
     assert not out["pixels"][1].any()
+    normalised = demo_encoder.transform.normalise(out["pixels"][:1])[0]
+    np.testing.assert_array_equal(normalised, demo_encoder.transform(Image.open(tmp_path / "good.png")))
 
 
 def test_encoded_files_drop_a_file_delivered_twice():
@@ -126,7 +129,8 @@ def test_an_encoder_actor_killed_mid_build_still_indexes_every_image_once(tmp_pa
 
     root, images = tiny_dataset
     encoder = load_encoder("random:ViT-B/32")
-    settings = ray_settings(tmp_path, root, two_node_cluster, dataset_name="tiny", batch_size=2)
+    settings = ray_settings(tmp_path, root, two_node_cluster, dataset_name="tiny", batch_size=2,
+                            model="random:ViT-B/32")
     engine = KillingEngine(RayEngine(settings, encoder), two_node_cluster)
     report = ImageIndexBuilder(settings, encoder, progress=False, engine=engine).run()
     assert engine.killed and engine.delivered_before_kill < len(images) / 2
@@ -138,7 +142,8 @@ def test_an_encoder_actor_killed_mid_build_still_indexes_every_image_once(tmp_pa
 
 class CountingEngine:
     def __init__(self, engine: RayEngine) -> None:
-        self.engine, self.handed: list[str] = engine, []
+        self.engine = engine
+        self.handed: list[str] = []
 
     def encode(self, root, files):
         self.handed += [file.path for file in files]
@@ -151,7 +156,7 @@ def test_an_incremental_run_on_the_cluster_encodes_only_the_changed_files(tmp_pa
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset[0], root)
     settings = ray_settings(tmp_path / "ws", root, two_node_cluster, dataset_name="tiny")
-    first = build_image_index(settings, demo_encoder, progress=False)
+    first = build_image_index(replace(settings, engine="local"), demo_encoder, progress=False)  # either engine
     folder = root / "train" / "n90000000" / "images"
     changed, removed = sorted(folder.iterdir())[:2]
     Image.new("RGB", (64, 64), "white").save(changed, "JPEG")
@@ -166,7 +171,20 @@ def test_an_incremental_run_on_the_cluster_encodes_only_the_changed_files(tmp_pa
     assert list(report.skipped) == [prefix + "broken.JPEG"] and "truncated" in report.skipped[prefix + "broken.JPEG"]
     assert report.partitions_written == 1
     catalog = assert_consistent(settings, "tiny")
-    assert len(catalog.images("tiny")) == first.encoded + 1
+    assert len(catalog.images("tiny")) == first.encoded  # one removed, one added
     rows = {r.path: r for r in catalog.images("tiny")}
     assert (rows[prefix + "added.JPEG"].width, rows[prefix + "added.JPEG"].height) == (50, 70)
 
+
+
+@pytest.mark.slow
+def test_workers_with_other_model_weights_are_refused(tmp_path, tiny_dataset, other_model_dir, two_node_cluster):
+    """The driver's encoder and the workers' model spec disagree: one clear error, nothing indexed."""
+    from lib.errors import ModelLoadError
+    from lib.model.loading import load_encoder
+
+    root, _ = tiny_dataset
+    settings = ray_settings(tmp_path, root, two_node_cluster, dataset_name="tiny", model="demo")
+    with pytest.raises(ModelLoadError, match="on a Ray worker has other weights .* than on the driver"):
+        build_image_index(settings, load_encoder(str(other_model_dir)), progress=False)
+    assert not Catalog(settings.indexes_dir / CATALOG_NAME).partitions("tiny")
