@@ -85,7 +85,7 @@ def compare_engines(args: argparse.Namespace, tmp: Path) -> list[tuple]:
         rates = {}
         for engine in ("local", "ray"):
             settings = settings_in(tmp / f"{engine}-{len(rows)}", root, engine=engine, batch_size=args.batch_size,
-                                   num_workers=args.num_workers)
+                                   num_workers=args.num_workers, model=spec)
             report, first = timed_build(settings, encoder)
             assert report.encoded == per_class * len(class_names()) and not report.skipped, "the build failed"
             rates[engine] = (report.encoded / report.seconds, first, report.seconds)

@@ -122,19 +122,20 @@ class RayConnection:
                 except queue.Empty:
                     down_since = None if reachable(self.gcs_address, WATCH_EVERY_S) else down_since or time.monotonic()
                     if down_since is not None and time.monotonic() - down_since >= self.lost_after_s:
-                        raise self._lost(f"its head node stopped answering {self.lost_after_s:.0f} s ago") from None
+                        raise self._stopped(f"went away (its head node stopped answering {self.lost_after_s:.0f} s "
+                                            "ago)") from None
                     continue
                 if kind == "done":
                     return
                 if kind == "error":
-                    raise our_error(item) or self._lost(first_line(item)) from item
+                    raise our_error(item) or self._stopped(f"failed ({first_line(item)})") from item
                 yield item
         finally:
             stop.set()
 
-    def _lost(self, why: str) -> ClusterError:
-        return ClusterError(f"the Ray cluster at {self.where} went away mid-build ({why}); the partitions finished "
-                            "so far are kept: run the build again to do the rest")
+    def _stopped(self, what: str) -> ClusterError:
+        return ClusterError(f"the Ray cluster at {self.where} {what} mid-build; the partitions finished so far "
+                            "are kept: run the build again to do the rest")
 
 
 def _pump(batches: Iterable[Any], results: queue.Queue, stop: threading.Event) -> None:

@@ -58,12 +58,11 @@ class EncoderActor:
     A model that will not load here is raised on the first call, not in __init__: Ray reports a failed
     __init__ only as text, a failed call with the exception itself, which the driver shows as it is."""
 
-    def __init__(self, model: str, precision: str, weights_sha256: str, threads: int) -> None:
+    def __init__(self, model: str, options: dict[str, str], weights_sha256: str, threads: int) -> None:
         torch.set_num_threads(threads)
         self.encoder, self.problem = None, None
         try:
-            # The one place where the actors load the encoder, with the settings the driver loaded it with.
-            self.encoder = load_encoder(model, precision=precision)
+            self.encoder = load_encoder(model, **options)
         except ModelLoadError as err:
             self.problem = ModelLoadError(f"on a Ray worker: {err}")
             return
@@ -82,6 +81,12 @@ class EncoderActor:
             vectors[good] = self.encoder.encode_pixels(torch.from_numpy(pixels))
         return {"i": batch["i"], "vector": vectors, "error": batch["error"], "width": batch["width"],
                 "height": batch["height"], "sha256": batch["sha256"]}
+
+
+def encoder_options(settings: Settings) -> dict[str, str]:
+    """load_encoder's keyword arguments for the actors: those the driver loaded its encoder with. The one place
+    to add a setting that changes how the model runs (a backend, say)."""
+    return {"precision": settings.precision}
 
 
 def actor_model_spec(spec: str) -> str:
@@ -132,7 +137,7 @@ class RayEngine:
         items = ray.data.from_arrow([table.slice(start, block) for start in range(0, len(files), block)])
         decoded = items.map_batches(decode_batch, batch_size=batch_size, num_cpus=plan.decode_cpus,
                                     fn_kwargs={"root": str(root), "transform": self.encoder.transform})
-        arguments = {"model": actor_model_spec(self.settings.model), "precision": self.settings.precision,
+        arguments = {"model": actor_model_spec(self.settings.model), "options": encoder_options(self.settings),
                      "weights_sha256": self.encoder.identity.weights_sha256, "threads": plan.threads}
         return decoded.map_batches(EncoderActor, batch_size=batch_size, fn_constructor_kwargs=arguments,
                                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.actors),

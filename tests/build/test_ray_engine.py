@@ -108,14 +108,17 @@ class KillingEngine:
 
     def __init__(self, engine: RayEngine, cluster) -> None:
         self.engine, self.cluster = engine, cluster
-        self.killed: list[int] = []
-        self.delivered_before_kill = 0
+        self.killed: set[int] = set()
+        self.restarted: set[int] = set()  # encoder processes seen after the kill
+        self.after_kill = 0  # images handed back after the kill
 
     def encode(self, root, files):
         for batch in self.engine.encode(root, files):
-            if not self.killed:
-                self.delivered_before_kill = len(batch)
-                self.killed = worker_pids_of(self.cluster, "EncoderActor")
+            if self.killed:
+                self.after_kill += len(batch)
+                self.restarted |= set(worker_pids_of(self.cluster, "EncoderActor")) - self.killed
+            else:
+                self.killed = set(worker_pids_of(self.cluster, "EncoderActor"))
                 for pid in self.killed:
                     os.kill(pid, signal.SIGKILL)
             yield batch
@@ -133,11 +136,10 @@ def test_an_encoder_actor_killed_mid_build_still_indexes_every_image_once(tmp_pa
                             model="random:ViT-B/32")
     engine = KillingEngine(RayEngine(settings, encoder), two_node_cluster)
     report = ImageIndexBuilder(settings, encoder, progress=False, engine=engine).run()
-    assert engine.killed and engine.delivered_before_kill < len(images) / 2
+    assert engine.killed and engine.restarted and engine.after_kill > len(images) / 2
     assert report.encoded == len(images) and not report.skipped
     rows = assert_consistent(settings, "tiny").images("tiny")
     assert sorted(r.path for r in rows) == sorted(image.path.relative_to(root).as_posix() for image in images)
-    assert all(pid not in worker_pids_of(two_node_cluster, "EncoderActor") for pid in engine.killed)
 
 
 class CountingEngine:
