@@ -10,7 +10,6 @@ the build stops with a ClusterError between two batches, never inside a partitio
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import socket
 import threading
@@ -98,9 +97,11 @@ class RayConnection:
         context.enable_progress_bars = False  # the builder's own tqdm bar is the one progress bar
         context.print_on_execution_start = False
         context.raise_original_map_exception = True  # so that a worker's ModelLoadError reaches the user as it is
-        ray.init(address=self.address or "local", num_cpus=None if self.address else os.cpu_count(),
-                 include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                 runtime_env={"working_dir": str(REPO_ROOT), "excludes": RUNTIME_EXCLUDES})
+        try:
+            ray.init(address=self.address or "local", include_dashboard=False, logging_level=logging.ERROR,
+                     log_to_driver=False, runtime_env={"working_dir": str(REPO_ROOT), "excludes": RUNTIME_EXCLUDES})
+        except (ConnectionError, RuntimeError, ValueError) as err:  # a refused token, another Ray version, ...
+            raise ClusterError(f"cannot join the Ray cluster at {self.where}: {first_line(err)}") from None
         self.gcs_address = ray.get_runtime_context().gcs_address
         return ray
 

@@ -37,6 +37,12 @@ def test_an_address_where_nothing_listens_fails_at_once():
     assert time.monotonic() - started < 10
 
 
+def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ClusterError, match="needs Ray: pip install -c constraints.txt -r requirements-cluster.txt"):
+        RayConnection("").__enter__()
+
+
 def watched(items, lost_after_s=0.5):
     connection = RayConnection("", lost_after_s=lost_after_s)
     connection.gcs_address = f"127.0.0.1:{free_port()}"  # nothing listens: the cluster is gone
