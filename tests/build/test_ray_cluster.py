@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lib.build.ray_cluster import ActorPlan, RayConnection, reachable
+from lib.build.ray_cluster import ActorPlan, RayConnection, our_error, reachable
 from lib.errors import ClusterError
 from tests.build.test_image_index import assert_consistent, settings_for
 from tests.conftest import REPO, free_port
@@ -35,6 +35,18 @@ def test_an_address_where_nothing_listens_fails_at_once():
     with pytest.raises(ClusterError, match=f"no Ray cluster answers at {address}"):
         RayConnection(address).__enter__()
     assert time.monotonic() - started < 10
+
+
+def test_our_error_carried_by_a_ray_task_error_comes_back_as_one_line():
+    from ray.exceptions import RayTaskError
+
+    from lib.errors import ModelLoadError
+
+    cause = ModelLoadError("model 'demo' on a Ray worker has other weights\nFailed to apply UDF transform")
+    wrapped = RayTaskError("submit", "Traceback ...", cause).as_instanceof_cause()
+    found = our_error(wrapped)
+    assert type(found) is ModelLoadError and str(found) == "model 'demo' on a Ray worker has other weights"
+    assert our_error(RayTaskError("submit", "Traceback ...", ValueError("a bug"))) is None
 
 
 def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch):

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from lib.build.image_index import ImageIndexBuilder, build_image_index
-from lib.build.ray_engine import RayEngine, decode_batch, encoded_files
+from lib.build.ray_engine import EncoderActor, RayEngine, decode_batch, encoded_files, encoder_options
+from lib.errors import ModelLoadError
 from lib.store.catalog import CATALOG_NAME, Catalog
 from lib.store.index_files import read_index, vectors_of
 from tests.build.test_image_index import assert_consistent, settings_for
@@ -37,6 +38,18 @@ def test_decode_batch_keeps_bad_files_as_errors(tmp_path, demo_encoder):
     assert not out["pixels"][1].any()
     normalised = demo_encoder.transform.normalise(out["pixels"][:1])[0]
     np.testing.assert_array_equal(normalised, demo_encoder.transform(Image.open(tmp_path / "good.png")))
+
+
+def test_an_actor_with_other_model_weights_refuses_to_encode(demo_encoder):
+    """Raised on the first call, where Ray hands the exception itself back to the driver (see RayConnection)."""
+    actor = EncoderActor("demo", encoder_options(settings_for(Path("."), Path("."))), "f" * 64, threads=1)
+    batch = {"i": np.array([0]), "pixels": np.zeros((1, 64, 64, 3), np.uint8), "error": np.array([""], dtype=object)}
+    with pytest.raises(ModelLoadError, match=r"model 'demo' on a Ray worker has other weights \(3c6883aa4702\) "
+                                             r"than on the driver \(ffffffffffff\)"):
+        actor(batch)
+    good = EncoderActor("demo", {"precision": "fp32"}, demo_encoder.identity.weights_sha256, threads=1)
+    out = good({**batch, "width": np.array([64]), "height": np.array([64]), "sha256": np.array(["x"])})
+    assert out["vector"].shape == (1, demo_encoder.dim) and abs(np.linalg.norm(out["vector"][0]) - 1) < 1e-5
 
 
 def test_encoded_files_drop_a_file_delivered_twice():
@@ -176,17 +189,3 @@ def test_an_incremental_run_on_the_cluster_encodes_only_the_changed_files(tmp_pa
     assert len(catalog.images("tiny")) == first.encoded  # one removed, one added
     rows = {r.path: r for r in catalog.images("tiny")}
     assert (rows[prefix + "added.JPEG"].width, rows[prefix + "added.JPEG"].height) == (50, 70)
-
-
-
-@pytest.mark.slow
-def test_workers_with_other_model_weights_are_refused(tmp_path, tiny_dataset, other_model_dir, two_node_cluster):
-    """The driver's encoder and the workers' model spec disagree: one clear error, nothing indexed."""
-    from lib.errors import ModelLoadError
-    from lib.model.loading import load_encoder
-
-    root, _ = tiny_dataset
-    settings = ray_settings(tmp_path, root, two_node_cluster, dataset_name="tiny", model="demo")
-    with pytest.raises(ModelLoadError, match="on a Ray worker has other weights .* than on the driver"):
-        build_image_index(settings, load_encoder(str(other_model_dir)), progress=False)
-    assert not Catalog(settings.indexes_dir / CATALOG_NAME).partitions("tiny")
