@@ -41,7 +41,9 @@ class ActorPlan:
 
     @classmethod
     def for_cluster(cls, resources: Mapping[str, float], nodes: int) -> "ActorPlan":
-        """One actor per GPU where there are GPUs. Otherwise one actor per node, with a torch thread per core
+        """`nodes`: the live nodes with CPUs (a head node started with 0 CPUs does not count).
+
+        One actor per GPU where there are GPUs. Otherwise one actor per node, with a torch thread per core
         but only half the node's CPUs in Ray's books, so that decode tasks can always be scheduled beside it.
         A decode task asks for less than an actor so that Ray Data never fuses the two stages into the actors:
         decoding overlaps encoding, as the local engine's DataLoader workers do."""

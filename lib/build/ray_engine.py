@@ -119,7 +119,8 @@ class RayEngine:
         if not files:
             return
         with self.connection as ray:
-            plan = ActorPlan.for_cluster(ray.cluster_resources(), len(ray.nodes()))
+            cpu_nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+            plan = ActorPlan.for_cluster(ray.cluster_resources(), len(cpu_nodes))
             log.info("Ray cluster at %s: %s", self.connection.where, plan.describe())
             seen: set[int] = set()
             dataset = self._dataset(ray, root, files, plan)
