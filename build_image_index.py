@@ -27,7 +27,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("dataset_path", nargs="?", default=None, help="folder of images (default from settings)")
     add_settings_arguments(parser, ["layout", "partition_size", "model", "index_type", "memory_budget",
                                     "ivf_min_vectors", "target_recall", "embeddings_partition_size", "precision",
-                                    "batch_size", "num_workers", "workspace"])
+                                    "batch_size", "num_workers", "engine", "ray_address", "workspace"])
     parser.add_argument("--from-embeddings", type=Path, metavar="DIR",
                         help="import a clip-retrieval embeddings folder (img_emb/, metadata/) instead of images")
     parser.add_argument("--images-root", type=Path, metavar="DIR",

@@ -43,3 +43,7 @@ class TrainingDataError(ClipSearchError):
 
 class EmbeddingsFolderError(ClipSearchError):
     """A clip-retrieval embeddings folder that is incomplete or whose files disagree with each other."""
+
+
+class ClusterError(ClipSearchError):
+    """A Ray cluster that cannot be reached, or that went away while a build was running."""
