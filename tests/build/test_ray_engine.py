@@ -12,7 +12,9 @@ from PIL import Image
 from lib.build.image_index import ImageIndexBuilder, build_image_index
 from lib.build.ray_engine import EncoderActor, RayEngine, decode_batch, encoded_files, encoder_options
 from lib.errors import ModelLoadError
+from lib.serve.index_set import load_index_set
 from lib.store.catalog import CATALOG_NAME, Catalog
+from lib.store.dataset_index import open_dataset
 from lib.store.index_files import read_index, vectors_of
 from tests.build.test_image_index import assert_consistent, settings_for
 
@@ -25,6 +27,18 @@ def vectors_by_path(settings, dataset: str) -> dict[str, np.ndarray]:
         ids, vectors = vectors_of(read_index(settings.indexes_dir / partition.index_file, partition.index_sha256))
         found.update({paths[int(i)]: vector for i, vector in zip(ids, vectors)})
     return found
+
+
+def assert_ivf_layer(settings, dataset: str, dim: int):
+    """The dataset is searched through IVF: every partition has lists holding exactly its vectors."""
+    catalog = Catalog(settings.indexes_dir / CATALOG_NAME)
+    record = catalog.ivf(dataset)
+    assert record is not None
+    opened = open_dataset(catalog, settings.indexes_dir, dataset, dim)
+    assert opened.ivf is not None and not opened.exact_only
+    for partition in catalog.partitions(dataset):
+        assert opened.ivf.shards[partition.name].ntotal == partition.count
+    return record
 
 
 def test_decode_batch_keeps_bad_files_as_errors(tmp_path, demo_encoder):
@@ -83,9 +97,12 @@ def ray_settings(workspace: Path, root: Path, cluster, **overrides):
 @pytest.mark.slow
 def test_a_two_node_cluster_builds_what_the_local_engine_builds(tmp_path, tiny_dataset, demo_encoder,
                                                                  two_node_cluster):
+    """With the crossover lowered under the dataset's 72 images, so that index_type auto gives it an IVF layer
+    (and the target recall, so that so few vectors are searched through their lists rather than exactly)."""
     root, images = tiny_dataset
-    local = settings_for(tmp_path / "local", root, dataset_name="tiny")
-    on_ray = ray_settings(tmp_path / "ray", root, two_node_cluster, dataset_name="tiny")
+    ivf = dict(dataset_name="tiny", ivf_min_vectors=40, target_recall=0.5)
+    local = settings_for(tmp_path / "local", root, **ivf)
+    on_ray = ray_settings(tmp_path / "ray", root, two_node_cluster, **ivf)
     build_image_index(local, demo_encoder, progress=False)
     report = build_image_index(on_ray, demo_encoder, progress=False)
     assert report.encoded == len(images) and not report.skipped
@@ -97,7 +114,12 @@ def test_a_two_node_cluster_builds_what_the_local_engine_builds(tmp_path, tiny_d
     expected, got = vectors_by_path(local, "tiny"), vectors_by_path(on_ray, "tiny")
     assert got.keys() == expected.keys()
     cosines = [float(np.dot(expected[path], got[path])) for path in expected]
-    assert min(cosines) >= 0.9999
+    assert min(cosines) >= 0.999  # an IVF dataset's exact files hold float16 copies
+    assert_ivf_layer(on_ray, "tiny", demo_encoder.dim).nlist == assert_ivf_layer(local, "tiny", demo_encoder.dim).nlist
+    dataset = load_index_set(on_ray.indexes_dir, on_ray.indexes_text_dir, demo_encoder.identity).datasets["tiny"]
+    assert dataset.ivf.nprobe > 0
+    for image_id in [r.id for r in Catalog(on_ray.indexes_dir / CATALOG_NAME).images("tiny")][::10]:
+        assert image_id in dataset.search(dataset.vector(image_id), 3)[1][0]
 
 
 def worker_pids_of(cluster, title: str) -> list[int]:
@@ -170,8 +192,9 @@ def test_an_incremental_run_on_the_cluster_encodes_only_the_changed_files(tmp_pa
                                                                          two_node_cluster):
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset[0], root)
-    settings = ray_settings(tmp_path / "ws", root, two_node_cluster, dataset_name="tiny")
+    settings = ray_settings(tmp_path / "ws", root, two_node_cluster, dataset_name="tiny", ivf_min_vectors=40)
     first = build_image_index(replace(settings, engine="local"), demo_encoder, progress=False)  # either engine
+    trained = assert_ivf_layer(settings, "tiny", demo_encoder.dim)
     folder = root / "train" / "n90000000" / "images"
     changed, removed = sorted(folder.iterdir())[:2]
     Image.new("RGB", (64, 64), "white").save(changed, "JPEG")
@@ -189,3 +212,5 @@ def test_an_incremental_run_on_the_cluster_encodes_only_the_changed_files(tmp_pa
     assert len(catalog.images("tiny")) == first.encoded  # one removed, one added
     rows = {r.path: r for r in catalog.images("tiny")}
     assert (rows[prefix + "added.JPEG"].width, rows[prefix + "added.JPEG"].height) == (50, 70)
+    # the changed partition was encoded into the dataset's quantizer, without retraining
+    assert assert_ivf_layer(settings, "tiny", demo_encoder.dim).quantizer_sha256 == trained.quantizer_sha256
