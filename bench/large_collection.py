@@ -12,7 +12,7 @@ one client) with its memory. Targets: at 1M /search p50 <= 15 ms with recall@10 
 <= 2 x p50 at 100k; 10M served within 24 GB.
 
     .venv/bin/python -m bench.large_collection [--sizes 100000 1000000] [--work /tmp/large] [--seconds 20]
-                                               [--memory-budget auto] [--keep]
+                                               [--memory-budget auto] [--keep] [--resume]
 """
 from __future__ import annotations
 
@@ -104,14 +104,14 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / max((t >= 0).sum(), 1) for f, t in zip(found, truth)]))
 
 
-def in_process(workspace: Path, mixture: Mixture, model) -> dict:
+def in_process(workspace: Path, mixture: Mixture, model, count: int = QUERIES) -> dict:
     """Recall@10 against exact and one-thread search times, with the index set the server would load."""
     faiss.omp_set_num_threads(1)
     started = time.perf_counter()
     index_set = load_index_set(workspace / "indexes", workspace / "indexes_text", model)
     dataset = index_set.datasets[DATASET]
     loaded = time.perf_counter() - started
-    queries, _ = mixture.sample(QUERIES, np.random.default_rng(12345))
+    queries, _ = mixture.sample(count, np.random.default_rng(12345))
     rng = np.random.default_rng(1)
     names = sorted(dataset.partitions)
     one, ten = [names[rng.integers(len(names))]], list(rng.choice(names, 10, replace=False))
@@ -154,14 +154,15 @@ def live(workspace: Path, seconds: float, count: int) -> dict:
 
 def run_size(count: int, args: argparse.Namespace, model) -> dict:
     root = args.work / f"n{count}"
-    shutil.rmtree(root, ignore_errors=True)
     mixture = Mixture(dim=512, clusters=2000, seed=0)
     started = time.perf_counter()
-    write_mixture(root / "embeddings", count, mixture, classes=200)
+    if not (args.resume and (root / "embeddings" / "metadata").is_dir()):
+        shutil.rmtree(root, ignore_errors=True)
+        write_mixture(root / "embeddings", count, mixture, classes=200)
     row = {"count": count, "generate_s": time.perf_counter() - started}
     row.update(build(root / "embeddings", root / "workspace", args.memory_budget))
     row.update(index_bytes(root / "workspace"))
-    row.update(in_process(root / "workspace", mixture, model.identity))
+    row.update(in_process(root / "workspace", mixture, model.identity, args.queries))
     row.update(live(root / "workspace", args.seconds, count))
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
@@ -193,9 +194,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/clipsearch-large"),
                         help="scratch folder (several GB a million vectors; removed unless --keep)")
+    parser.add_argument("--queries", type=int, default=QUERIES, help="held-out queries recall is measured on")
     parser.add_argument("--seconds", type=float, default=20.0, help="per route, after a 2 s warm-up")
     parser.add_argument("--memory-budget", default="auto")
     parser.add_argument("--keep", action="store_true", help="keep the generated folders and indexes")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse a size's kept folder and finish its build (the build time and peak memory are "
+                             "then those of the rest of the build)")
     return parser
 
 
