@@ -23,11 +23,13 @@ CLASS_COLUMN = "class"
 
 @dataclass(frozen=True)
 class Mixture:
+    """The parameters of one mixture (see the module's docstring); equal parameters give equal vectors."""
+
     dim: int = 512
     clusters: int = 2000
-    rank: int = 24
-    spread: float = 0.35
-    sigma: float = 0.25
+    rank: int = 24  # dimensions of each cluster's own subspace
+    spread: float = 0.35  # scale of a point's offset within its cluster's subspace (the first dimension's)
+    sigma: float = 0.25  # scale of the isotropic noise
     seed: int = 0
 
     def centres(self) -> tuple[np.ndarray, np.ndarray]:
