@@ -23,8 +23,6 @@ CLASS_COLUMN = "class"
 
 @dataclass(frozen=True)
 class Mixture:
-    """The parameters of one mixture (see the module's docstring); equal parameters give equal vectors."""
-
     dim: int = 512
     clusters: int = 2000
     rank: int = 24  # dimensions of each cluster's own subspace
