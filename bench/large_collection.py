@@ -60,6 +60,8 @@ def build(folder: Path, workspace: Path, budget: str) -> dict:
             fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
         except (OSError, ValueError):
             return 0
+        if "VmHWM" not in fields:  # the process has exited (a zombie has no memory lines)
+            return 0
         memory["rss"] = max(memory["rss"], int(fields["VmHWM"].split()[0]))
         memory["anon"] = max(memory["anon"], int(fields["RssAnon"].split()[0]))
         return int(fields["RssAnon"].split()[0])
