@@ -39,7 +39,7 @@ class Settings:
                                choices=("auto", "flat", "hnsw", "ivfpq"))
     memory_budget: str = _setting("auto", "memory the IVF codes (and re-rank vectors) of one dataset may take, e.g. "
                                   "16G or 800M; decides flat, SQ8 or PQ codes; auto = 0.7 x this machine's memory")
-    ivf_min_vectors: int = _setting(50_000, "index_type auto searches datasets smaller than this exactly (about 5 ms "
+    ivf_min_vectors: int = _setting(50_000, "index_type auto searches datasets smaller than this exactly (about 2 ms "
                                     "a query at 512-d on one core); at or above it builds IVF")
     target_recall: float = _setting(0.95, "recall@10 against exact search that IVF's nprobe is tuned to reach")
     embeddings_partition_size: int = _setting(100_000, "rows per partition when --from-embeddings splits a folder "

@@ -1,7 +1,8 @@
 """The `auto` index choice of a dataset: exact below the crossover, else IVF with codes that fit the memory budget.
 
-Measured on 2 cores at 512-d (docs/benchmarks.md): an exact scan costs about 0.09 us a vector, so ~5 ms
-at 50,000 vectors, the default `ivf_min_vectors`; above it IVF answers in under a millisecond. The rules
+Measured at 512-d on one thread (docs/benchmarks.md): an exact scan costs about 0.04 us a vector (4 ms at
+100,000), so ~2 ms at 50,000 vectors, the default `ivf_min_vectors`, a tenth of the text encoder; above it
+the scan grows linearly while IVF answers in under a millisecond. The rules
 follow autofaiss's (nlist ~ 4 sqrt(N), a training sample of ~40 x nlist, codes sized from the budget),
 written out here because autofaiss picks one whole index per dataset with no notion of partitions
 sharing a quantizer, and its wheel pins numpy<2 (it does not import beside this project's pyarrow).
