@@ -39,3 +39,7 @@ class CaptionTableError(ClipSearchError):
 
 class TrainingDataError(ClipSearchError):
     """A training folder without usable captioned images."""
+
+
+class NotCalibratedError(ClipSearchError):
+    """Duplicate thresholds asked of a dataset that has none calibrated for the model in use, and none given."""

@@ -16,6 +16,7 @@ from typing import Iterator, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from lib.build.calibrate import calibrate_duplicates, needs_calibration
 from lib.build.decode import EncodedFile
 from lib.build.local_engine import LocalEngine
 from lib.build.report import BuildReport
@@ -191,5 +192,11 @@ class ImageIndexBuilder:
 
 def build_image_index(settings: Settings, encoder: ClipEncoder, rebuild: bool = False,
                       progress: bool = True) -> BuildReport:
-    """Bring the index set of `settings.dataset_name` up to date; see ImageIndexBuilder."""
-    return ImageIndexBuilder(settings, encoder, progress).run(rebuild)
+    """Bring the index set of `settings.dataset_name` up to date (see ImageIndexBuilder), then calibrate its
+    duplicate thresholds where they are missing or stale (lib/build/calibrate.py)."""
+    report = ImageIndexBuilder(settings, encoder, progress).run(rebuild)
+    images = report.added + report.changed + report.unchanged
+    if settings.calibration_images and needs_calibration(settings.indexes_dir, report.dataset, encoder, images):
+        report.thresholds = calibrate_duplicates(settings.indexes_dir, report.dataset, encoder,
+                                                 settings.calibration_images)
+    return report
