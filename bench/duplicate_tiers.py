@@ -28,9 +28,10 @@ from lib.store.catalog import Catalog
 from lib.store.dataset_figures import load_thresholds
 
 
-def measure(root: Path, workspace: Path, model: str, seed: int, per_class: int, calibration_images: int):
+def measure(root: Path, workspace: Path, model: str, seed: int, per_class: int, planted_share: float,
+            calibration_images: int):
     """Generate, build (which calibrates), group; return the planted files, the report and the build time."""
-    files = generate_duplicate_set(root, seed=seed, per_class=per_class)
+    files = generate_duplicate_set(root, seed=seed, per_class=per_class, planted_share=planted_share)
     settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="planted",
                                                         dataset_path=str(root), model=model, num_workers=0,
                                                         calibration_images=calibration_images))
@@ -59,7 +60,7 @@ def kind_table(files, levels) -> list[str]:
 def bench(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-dups-") as tmp:
         files, report, seconds = measure(Path(tmp) / "library", Path(tmp) / "workspace", args.model, args.seed,
-                                         args.per_class, args.calibration_images)
+                                         args.per_class, args.planted_share, args.calibration_images)
     t = report.thresholds
     print(f"\nmodel {args.model}; {len(files)} images ({Counter(f.kind for f in files)['original']} distinct); "
           f"build and calibration {seconds:.1f} s")
@@ -76,6 +77,7 @@ def bench(args: argparse.Namespace) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__)
     parser.add_argument("--per-class", type=int, default=6, help="distinct pictures per class (36 classes)")
+    parser.add_argument("--planted-share", type=float, default=0.5, help="share of pictures that get copies")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="demo")
     parser.add_argument("--calibration-images", type=int, default=48)
