@@ -41,5 +41,9 @@ class TrainingDataError(ClipSearchError):
     """A training folder without usable captioned images."""
 
 
+class EmbeddingsFolderError(ClipSearchError):
+    """A clip-retrieval embeddings folder that is incomplete or whose files disagree with each other."""
+
+
 class NotCalibratedError(ClipSearchError):
     """Duplicate thresholds asked of a dataset that has none calibrated for the model in use, and none given."""

@@ -17,11 +17,11 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.build.calibrate import calibrate_duplicates, needs_calibration
-from lib.build.decode import EncodedFile
 from lib.build.local_engine import LocalEngine
 from lib.build.report import BuildReport
 from lib.data.datasets import ImageFile, scan_dataset
 from lib.errors import IndexFileError
+from lib.model.decode import EncodedFile
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
 from lib.store.catalog import Catalog, DatasetRecord, ImageRecord, SkippedFile
