@@ -71,7 +71,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=12345, help="seed of the held-out synthetic set")
     parser.add_argument("--per-class", type=int, default=20, help="held-out synthetic images per class")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_settings_arguments(parser, ["precision", "workspace"])
+    add_settings_arguments(parser, ["precision", "num_workers", "workspace"])
     return parser
 
 
@@ -90,7 +90,8 @@ def report(args: argparse.Namespace) -> None:
         from lib.model.folder_eval import evaluate_folders
 
         evaluation = evaluate_folders(settings.indexes_dir, settings.indexes_text_dir, args.dataset, args.model,
-                                      templates, settings.precision, progress=not args.no_progress)
+                                      templates, settings.precision, settings.num_workers,
+                                      progress=not args.no_progress)
         summary = evaluation.to_dict()
         source = "vectors of its index" if evaluation.from_index else "images encoded afresh, index untouched"
         print(f"dataset {args.dataset}: {evaluation.images} images in {evaluation.classes} class folders, model "

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from lib.data.images import open_image
-from lib.errors import ClipSearchError, NotFoundError, UnreadableImageError
+from lib.errors import ClipSearchError, NotFoundError
+from lib.model.decode import encoded_batches
 from lib.model.encoder import ClipEncoder
 from lib.model.loading import load_encoder
 from lib.model.metrics import ClassFigures, class_figures
@@ -62,20 +62,20 @@ def class_folders(catalog: Catalog, dataset: str) -> tuple[DatasetRecord, list[I
     return record, images
 
 
-def encode_files(encoder: ClipEncoder, root: Path, images: Sequence[ImageRecord],
+def encode_files(encoder: ClipEncoder, root: Path, images: Sequence[ImageRecord], num_workers: int,
                  progress: bool) -> tuple[np.ndarray, list[ImageRecord]]:
-    """The images encoded afresh, a batch at a time; an unreadable one is left out (and logged)."""
+    """The images encoded afresh through the shared decode pipeline; an unreadable one is left out (and logged)."""
     vectors, kept = [], []
-    for start in tqdm(range(0, len(images), BATCH), desc="encoding", unit="batch", disable=not progress):
-        batch = []
-        for image in images[start:start + BATCH]:
-            try:
-                batch.append(open_image(root / image.path))
-                kept.append(image)
-            except UnreadableImageError as err:
-                log.warning("left out %s: %s", image.path, err)
-        vectors.append(encoder.encode_images(batch))
-    return np.concatenate(vectors), kept
+    with tqdm(total=len(images), desc="encoding", unit="img", disable=not progress) as bar:
+        for batch in encoded_batches(encoder, root, [image.path for image in images], BATCH, num_workers):
+            for item in batch:
+                if item.vector is None:
+                    log.warning("left out %s: %s", images[item.i].path, item.error)
+                else:
+                    vectors.append(item.vector)
+                    kept.append(images[item.i])
+            bar.update(len(batch))
+    return (np.stack(vectors) if vectors else np.zeros((0, encoder.dim), np.float32)), kept
 
 
 def indexed_vectors(catalog: Catalog, folder: Path, dataset: str, images: Sequence[ImageRecord]) -> np.ndarray:
@@ -85,7 +85,7 @@ def indexed_vectors(catalog: Catalog, folder: Path, dataset: str, images: Sequen
 
 
 def evaluate_folders(indexes_dir: Path, indexes_text_dir: Path, dataset: str, model_spec: str | None = None,
-                     templates: Sequence[str] | None = None, precision: str = "auto",
+                     templates: Sequence[str] | None = None, precision: str = "auto", num_workers: int = 2,
                      progress: bool = True) -> FolderEvaluation:
     """Evaluate the dataset's model (or `model_spec`) on its class folders and record the figures."""
     catalog = Catalog.in_folder(indexes_dir, readonly=True)
@@ -99,7 +99,7 @@ def evaluate_folders(indexes_dir: Path, indexes_text_dir: Path, dataset: str, mo
         if from_index:
             vectors = indexed_vectors(catalog, indexes_dir, dataset, images)
         else:
-            vectors, kept = encode_files(encoder, record.root, images, progress)
+            vectors, kept = encode_files(encoder, record.root, images, num_workers, progress)
             unreadable, images = len(images) - len(kept), kept
     finally:
         catalog.close()

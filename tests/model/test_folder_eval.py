@@ -42,7 +42,7 @@ def test_figures_agree_with_the_synthetic_evaluation(held_out, demo_encoder):
 def test_another_model_is_evaluated_without_touching_the_index(held_out, other_model_dir):
     before = {p.name: sha256_file(p) for p in held_out.indexes_dir.glob("*.index")}
     other = evaluate_folders(held_out.indexes_dir, held_out.indexes_text_dir, "held", str(other_model_dir),
-                             progress=False)
+                             num_workers=0, progress=False)
     assert not other.from_index and other.images == 360 and other.unreadable == 0
     assert {p.name: sha256_file(p) for p in held_out.indexes_dir.glob("*.index")} == before
     specs = [e["model"]["spec"] for e in load_evaluations(held_out.indexes_dir, "held")]
