@@ -23,20 +23,14 @@ from lib.data.images import open_image
 from lib.data.synthetic import COLOURS, SHAPES, class_names, generate_dataset
 from lib.model.encoder import ClipEncoder
 from lib.model.loading import load_encoder
-from lib.model.metrics import average_precision, class_figures, retrieval_scores  # noqa: F401 (their tests)
+from lib.model.metrics import ClassFigures, class_figures, retrieval_scores
 from lib.model.prompts import DEFAULT_TEMPLATES, read_templates
 from lib.settings import add_settings_arguments, settings_from_args
 
 
-class Scores(NamedTuple):
-    zero_shot_top1: float
-    zero_shot_top5: float
-    precision_at_10: float
-    map: float
-    image_recall_at_10: float
-    image_precision_at_10: float
-    attribute_precision_at_10: float
-    attribute_map: float
+# The figures of any class-labelled set, plus the synthetic set's attribute queries ("red", "star").
+Scores = NamedTuple("Scores", [*ClassFigures.__annotations__.items(), ("attribute_precision_at_10", float),
+                               ("attribute_map", float)])
 
 
 def score(encoder: ClipEncoder, image_vectors: np.ndarray, labels: Sequence[str],

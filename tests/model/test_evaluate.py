@@ -2,7 +2,8 @@ import json
 
 import numpy as np
 
-from lib.model.evaluate import average_precision, evaluate, main, retrieval_scores
+from lib.model.evaluate import evaluate, main
+from lib.model.metrics import average_precision, retrieval_scores
 
 
 def test_average_precision_by_hand():
