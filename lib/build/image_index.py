@@ -20,7 +20,7 @@ from lib.build.calibrate import calibrate_duplicates, needs_calibration
 from lib.build.local_engine import LocalEngine
 from lib.build.report import BuildReport
 from lib.data.datasets import ImageFile, scan_dataset
-from lib.errors import IndexFileError
+from lib.errors import ClipSearchError, IndexFileError
 from lib.model.decode import EncodedFile
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
@@ -197,6 +197,10 @@ def build_image_index(settings: Settings, encoder: ClipEncoder, rebuild: bool = 
     report = ImageIndexBuilder(settings, encoder, progress).run(rebuild)
     images = report.added + report.changed + report.unchanged
     if settings.calibration_images and needs_calibration(settings.indexes_dir, report.dataset, encoder, images):
-        report.thresholds = calibrate_duplicates(settings.indexes_dir, report.dataset, encoder,
-                                                 settings.calibration_images)
+        try:
+            report.thresholds = calibrate_duplicates(settings.indexes_dir, report.dataset, encoder,
+                                                     settings.calibration_images)
+        except ClipSearchError as err:  # the index is built; only the thresholds are missing
+            log.warning("duplicate thresholds not calibrated: %s (find_duplicates.py %s --calibrate retries)", err,
+                        report.dataset)
     return report
