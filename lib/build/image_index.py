@@ -35,6 +35,15 @@ class Engine(Protocol):
     def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]: ...
 
 
+def make_engine(settings: Settings, encoder: ClipEncoder) -> Engine:
+    """The engine the `engine` setting names; Ray is imported only when it is asked for."""
+    if settings.engine == "ray":
+        from lib.build.ray_engine import RayEngine
+
+        return RayEngine(settings, encoder)
+    return LocalEngine(encoder, settings.batch_size, settings.num_workers)
+
+
 class ImageIndexBuilder:
     """Brings the index set of one dataset up to date with its folder."""
 
@@ -43,7 +52,7 @@ class ImageIndexBuilder:
         self.settings = settings
         self.encoder = encoder
         self.progress = progress
-        self.engine = engine or LocalEngine(encoder, settings.batch_size, settings.num_workers)
+        self.engine = engine or make_engine(settings, encoder)
         self.dataset = settings.dataset_name
         self.root = settings.resolve(settings.dataset_path)
         self.folder = settings.indexes_dir

@@ -33,9 +33,19 @@ REPORT_OUTLIERS = 50
 
 
 def peak_memory_mib() -> tuple[float, float]:
-    """Peak resident memory of this process and of its largest finished child (a decode worker), in MiB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """Peak resident memory of this process and of its largest finished child (a decode worker), in MiB.
+
+    Our own peak is the kernel's high-water mark of this address space (VmHWM), not ``ru_maxrss``: Linux
+    carries ``ru_maxrss`` over an exec, so a run started by a large parent (a test session with models
+    loaded: 1,327 MiB seen in CI) would report the parent's peak as its own.
+    """
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as status:
+            own = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError):
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return own, children
 
 
 def model_summary(encoder: ClipEncoder, image_embeddings: Path | None) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from lib.data.images import open_image
@@ -29,9 +30,11 @@ class EncodedFile:
     vector: np.ndarray | None = None
 
 
-def decode_file(i: int, path: Path, transform: ClipTransform, extensions: set[str] | None) -> EncodedFile:
+def decode_file(i: int, path: Path, transform: Callable[[Image.Image], np.ndarray],
+                extensions: set[str] | None) -> EncodedFile:
     """Never raises for a bad file: the reason goes into `error`, so one file cannot stop a run.
 
+    `transform` is a ClipTransform, or its `crop` where the pixels travel to another machine.
     `extensions` (lower case, with the dot) refuses other file types up front; None tries every file."""
     if extensions is not None and path.suffix.lower() not in extensions:
         return EncodedFile(i, error=f"not an image file type ({path.suffix or 'no extension'})")

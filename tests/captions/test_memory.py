@@ -40,3 +40,14 @@ def test_peak_memory_does_not_grow_with_rows(tmp_path, tiny_dataset):
     small, large = peak_memory(tmp_path, root, images, 2_000), peak_memory(tmp_path, root, images, 40_000)
     assert large < PEAK_LIMIT_MIB
     assert large - small < GROWTH_LIMIT_MIB, f"{small:.0f} MiB at 2,000 rows, {large:.0f} MiB at 40,000"
+
+
+def test_peak_memory_is_the_run_s_own_not_its_parent_s():
+    """Linux carries ru_maxrss over an exec: a run started by a large test session reported the session's
+    peak (1,327 MiB in CI) as its own."""
+    ballast = bytearray(800 * 1024 * 1024)
+    ballast[::4096] = b"\1" * len(ballast[::4096])
+    code = "from lib.captions.pipeline import peak_memory_mib; print(peak_memory_mib()[0])"
+    child = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert float(child.stdout) < 400, f"the child reported {child.stdout.strip()} MiB with an 800 MiB parent"
+    del ballast
