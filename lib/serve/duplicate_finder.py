@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from functools import partial
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from lib.data.images import capture_time_ns
 from lib.errors import NotFoundError
 from lib.serve.duplicates import DuplicateReport, group_duplicates, resolve_thresholds
 from lib.serve.index_set import LiveIndexSet, LoadedDataset
 from lib.serve.neighbours import NEIGHBOURS, close_pairs, positions_of
-from lib.store.catalog import Catalog
+from lib.store.catalog import Catalog, ImageRecord
 from lib.store.dataset_figures import DuplicateThresholds, load_thresholds
 from lib.store.index_files import vectors_of
 
@@ -34,7 +38,13 @@ def group_dataset(dataset: LoadedDataset, catalog: Catalog, thresholds: Duplicat
     pairs = close_pairs(dataset.searchable(), ids, vectors, thresholds.similar, neighbours)
     same = [positions_of(ids, np.asarray(group, np.int64)) for group in catalog.same_content(dataset.record.name)]
     same = [group[group >= 0] for group in same if (group >= 0).sum() > 1]
-    return group_duplicates(dataset.record.name, [records[int(i)] for i in ids], vectors, same, pairs, thresholds)
+    return group_duplicates(dataset.record.name, [records[int(i)] for i in ids], vectors, same, pairs, thresholds,
+                            partial(capture_times, dataset.record.root))
+
+
+def capture_times(root: Path, records: Sequence[ImageRecord]) -> np.ndarray:
+    """Each image's EXIF capture time (ns), its modification time where the file has none."""
+    return np.array([capture_time_ns(root / r.path) or r.mtime_ns for r in records], np.int64)
 
 
 class DuplicateFinder:

@@ -15,7 +15,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -98,12 +98,13 @@ def resolve_thresholds(recorded: DuplicateThresholds | None, dataset: str, near:
                                {"given": True, **({"calibrated": recorded.to_dict()} if recorded else {})})
 
 
-def keeper_ranks(records: Sequence[ImageRecord]) -> np.ndarray:
+def keeper_ranks(records: Sequence[ImageRecord], taken_ns: np.ndarray | None = None) -> np.ndarray:
     """Rank 0 is the best image to keep: most pixels, then earliest capture, then shortest path.
 
-    The capture time is the file's modification time from the catalog until the catalog records EXIF dates.
+    `taken_ns` is each image's capture time; without it, the file's modification time from the catalog.
     """
-    order = sorted(range(len(records)), key=lambda i: (-records[i].width * records[i].height, records[i].mtime_ns,
+    taken = np.array([r.mtime_ns for r in records], np.int64) if taken_ns is None else taken_ns
+    order = sorted(range(len(records)), key=lambda i: (-records[i].width * records[i].height, int(taken[i]),
                                                        len(records[i].path), records[i].path, records[i].id))
     ranks = np.empty(len(records), np.int64)
     ranks[order] = np.arange(len(records))
@@ -143,10 +144,19 @@ def _group(tier: str, positions: np.ndarray, records: Sequence[ImageRecord], vec
 
 
 def group_duplicates(dataset: str, records: Sequence[ImageRecord], vectors: np.ndarray, same_content: list[np.ndarray],
-                     pairs: ClosePairs, thresholds: DuplicateThresholds) -> DuplicateReport:
-    """Group images (records and vectors in one order; same_content and pairs as positions in it) into tiers."""
+                     pairs: ClosePairs, thresholds: DuplicateThresholds,
+                     capture_times: Callable[[list[ImageRecord]], np.ndarray] | None = None) -> DuplicateReport:
+    """Group images (records and vectors in one order; same_content and pairs as positions in it) into tiers.
+
+    `capture_times` gives the capture time (ns) of the images the keeper is chosen among (those in a
+    group only, since reading them may mean opening files); without it, their modification times.
+    """
     levels = tier_levels(len(records), same_content, pairs, thresholds)
-    ranks = keeper_ranks(records)
+    taken = np.array([r.mtime_ns for r in records], np.int64)
+    grouped = np.flatnonzero(np.bincount(levels["similar"])[levels["similar"]] > 1)
+    if capture_times is not None and len(grouped):
+        taken[grouped] = capture_times([records[i] for i in grouped])
+    ranks = keeper_ranks(records, taken)
     units = np.arange(len(records))
     groups = []
     for tier in TIERS:

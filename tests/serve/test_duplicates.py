@@ -5,10 +5,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lib.data.duplicate_set import SAME_PICTURE, predicted_tier, tier_scores
 from lib.errors import ClipSearchError, NotCalibratedError
-from lib.serve.duplicate_finder import DuplicateFinder, group_dataset
+from lib.serve.duplicate_finder import DuplicateFinder, capture_times, group_dataset
 from lib.serve.duplicates import CSV_HEADER, csv_text, group_duplicates, keeper_ranks, resolve_thresholds
 from lib.serve.index_set import LiveIndexSet, load_dataset
 from lib.serve.neighbours import ClosePairs, close_pairs
@@ -89,6 +90,24 @@ def test_keeper_is_largest_then_earliest_then_shortest_path():
     report = group_duplicates("d", records, vectors, [], pairs, DuplicateThresholds(0.9, 0.8))
     (group,) = report.groups
     assert group.tier == "near" and group.keeper.id == 3 and group.keeper.path == "c/x.jpg"
+
+
+def test_the_capture_time_in_exif_comes_before_the_file_time(tmp_path):
+    """A copy made later keeps the camera's date; the original, touched since, is still the one kept."""
+    records = [record(1, "original.jpg", 64, 64, mtime=9 * 10**18), record(2, "copy.jpg", 64, 64, mtime=10**18),
+               record(3, "alone.jpg", 64, 64, mtime=1)]
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2001:02:03 04:05:06"
+    Image.new("RGB", (64, 64)).save(tmp_path / "original.jpg", exif=exif)
+    Image.new("RGB", (64, 64)).save(tmp_path / "copy.jpg")
+    assert capture_times(tmp_path, records[:2]).tolist() == [981173106 * 10**9, 10**18]
+    asked = []
+    vectors = np.tile(np.eye(4, dtype=np.float32)[0], (3, 1))
+    pairs = ClosePairs(np.array([0]), np.array([1]), np.ones(1, np.float32))
+    report = group_duplicates("d", records, vectors, [], pairs, DuplicateThresholds(0.9, 0.8),
+                              lambda chosen: asked.append([r.path for r in chosen]) or capture_times(tmp_path, chosen))
+    assert report.groups[0].keeper.path == "original.jpg"
+    assert asked == [["original.jpg", "copy.jpg"]]  # files of images in no group are never opened
 
 
 def test_a_larger_copy_is_kept_over_an_exact_pair():
