@@ -30,10 +30,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def build(args: argparse.Namespace) -> None:
-    from lib.build.text_index import build_text_index, read_templates
+    from lib.build.text_index import build_text_index
     from lib.data.datasets import safe_name
     from lib.data.vocabulary import is_url, read_vocabulary
     from lib.model.loading import load_encoder
+    from lib.model.prompts import read_templates
 
     settings = settings_from_args(args, {"vocab_name": args.vocab_name, "vocab_source": args.vocab_source})
     source = settings.vocab_source if is_url(settings.vocab_source) else str(settings.resolve(settings.vocab_source))

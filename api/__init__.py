@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     from api.errors import register_error_handlers
     from api.routes import FileNameConverter, bp
     from lib.model.loading import load_encoder
+    from lib.serve.duplicate_finder import DuplicateFinder
     from lib.serve.index_set import LiveIndexSet
     from lib.serve.search import SearchService
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
                       JSON_SORT_KEYS=False)
     app.extensions["clipsearch"] = SearchService(encoder, indexes)
+    app.extensions["duplicates"] = DuplicateFinder(indexes)
     register_error_handlers(app)
     app.url_map.converters["file"] = FileNameConverter
     app.register_blueprint(bp)

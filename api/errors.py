@@ -6,7 +6,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from lib.errors import ClipSearchError, NotFoundError, UnreadableImageError
+from lib.errors import ClipSearchError, NotCalibratedError, NotFoundError, UnreadableImageError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def error_response(status: int, error: str, detail: str = ""):
 
 # lib's errors and how each leaves the API (Flask picks the handler of the most specific class).
 DOMAIN_ERRORS = ((NotFoundError, 404, "not found"), (UnreadableImageError, 400, "unreadable image"),
-                 (ClipSearchError, 400, "cannot do that"))
+                 (NotCalibratedError, 409, "not calibrated"), (ClipSearchError, 400, "cannot do that"))
 
 
 def _domain_handler(status: int, error: str):

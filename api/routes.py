@@ -10,6 +10,9 @@ from werkzeug.routing import PathConverter
 
 from api import inputs
 from api.errors import BadRequest
+from lib.serve.duplicate_finder import DuplicateFinder
+from lib.serve.duplicates import TIERS, DuplicateGroup
+from lib.serve.figures import dataset_evaluations
 from lib.serve.search import DUPLICATE_THRESHOLD, SearchHit, SearchService
 from lib.serve.thumbnails import thumbnail
 
@@ -28,9 +31,13 @@ def settings():
     return current_app.config["SETTINGS"]
 
 
+def image_links(image_id: int) -> dict:
+    return {"image_url": url_for("api.image", image_id=image_id),
+            "thumbnail_url": url_for("api.thumbnail_of", image_id=image_id)}
+
+
 def hit_json(hit: SearchHit) -> dict:
-    return {**asdict(hit), "image_url": url_for("api.image", image_id=hit.id),
-            "thumbnail_url": url_for("api.thumbnail_of", image_id=hit.id)}
+    return {**asdict(hit), **image_links(hit.id)}
 
 
 @bp.get("/health")
@@ -104,6 +111,46 @@ def similarity():
     result = service().similarity(captions, images, ids)
     return jsonify({"captions": captions, "image_ids": ids, "matrix": result.scores.astype(float).round(6).tolist(),
                     "pairs": result.pairs})
+
+
+def group_json(group: DuplicateGroup) -> dict:
+    return {"group": group.number, "tier": group.tier, "bytes_freed": group.bytes_freed, "keeper": group.keeper.id,
+            "members": [{**asdict(m), **image_links(m.id)} for m in group.members]}
+
+
+def optional_number(values, name: str) -> float | None:
+    return None if values.get(name) in (None, "") else inputs.number(values, name, 0.0)
+
+
+@bp.get("/duplicates")
+def duplicates():
+    """A page of the dataset's duplicate groups (of one tier, or all), with the totals of every tier."""
+    values = request.args
+    tier = inputs.text(values, "tier")
+    if tier not in (None, *TIERS):
+        raise BadRequest("bad tier", f"tier is one of {', '.join(TIERS)} (or absent for all), not {tier!r}")
+    offset, limit = inputs.integer(values, "offset", 0), inputs.integer(values, "limit", 20)
+    if offset < 0 or not 1 <= limit <= settings().max_k:
+        raise BadRequest("bad page", f"offset must be at least 0 and limit between 1 and {settings().max_k}")
+    finder: DuplicateFinder = current_app.extensions["duplicates"]
+    report = finder.report(inputs.text(values, "dataset"), optional_number(values, "near"),
+                           optional_number(values, "similar"))
+    groups = [g for g in report.groups if tier in (None, g.tier)]
+    end = offset + limit
+    return jsonify({"dataset": report.dataset, "tier": tier, "images": len(report.paths),
+                    "thresholds": report.thresholds.to_dict(),
+                    "totals": {name: asdict(total) for name, total in report.totals().items()},
+                    "total": len(groups), "offset": offset, "limit": limit,
+                    "next_offset": end if end < len(groups) else None,
+                    "groups": [group_json(g) for g in groups[offset:end]]})
+
+
+@bp.get("/evaluations")
+def evaluations():
+    """The figures of each model evaluated on a dataset's class folders (python -m lib.evaluate --dataset)."""
+    found = dataset_evaluations(service().indexes, inputs.text(request.args, "dataset"))
+    return jsonify({"model": service().indexes.current().model.to_dict(),
+                    "datasets": [{"dataset": name, "evaluations": entries} for name, entries in found.items()]})
 
 
 @bp.get("/images/<int:image_id>")

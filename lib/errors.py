@@ -43,5 +43,11 @@ class TrainingDataError(ClipSearchError):
 
 class EmbeddingsFolderError(ClipSearchError):
     """A clip-retrieval embeddings folder that is incomplete or whose files disagree with each other."""
+
+
 class ClusterError(ClipSearchError):
     """A Ray cluster that cannot be reached, or that went away while a build was running."""
+
+
+class NotCalibratedError(ClipSearchError):
+    """Duplicate thresholds asked of a dataset that has none calibrated for the model in use, and none given."""

@@ -47,6 +47,8 @@ class Settings:
     threads: int = _setting(4, "threads per gunicorn worker")
     max_k: int = _setting(100, "most results one request may ask for; larger k is capped")
     max_upload_mb: int = _setting(20, "largest accepted request body, in MiB")
+    calibration_images: int = _setting(48, "images whose edited copies calibrate a dataset's duplicate thresholds "
+                                       "at the end of a build (0: do not calibrate when building)")
 
     def resolve(self, path: Path | str) -> Path:
         """A path from the settings, made absolute against the workspace."""

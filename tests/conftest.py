@@ -72,18 +72,33 @@ def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo
     return settings
 
 
+@pytest.fixture(scope="session")
+def planted_workspace(tmp_path_factory: pytest.TempPathFactory, demo_encoder):
+    """A workspace whose dataset "planted" holds duplicates of known tier (lib/data/duplicate_set.py), built
+    with the demo model, which calibrates its duplicate thresholds; yields the settings and the planted files."""
+    from lib.build.image_index import build_image_index
+    from lib.data.duplicate_set import generate_duplicate_set
+    from lib.settings import load_settings
+
+    root = tmp_path_factory.mktemp("planted")
+    files = generate_duplicate_set(root, seed=2, per_class=4, planted_share=0.3)
+    workspace = tmp_path_factory.mktemp("planted-workspace")
+    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="planted",
+                                                        dataset_path=str(root), num_workers=0))
+    build_image_index(settings, demo_encoder, progress=False)
+    return settings, files
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
-    """scripts/api.sh on a free loopback port over the built workspace; yields its base URL and process."""
+def serve(workspace: Path, log: Path):
+    """scripts/api.sh on a free loopback port over the workspace; yields its base URL and process."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "api.log"
-    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(built_workspace.workspace)}
+    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(workspace)}
     process = subprocess.Popen([str(REPO / "scripts" / "api.sh"), "--port", str(port), "--workers", "2",
                                 "--threads", "2"], cwd=REPO, env=env, stdout=open(log, "w"),
                                stderr=subprocess.STDOUT, start_new_session=True)
@@ -101,3 +116,15 @@ def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
     yield base, process
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
+    """scripts/api.sh over the built workspace."""
+    yield from serve(built_workspace.workspace, tmp_path_factory.mktemp("server") / "api.log")
+
+
+@pytest.fixture(scope="session")
+def planted_server(planted_workspace, tmp_path_factory: pytest.TempPathFactory):
+    """scripts/api.sh over the workspace with planted duplicates."""
+    yield from serve(planted_workspace[0].workspace, tmp_path_factory.mktemp("planted-server") / "api.log")

@@ -22,7 +22,7 @@ ALLOWED = {
     "captions": {"store", "data", "model"},
 }
 SHARED = {"lib.errors", "lib.settings", "lib.cli"}
-ENTRY_POINTS = ["build_image_index.py", "build_text_index.py", "score_captions.py", "lib/model/train.py",
+ENTRY_POINTS = ["build_image_index.py", "build_text_index.py", "score_captions.py", "find_duplicates.py", "lib/model/train.py",
                 "lib/model/evaluate.py", "lib/data/synthetic.py", *(p.relative_to(REPO).as_posix()
                                                                     for p in sorted((REPO / "bench").glob("[!_]*.py")))]
 
@@ -126,7 +126,8 @@ def test_user_errors_are_one_line_with_status_2(command, program, tmp_path):
 
 
 @pytest.mark.parametrize("module", ["lib.evaluate", "lib.train", "lib.data.synthetic", "bench.build_throughput",
-                                    "bench.api_load", "bench.caption_scale", "bench.ray_engine"])
+                                    "bench.api_load", "bench.caption_scale", "bench.ray_engine",
+                                    "bench.duplicate_tiers", "bench.duplicates_scale"])
 def test_modules_run_with_python_m(module):
     result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
                             timeout=120)

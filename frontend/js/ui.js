@@ -4,7 +4,8 @@ import { apiBase, apiUrl, getJSON, setApiBase } from "./api.js";
 const PAGES = [
   ["image-search.html", "Search"],
   ["image-classification.html", "Classify"],
-  ["similar-images.html", "Similar & duplicates"],
+  ["similar-images.html", "Similar images"],
+  ["duplicates.html", "Duplicates"],
   ["caption-scoring.html", "Caption scores"],
 ];
 

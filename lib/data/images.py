@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,6 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from lib.errors import UnreadableImageError
 
 DEFAULT_MAX_PIXELS = 64_000_000
+EXIF_IFD, DATE_TIME_ORIGINAL, DATE_TIME = 0x8769, 36867, 306
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -59,3 +61,18 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_
         raise UnreadableImageError(f"image is over the pixel limit (decompression bomb guard): {err}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise UnreadableImageError(f"damaged or truncated image: {err}") from None
+
+
+def capture_time_ns(path: Path) -> int | None:
+    """When the picture was taken (EXIF DateTimeOriginal, else DateTime), in ns since the epoch, its clock read
+    as UTC; None for a file without one or that cannot be read. Reads the header, not the pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                exif = image.getexif()
+                text = exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL) or exif.get(DATE_TIME)
+        taken = datetime.strptime(str(text).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S") if text else None
+    except (OSError, SyntaxError, ValueError, EOFError, UnidentifiedImageError, Image.DecompressionBombError):
+        return None
+    return None if taken is None else int(taken.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000_000

@@ -18,11 +18,10 @@ from typing import Sequence
 
 import faiss
 
-from lib.errors import ClipSearchError, IndexFileError
+from lib.errors import ClipSearchError, IndexFileError, NotFoundError
 from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, PartitionRecord
-from lib.store.files import settle
 from lib.store.identity import ModelIdentity
-from lib.store.index_files import read_index
+from lib.store.index_files import open_partition
 from lib.store.vocab_index import TextIndex, load_text_index
 
 log = logging.getLogger(__name__)
@@ -79,11 +78,24 @@ def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord) -> Load
     names = catalog.class_names(record.name)
     partitions = {}
     for partition in catalog.partitions(record.name):
-        path = folder / partition.index_file
-        settle(path, partition.index_sha256)
-        index = read_index(path, partition.index_sha256, mmap=True)
-        partitions[partition.name] = LoadedPartition(partition, names.get(partition.name, ""), index)
+        partitions[partition.name] = LoadedPartition(partition, names.get(partition.name, ""),
+                                                     open_partition(folder, partition))
     return LoadedDataset(record, partitions, shards_of([p.index for p in partitions.values()], record.model.dim))
+
+
+def load_dataset(indexes_dir: Path, name: str) -> LoadedDataset:
+    """One dataset of an index folder, whatever model built it (for tools that read vectors, not encode)."""
+    if not (indexes_dir / CATALOG_NAME).is_file():
+        raise NotFoundError(f"no index set in {indexes_dir}; build one with build_image_index.py")
+    catalog = Catalog.in_folder(indexes_dir, readonly=True)
+    try:
+        record = catalog.dataset(name)
+        if record is None:
+            known = ", ".join(d.name for d in catalog.datasets()) or "none"
+            raise NotFoundError(f"unknown dataset {name!r} in {indexes_dir}; known: {known}")
+        return _load_dataset(catalog, indexes_dir, record)
+    finally:
+        catalog.close()
 
 
 def load_index_set(indexes_dir: Path, indexes_text_dir: Path, model: ModelIdentity) -> IndexSet:

@@ -156,6 +156,12 @@ class Catalog:
         rows = self.db.execute("SELECT * FROM images WHERE dataset = ? ORDER BY id", (dataset,))
         return [ImageRecord(**dict(row)) for row in rows]
 
+    def same_content(self, dataset: str) -> list[list[int]]:
+        """The ids of byte-identical images (one SHA-256), one list per content held more than once."""
+        rows = self.db.execute("SELECT group_concat(id) FROM images WHERE dataset = ? GROUP BY sha256 "
+                               "HAVING COUNT(*) > 1 ORDER BY MIN(id)", (dataset,))
+        return [sorted(int(i) for i in ids.split(",")) for ids, in rows]
+
     def class_names(self, dataset: str) -> dict[str, str]:
         """The class name of each partition of a dataset (the partitions of flat datasets have none)."""
         rows = self.db.execute("SELECT partition, MIN(class_name) FROM images WHERE dataset = ? GROUP BY partition",

@@ -11,7 +11,7 @@ import numpy as np
 
 from lib.errors import IndexFileError
 from lib.store.catalog import Catalog, ImageRecord, PartitionRecord
-from lib.store.files import publish, sha256_file, write_staged
+from lib.store.files import publish, settle, sha256_file, write_staged
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,22 @@ def read_index(path: Path, expected_sha256: str | None = None, mmap: bool = True
     except RuntimeError as err:
         raise IndexFileError(f"index file {path} is damaged ({str(err).splitlines()[0]}); "
                              "re-run the builder to recreate it") from None
+
+
+def open_partition(folder: Path, partition: PartitionRecord) -> faiss.Index:
+    """A partition's index, memory-mapped, after finishing an interrupted publish; refused if not the recorded file."""
+    path = folder / partition.index_file
+    settle(path, partition.index_sha256)
+    return read_index(path, partition.index_sha256, mmap=True)
+
+
+def dataset_vectors(catalog: Catalog, folder: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every id and vector of a dataset, partition after partition (float32, as the index holds them)."""
+    parts = [vectors_of(open_partition(folder, partition)) for partition in catalog.partitions(dataset)]
+    if not parts:
+        record = catalog.dataset(dataset)
+        return np.zeros(0, np.int64), np.zeros((0, record.model.dim if record else 0), np.float32)
+    return np.concatenate([ids for ids, _ in parts]), np.concatenate([vectors for _, vectors in parts])
 
 
 def commit_partition(catalog: Catalog, folder: Path, dataset: str, partition: str, ids: np.ndarray,
