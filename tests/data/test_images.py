@@ -60,3 +60,11 @@ def test_decompression_bomb_is_refused_before_decoding():
 def test_missing_file(tmp_path):
     with pytest.raises(UnreadableImageError, match="not found"):
         open_image(tmp_path / "nope.jpg")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_max_side_shrinks_while_decoding(fmt):
+    big = Image.linear_gradient("L").resize((3000, 2000)).convert("RGB")
+    image = open_image(encoded(big, fmt), max_side=512)
+    assert image.size == (512, 341) and image.mode == "RGB"
+    assert open_image(encoded(big, fmt)).size == (3000, 2000)
