@@ -80,10 +80,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
-    """scripts/api.sh on a free loopback port over the built workspace; yields its base URL and process."""
+    """scripts/api.sh (nginx in front of 2 gunicorn workers) on a free loopback port over the built workspace,
+    dropping a stalled request after 3 s; yields its base URL and the api.sh process."""
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "api.log"
-    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(built_workspace.workspace)}
+    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(built_workspace.workspace), "CLIPSEARCH_CLIENT_TIMEOUT": "3"}
     process = subprocess.Popen([str(REPO / "scripts" / "api.sh"), "--port", str(port), "--workers", "2",
                                 "--threads", "2"], cwd=REPO, env=env, stdout=open(log, "w"),
                                stderr=subprocess.STDOUT, start_new_session=True)
