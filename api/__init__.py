@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     app.extensions["clipsearch"] = service
     register_error_handlers(app)
     register_security(app)
-    install_trim(app)
+    install_trim(app, settings.trim_after_kb * 1024)
     app.url_map.converters["file"] = FileNameConverter
     app.register_blueprint(bp)
     app.register_blueprint(seed_bp, url_prefix="/api")

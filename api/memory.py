@@ -5,7 +5,7 @@ encoded 256 captions stays that large. `malloc_trim(0)` returns the free pages; 
 project's machines (docs/benchmarks.md) it is what brings a worker's RSS back near its baseline, where
 MALLOC_ARENA_MAX alone (set by scripts/api.sh) and jemalloc did not. It costs about 0.1 ms when there
 is nothing to return and up to ~100 ms after a burst, so it runs only after requests with a large body,
-once the answer is sent. Elsewhere than glibc it does nothing.
+once the answer is sent (setting `trim_after_kb`). Elsewhere than glibc it does nothing.
 """
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from typing import Callable
 from flask import Flask, Response, request
 
 log = logging.getLogger(__name__)
-LARGE_BODY_BYTES = 64 * 1024
 
 
-def _malloc_trim() -> Callable[[], None] | None:
+def _malloc_trim() -> Callable[[], int] | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         trim = libc.malloc_trim
@@ -30,11 +29,11 @@ def _malloc_trim() -> Callable[[], None] | None:
     return lambda: trim(0)
 
 
-def install_trim(app: Flask, threshold: int = LARGE_BODY_BYTES) -> None:
-    """After a request whose body was at least `threshold` bytes, trim the heap once the answer is out."""
-    trim = _malloc_trim()
+def install_trim(app: Flask, threshold: int) -> None:
+    """After a request whose body was at least `threshold` bytes (> 0), trim the heap once the answer is out."""
+    trim = _malloc_trim() if threshold > 0 else None
     if trim is None:
-        log.info("malloc_trim is not available here; memory after large requests is left to the allocator")
+        log.info("no malloc_trim after large requests (not glibc, or trim_after_kb = 0)")
         return
 
     def after(response: Response) -> Response:

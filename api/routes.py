@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, send_file, send_from_directory, url_for
+from flask import Blueprint, current_app, g, jsonify, request, send_file, send_from_directory, url_for
 from PIL import Image
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
@@ -24,7 +24,7 @@ from api.models import (ClassifyAnswer, ClassifyBody, ClassifyForm, ConfigAnswer
 from api.openapi import openapi_document
 from api.security import public, signature
 from api.validation import body, operation, query_args
-from lib.data.images import open_image
+from lib.data.images import open_image, pixel_count
 from lib.serve.search import SearchHit, SearchService
 from lib.serve.thumbnails import thumbnail
 
@@ -66,11 +66,16 @@ def asked_with_k() -> tuple[Any, int, list[str]]:
 
 
 def read_image(upload: FileStorage) -> Image.Image:
-    """An upload decoded and shrunk to a working size (still well above any model's input)."""
-    data = upload.read()
+    """An upload decoded and shrunk to a working size (still well above any model's input), within the
+    request's budget of pixels, which is checked from the picture's header before it is decoded."""
+    data, limits = upload.read(), current_limits()
     if not data:
         raise BadRequest("empty upload", f"the file {upload.filename!r} in field {upload.name!r} is empty")
-    return open_image(data, max_pixels=current_limits().upload_pixels, max_side=UPLOAD_SIDE)
+    g.upload_pixels = g.get("upload_pixels", 0) + (pixel_count(data) or 0)
+    if g.upload_pixels > limits.request_pixels:
+        raise BadRequest("too many pixels", f"the pictures of one request may hold {limits.request_pixels:,} pixels "
+                         f"in all; these hold {g.upload_pixels:,} so far")
+    return open_image(data, max_pixels=limits.upload_pixels, max_side=UPLOAD_SIDE)
 
 
 def image_of(request_body) -> tuple[Image.Image | None, int | None]:

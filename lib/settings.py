@@ -50,6 +50,8 @@ class Settings:
     max_captions: int = _setting(256, "most captions in one /similarity request")
     max_images: int = _setting(64, "most images (uploads and ids together) in one request")
     max_upload_pixels: int = _setting(40_000_000, "largest uploaded picture, in pixels (width x height)")
+    max_request_pixels: int = _setting(256_000_000, "most pixels in all the pictures uploaded with one request (it "
+                                                    "bounds the decoding work of one request)")
     api_key: str = _setting("", "key clients send as 'Authorization: Bearer KEY'; required to listen beyond loopback")
     cors_origins: str = _setting("", "comma-separated origins allowed to call the API from a browser when a key "
                                      "is set (without a key, any origin is)")
@@ -57,6 +59,8 @@ class Settings:
                                   "always (nginx) or never (none)", choices=("auto", "nginx", "none"))
     client_timeout: int = _setting(10, "seconds the front end waits for the next bytes of a request before "
                                        "dropping it")
+    trim_after_kb: int = _setting(64, "after a request with a body of at least this many KiB, give freed memory back "
+                                      "to the system (malloc_trim); 0 never does")
     max_requests: int = _setting(2000, "a worker is replaced after about this many requests (+-10 %), a backstop "
                                        "against memory growth; 0 never replaces it")
 

@@ -30,6 +30,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def pixel_count(data: bytes) -> int | None:
+    """Width x height from the header alone (nothing is decoded); None for what Pillow cannot identify or
+    refuses to open (a decompression bomb): open_image says why."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return None
+    return width * height
+
+
 def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_side: int | None = None) -> Image.Image:
     """Decode the first frame of an image file, apply its EXIF orientation and return it as RGB.

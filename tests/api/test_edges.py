@@ -16,7 +16,7 @@ BIG_ID = 2**70  # beyond SQLite's 64-bit integers
 def app(built_workspace, demo_encoder):
     small = dataclasses.replace(built_workspace, max_query_chars=50, max_caption_chars=40, max_captions=3,
                                 max_images=2, max_json_kb=8, max_json_depth=4, max_upload_mb=1,
-                                max_upload_pixels=1_000_000)
+                                max_upload_pixels=1_000_000, max_request_pixels=1_500_000)
     return create_app(small, encoder=demo_encoder)
 
 
@@ -109,6 +109,10 @@ def test_body_size_limits(client):
 def test_pictures_over_the_pixel_limit_are_refused_before_decoding(client):
     assert_error(upload(client, "/classify", bomb_png(1001, 1000)), 400, "over the limit of 1,000,000")
     assert upload(client, "/classify", encoded(Image.new("RGB", (1000, 1000)), "PNG")).status_code == 200
+    pictures = [(io.BytesIO(encoded(Image.new("RGB", (1000, 800)), "PNG")), f"{i}.png") for i in range(2)]
+    form = {"images": pictures, "captions": "a"}
+    assert_error(client.post("/similarity", data=form, content_type="multipart/form-data"), 400,
+                 "the pictures of one request may hold 1,500,000 pixels in all; these hold 1,600,000 so far")
 
 
 def test_wrong_method_says_what_is_allowed(client):
@@ -145,7 +149,7 @@ def test_the_spec_states_every_limit_and_error(client):
     spec = client.get("/openapi.json").json
     schemas = spec["components"]["schemas"]
     assert spec["x-limits"] == {"query_chars": 50, "caption_chars": 40, "captions": 3, "images": 2,
-                                "upload_pixels": 1_000_000, "upload_bytes": 2**20, "json_bytes": 8192, "json_depth": 4, "k": 100}
+                                "upload_pixels": 1_000_000, "request_pixels": 1_500_000, "upload_bytes": 2**20, "json_bytes": 8192, "json_depth": 4, "k": 100}
     assert schemas["SearchBody"]["properties"]["query"]["maxLength"] == 50
     assert schemas["SearchBody"]["properties"]["k"]["minimum"] == 1
     assert schemas["SimilarityBody"]["properties"]["captions"]["maxItems"] == 3

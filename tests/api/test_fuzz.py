@@ -40,6 +40,7 @@ def node_id_for_schemathesis(request):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_keeps_to_its_spec(case):
