@@ -25,13 +25,14 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
 
     Under gunicorn with --preload this runs once in the master, so workers share the weights.
     """
+    from api.bodies import ApiRequest, SafeJSONProvider
     from api.errors import register_error_handlers
     from api.memory import install_trim
     from api.metrics import TimedEncoder, install_metrics
+    from api.openapi import install_document
     from api.routes import FileNameConverter, bp
     from api.security import register_security
     from api.seed import seed_bp
-    from api.validation import ApiRequest, SafeJSONProvider
     from lib.model.loading import load_encoder
     from lib.serve.index_set import LiveIndexSet
     from lib.serve.search import SearchService
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     app.url_map.converters["file"] = FileNameConverter
     app.register_blueprint(bp)
     app.register_blueprint(seed_bp, url_prefix="/api")
+    install_document(app)
     current = indexes.current()
     log.info("serving %d dataset(s) and %d vocabularies with model %s", len(current.datasets),
              len(current.vocabularies), encoder.identity.spec)

@@ -38,8 +38,8 @@ class Limits:
     def from_settings(cls, settings: Settings) -> "Limits":
         return cls(query_chars=settings.max_query_chars, caption_chars=settings.max_caption_chars,
                    captions=settings.max_captions, images=settings.max_images,
-                   upload_pixels=settings.max_upload_pixels,
-                   request_pixels=settings.max_request_pixels, upload_bytes=settings.max_upload_mb * 1024 * 1024, json_bytes=settings.max_json_kb * 1024,
+                   upload_pixels=settings.max_upload_pixels, request_pixels=settings.max_request_pixels,
+                   upload_bytes=settings.max_upload_mb * 1024 * 1024, json_bytes=settings.max_json_kb * 1024,
                    json_depth=settings.max_json_depth, k=settings.max_k)
 
     def form_field_bytes(self) -> int:

@@ -1,4 +1,4 @@
-"""The request and answer models of the API: pydantic validates requests with them and the spec is made from them.
+"""The request models of the API: pydantic validates requests with them and the spec is made from them.
 
 A request model is written once, for JSON (`JsonBody`: strict types, so `true` or `"5"` is no number);
 its multipart twin comes from `form_of`, which loosens the types (a form field is text) and adds upload
@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import re
 import types
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -118,10 +118,9 @@ def form_of(model: type[BaseModel], *mixins: type[BaseModel], **fields: tuple[An
     namespace = {"__module__": __name__, "__doc__": model.__doc__, "model_config": {"strict": False},
                  "__annotations__": {name: kind for name, (kind, _) in fields.items()},
                  **{name: default for name, (_, default) in fields.items()}}
-    return types.new_class(model.__name__.removesuffix("Body") + "Form", (*mixins, FormInput, model), exec_body=lambda ns: ns.update(namespace))
+    return types.new_class(model.__name__.removesuffix("Body") + "Form", (*mixins, FormInput, model),
+                           exec_body=lambda ns: ns.update(namespace))
 
-
-# ---- requests -----------------------------------------------------------------------------------------------
 
 class SearchBody(JsonBody):
     """Search the images of one dataset by text."""
@@ -198,109 +197,3 @@ class SignedLink(BaseModel):
 
 class ThumbnailQuery(SignedLink):
     size: int = Field(256, ge=16, le=1024, description="longest side in pixels")
-
-
-# ---- answers ------------------------------------------------------------------------------------------------
-
-class ErrorBody(BaseModel):
-    """Every refusal: a short error and why (for invalid fields, 'field: why; ...')."""
-
-    error: str
-    detail: str
-
-
-class ModelInfo(BaseModel):
-    spec: str
-    weights_sha256: str
-    dim: int
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
-    model: ModelInfo
-    datasets: int
-    vocabularies: int
-
-
-class PartitionInfo(BaseModel):
-    name: str
-    class_name: str
-    count: int
-
-
-class DatasetInfo(BaseModel):
-    name: str
-    layout: str
-    index_type: str
-    count: int
-    partitions: list[PartitionInfo]
-
-
-class VocabularyInfo(BaseModel):
-    name: str
-    entries: int
-    templates: list[str]
-
-
-class LeftOut(BaseModel):
-    what: str
-    why: str
-
-
-class IndexesAnswer(BaseModel):
-    model: ModelInfo
-    datasets: list[DatasetInfo]
-    vocabularies: list[VocabularyInfo]
-    left_out: list[LeftOut]
-
-
-class Hit(BaseModel):
-    id: int
-    score: float
-    dataset: str
-    partition: str
-    class_name: str
-    path: str = Field(description="relative to the dataset's folder")
-    width: int
-    height: int
-    image_url: str
-    thumbnail_url: str = Field(description="add size=N (16-1024) for another size")
-
-
-class SearchAnswer(BaseModel):
-    query: str
-    k: int
-    results: list[Hit]
-    notes: list[str]
-
-
-class SimilarAnswer(BaseModel):
-    k: int
-    image_id: int | None
-    results: list[Hit]
-    notes: list[str]
-
-
-class LabelScore(BaseModel):
-    id: str
-    label: str
-    score: float = Field(description="cosine similarity of the image and the label's prompt")
-    probability: float = Field(description="softmax over the whole vocabulary")
-
-
-class ClassifyAnswer(BaseModel):
-    vocab: str
-    k: int
-    labels: list[LabelScore]
-    notes: list[str]
-
-
-class SimilarityAnswer(BaseModel):
-    captions: list[str]
-    image_ids: list[int]
-    matrix: list[list[float]] = Field(description="one row per image (uploads first, then ids), one column per caption")
-    pairs: list[float] | None = Field(description="image i with caption i, when there are as many of each")
-
-
-class ConfigAnswer(BaseModel):
-    api: str = Field(description="where the pages find the API")

@@ -24,7 +24,8 @@ invalid request.
 Limits of one request (settings in brackets; also under `x-limits`): query {query_chars} characters
 (`max_query_chars`); caption {caption_chars} characters (`max_caption_chars`); {captions} captions (`max_captions`);
 {images} images, uploads and ids together (`max_images`); an uploaded picture {upload_pixels} pixels
-(`max_upload_pixels`), all the pictures of a request {request_pixels} (`max_request_pixels`); body {upload_mib} MiB as a multipart form (`max_upload_mb`),
+(`max_upload_pixels`), all the pictures of a request {request_pixels} (`max_request_pixels`); body {upload_mib} MiB
+as a multipart form (`max_upload_mb`),
 {json_kib} KiB as JSON (`max_json_kb`); JSON nested at most {json_depth} levels (`max_json_depth`); k at most
 {k} (`max_k`; a larger k is capped and the answer's `notes` say so). Over a size limit: 413; anything else: 400.
 """
@@ -77,9 +78,11 @@ def build_document(app: Flask) -> dict[str, Any]:
     return document
 
 
+def install_document(app: Flask) -> None:
+    """Make the document when the app is made (spectree's first generation is not safe to run in two threads)."""
+    with app.app_context():
+        app.extensions["clipsearch.openapi"] = build_document(app)
+
+
 def openapi_document() -> dict[str, Any]:
-    """This app's document, made once."""
-    document = current_app.extensions.get("clipsearch.openapi")
-    if document is None:
-        document = current_app.extensions["clipsearch.openapi"] = build_document(current_app._get_current_object())
-    return document
+    return current_app.extensions["clipsearch.openapi"]

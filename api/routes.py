@@ -15,11 +15,12 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import PathConverter
 
+from api.answers import (ClassifyAnswer, ConfigAnswer, Health, IndexesAnswer, SearchAnswer, SimilarAnswer,
+                         SimilarityAnswer)
 from api.errors import BadRequest
 from api.limits import MAX_IMAGE_ID, current_limits
 from api.metrics import metrics_text
-from api.models import (ClassifyAnswer, ClassifyBody, ClassifyForm, ConfigAnswer, Health, IndexesAnswer, SearchAnswer,
-                        SearchBody, SearchForm, SignedLink, SimilarAnswer, SimilarBody, SimilarForm, SimilarityAnswer,
+from api.models import (ClassifyBody, ClassifyForm, SearchBody, SearchForm, SignedLink, SimilarBody, SimilarForm,
                         SimilarityBody, SimilarityForm, ThumbnailQuery)
 from api.openapi import openapi_document
 from api.security import public, signature

@@ -1,9 +1,4 @@
-"""Reading a request body safely and validating it with the models (spectree over pydantic).
-
-Why not Flask's own JSON parser: Python's `json` raises RecursionError on deeply nested input (a 500),
-reads `1e400` as infinity and `NaN` as a number, and passes unpaired surrogates ("\\ud800") through to
-the tokenizer. pydantic-core's parser (jiter) has a nesting limit, refuses NaN/Infinity and lone surrogates,
-and raises ValueError for all of them, which becomes a 400.
+"""Validating a request with the models (spectree over pydantic), and documenting it with the same models.
 
 Why spectree: it validates a JSON body or a multipart form on the same route, each with its own model,
 and documents both in the spec; it keeps Flask's app, blueprints and error handlers as they are
@@ -14,20 +9,16 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterable
 
-import pydantic_core
-from flask import Request, request
 from flask import Response as FlaskResponse
-from flask.json.provider import DefaultJSONProvider
+from flask import request
 from pydantic import BaseModel, ValidationError
 from spectree import Response, SpecTree
 from spectree.model_adapter.pydantic_adapter import PydanticModelAdapter
 from spectree.plugins.flask_plugin import FlaskPlugin
-from werkzeug.datastructures import Headers
-from werkzeug.formparser import FormDataParser, MultiPartParser
 
+from api.bodies import read_json_body
 from api.errors import BadRequest
-from api.limits import current_limits
-from api.models import ErrorBody
+from api.answers import ErrorBody
 
 JSON, MULTIPART, URLENCODED = "application/json", "multipart/form-data", "application/x-www-form-urlencoded"
 ERROR_TEXT = {
@@ -37,45 +28,6 @@ ERROR_TEXT = {
     413: "the body is over the size limit (see x-limits)",
     415: "the body is neither JSON nor a form",
 }
-
-
-class SafeJSONProvider(DefaultJSONProvider):
-    """Parses with pydantic-core (see the module docstring); answers keep their keys in order."""
-
-    sort_keys = False
-
-    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return pydantic_core.from_json(s, allow_inf_nan=False)
-
-
-class FilePartsParser(MultiPartParser):
-    """Reads a part that has a content type but no file name (RFC 7578 allows it; browsers always name files,
-    some scripts and fuzzers do not) as latin-1, which keeps every byte; werkzeug would decode it as UTF-8
-    text and lose bytes. `UploadedImage` turns such a part back into a file."""
-
-    def get_part_charset(self, headers: Headers) -> str:
-        if not headers.get("content-type", "text/plain").lower().startswith("text/"):
-            return "latin-1"
-        return super().get_part_charset(headers)
-
-
-class FormParser(FormDataParser):
-    def _parse_multipart(self, stream: Any, mimetype: str, content_length: int | None, options: dict[str, str]
-                         ) -> Any:
-        boundary = options.get("boundary", "").encode("ascii")
-        if not boundary:
-            raise ValueError("Missing boundary")
-        parser = FilePartsParser(stream_factory=self.stream_factory, max_form_memory_size=self.max_form_memory_size,
-                                 max_form_parts=self.max_form_parts, cls=self.cls)
-        form, files = parser.parse(stream, boundary, content_length)
-        return stream, form, files
-
-
-class ApiRequest(Request):
-    form_data_parser_class = FormParser
-
-    def on_json_loading_failed(self, e: ValueError | None) -> Any:
-        raise BadRequest("malformed JSON", str(e)[:200] if e else "the body is not JSON")
 
 
 def field_errors(err: ValidationError) -> str:
@@ -107,36 +59,11 @@ def _refuse_invalid(req: Any, resp: Any, err: ValidationError | None, instance: 
         raise BadRequest("invalid request", field_errors(err))
 
 
-SPEC = SpecTree("flask", backend=FilesPassThrough, mode="strict", annotations=False, path="apidoc", validation_error_status=400,
-                validation_error_model=ErrorBody, before=_refuse_invalid, model_adapter=QuietAdapter(),
-                naming_strategy=lambda model: model.__name__, nested_naming_strategy=lambda _parent, child: child)
-
-
-def json_depth_over(value: Any, limit: int) -> bool:
-    """Whether arrays and objects nest deeper than `limit` (iterative: no recursion to run out of)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        for child in children:
-            if isinstance(child, (dict, list)):
-                if depth + 1 > limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
-
-
-def read_json_body() -> None:
-    """Parse the body now, loudly (spectree parses silently and would report 'field required')."""
-    limits = current_limits()
-    if (request.content_length or 0) > limits.json_bytes or len(request.get_data()) > limits.json_bytes:
-        raise BadRequest("request entity too large", f"a JSON body may hold at most {limits.json_bytes // 1024} KiB",
-                         413)
-    body = request.get_json()
-    if not isinstance(body, dict):
-        raise BadRequest("malformed JSON", "the body must be a JSON object")
-    if json_depth_over(body, limits.json_depth):
-        raise BadRequest("malformed JSON", f"arrays and objects nest deeper than {limits.json_depth} levels")
+# One per process: its spec is generated once and shared by every app (all have the same routes).
+SPEC = SpecTree("flask", backend=FilesPassThrough, mode="strict", annotations=False, path="apidoc",
+                validation_error_status=400, validation_error_model=ErrorBody, before=_refuse_invalid,
+                model_adapter=QuietAdapter(), naming_strategy=lambda model: model.__name__,
+                nested_naming_strategy=lambda _parent, child: child)
 
 
 def accepts(kinds: Iterable[str]) -> Callable:

@@ -312,8 +312,8 @@ def print_load(rows: list[tuple], memory: dict[int, tuple[float, float]]) -> Non
 
 
 def print_slow(rows: list[tuple], args: argparse.Namespace) -> None:
-    print(f"\nslow clients: {args.workers} workers x {args.threads} threads, {args.seconds:.0f} s per row; /health every "
-          "50 ms (2 s timeout, counted as 2000 ms), /search every 200 ms (5 s timeout)")
+    print(f"\nslow clients: {args.workers} workers x {args.threads} threads, {args.seconds:.0f} s per row; "
+          "/health every 50 ms (2 s timeout, counted as 2000 ms), /search every 200 ms (5 s timeout)")
     print("| front end | slow connections | /health ok | /health failed | /health p50 ms | /health p99 ms "
           "| /search ok | /search errors | /search p99 ms |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -104,4 +104,5 @@ class SeedView:
         datasets = self._datasets(repos)
         total = sum(len(d.order) for d in datasets)
         positions = (rng or random.Random()).sample(range(total), min(count, total))
-        return [placed for position in positions for placed in self._placed(datasets, [self._id_at(datasets, position)])]
+        return [placed for position in positions
+                for placed in self._placed(datasets, [self._id_at(datasets, position)])]

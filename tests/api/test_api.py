@@ -136,7 +136,8 @@ def test_classify_bad_uploads(client, data, name, words):
 def test_upload_too_large_and_missing_image(client):
     assert_error(upload(client, "/classify", b"\0" * (2 * 1024 * 1024)), 413, "too large")
     assert_error(client.post("/classify", json={"k": 3}), 400, "image_id: Field required")
-    assert_error(client.post("/classify", data={"k": "3"}), 400, "upload an image in the field 'image' or give an image_id")
+    assert_error(client.post("/classify", data={"k": "3"}), 400,
+                 "upload an image in the field 'image' or give an image_id")
     assert_error(client.post("/classify", json={"image_id": 10**9}), 404, "no indexed image")
     assert_error(upload(client, "/classify", drawn("red", "ring"), vocab="klingon"), 404, "unknown vocabulary")
 
@@ -157,7 +158,8 @@ def test_near_duplicates_of_an_upload(client):
     results = response.json["results"]
     assert results and results[0]["id"] == first["id"] and results[0]["score"] > 0.99
     assert all(r["score"] >= 0.99 for r in results)
-    assert_error(upload(client, "/similar", copy, threshold=3), 400, "threshold: Input should be less than or equal to 1")
+    assert_error(upload(client, "/similar", copy, threshold=3), 400,
+                 "threshold: Input should be less than or equal to 1")
 
 
 def test_similarity_matrix(client):
