@@ -82,12 +82,13 @@ def start_server(workspace: Path, model: str, workers: int, threads: int, proxy:
                                 "--threads", str(threads), "--proxy", proxy], cwd=REPO, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(240):
+    for _ in range(240):  # nginx answers 502 until gunicorn is up
         try:
             if requests.get(f"{base}/health", timeout=2).ok:
                 return process, base
         except requests.ConnectionError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     os.killpg(process.pid, signal.SIGTERM)
     raise SystemExit("the server did not start")
 

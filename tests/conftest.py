@@ -90,12 +90,13 @@ def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
                                stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
-    while time.time() < deadline:
+    while time.time() < deadline:  # nginx answers 502 until gunicorn is up
         try:
             if requests.get(f"{base}/health", timeout=2).ok:
                 break
         except requests.ConnectionError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     else:
         process.kill()
         pytest.fail("api.sh did not answer /health in 90 s:\n" + log.read_text()[-3000:])
