@@ -18,7 +18,9 @@ Target: with 64 slow connections, /health p99 < 200 ms and no /search errors.
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
+import json
 import os
 import random
 import signal
@@ -167,12 +169,45 @@ def under_slow_clients(base: str, count: int, seconds: float) -> dict:
     return found
 
 
-def slow_rows(workspace: Path, args: argparse.Namespace) -> list[tuple]:
-    rows = []
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over gunicorn's unix socket, to time a request without nginx in front."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost")
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.socket_path)
+
+
+def front_end_cost(base: str, root: int, requests_each: int = 1000) -> tuple[float, float]:
+    """/search p50 in ms through nginx and straight to gunicorn's socket, alternating, one at a time."""
+    command = Path(f"/proc/{gunicorn_processes(root)[0]}/cmdline").read_bytes().decode().split("\0")  # any of them
+    socket_path = next(arg for arg in command if arg.startswith("unix:"))[len("unix:"):]
+    url, body = urlsplit(base), json.dumps({"query": "red circle", "k": 10})
+    through = http.client.HTTPConnection(url.hostname, url.port)
+    times: dict[str, list[float]] = {"nginx": [], "direct": []}
+    for i in range(requests_each + 100):
+        for name, connection in (("nginx", through), ("direct", UnixHTTPConnection(socket_path))):
+            started = time.perf_counter()
+            connection.request("POST", "/search", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200, response.status
+            if i >= 100:  # after a warm-up
+                times[name].append((time.perf_counter() - started) * 1000)
+    return percentile(times["nginx"], 50), percentile(times["direct"], 50)
+
+
+def slow_rows(workspace: Path, args: argparse.Namespace) -> tuple[list[tuple], tuple[float, float] | None]:
+    rows, cost = [], None
     for proxy in args.proxies:
         process, base = start_server(workspace, args.model, args.workers, args.threads, proxy)
         try:
             probe(base, "/search", 2.0, 0.05, 5.0, {"query": "warm up", "k": 10})
+            if proxy == "nginx":
+                cost = front_end_cost(base, process.pid)
             for count in args.slow:
                 found = under_slow_clients(base, count, args.seconds)
                 (health, health_failed), (search, search_failed) = found["health"], found["search"]
@@ -182,7 +217,7 @@ def slow_rows(workspace: Path, args: argparse.Namespace) -> list[tuple]:
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)
-    return rows
+    return rows, cost
 
 
 def gunicorn_processes(root: int) -> list[int]:
@@ -312,7 +347,7 @@ def print_load(rows: list[tuple], memory: dict[int, tuple[float, float]]) -> Non
         print(f"| {workers} | {rss:.0f} | {pss:.0f} | {pss / (workers * single):.0%} |")
 
 
-def print_slow(rows: list[tuple], args: argparse.Namespace) -> None:
+def print_slow(rows: list[tuple], cost: tuple[float, float] | None, args: argparse.Namespace) -> None:
     print(f"\nslow clients: {args.workers} workers x {args.threads} threads, {args.seconds:.0f} s per row; "
           "/health every 50 ms (2 s timeout, counted as 2000 ms), /search every 200 ms (5 s timeout)")
     print("| front end | slow connections | /health ok | /health failed | /health p50 ms | /health p99 ms "
@@ -322,6 +357,9 @@ def print_slow(rows: list[tuple], args: argparse.Namespace) -> None:
         front = "nginx -> gunicorn" if proxy == "nginx" else "gunicorn alone"
         print(f"| {front} | {count} | {ok} | {failed} | {p50:.1f} | {p99:.1f} | {search_ok} | {search_failed} "
               f"| {search_p99:.1f} |")
+    if cost:
+        print(f"\ncost of the front end: /search p50 {cost[0]:.2f} ms through nginx, {cost[1]:.2f} ms straight to "
+              f"gunicorn's socket (alternating, one at a time): +{cost[0] - cost[1]:.2f} ms")
 
 
 def bench(args: argparse.Namespace) -> None:
@@ -332,7 +370,7 @@ def bench(args: argparse.Namespace) -> None:
         synthetic_index(workspace, encoder, args.vectors, args.partitions)
         encode_ms = text_encoder_ms(encoder)
         rows, memory = load_rows(workspace, args) if args.clients else ([], {})
-        slow = slow_rows(workspace, args) if args.slow else []
+        slow, cost = slow_rows(workspace, args) if args.slow else ([], None)
     print(f"\nmodel {args.model}, {encoder.dtype}; {args.vectors:,} vectors of dim {encoder.dim} in "
           f"{args.partitions} partitions; "
           f"{args.seconds:.0f} s per route and client count; text encoder alone: {encode_ms:.1f} ms a query "
@@ -340,7 +378,7 @@ def bench(args: argparse.Namespace) -> None:
     if rows:
         print_load(rows, memory)
     if slow:
-        print_slow(slow, args)
+        print_slow(slow, cost, args)
 
 
 def main(argv: list[str] | None = None) -> None:
