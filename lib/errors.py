@@ -39,3 +39,9 @@ class CaptionTableError(ClipSearchError):
 
 class TrainingDataError(ClipSearchError):
     """A training folder without usable captioned images."""
+
+
+class EmbeddingsFolderError(ClipSearchError):
+    """A clip-retrieval embeddings folder that is incomplete or whose files disagree with each other."""
+class ClusterError(ClipSearchError):
+    """A Ray cluster that cannot be reached, or that went away while a build was running."""
