@@ -2,7 +2,8 @@
 """The largest inputs the API accepts: what each costs, and whether the workers' memory comes back after them.
 
 scripts/api.sh (nginx in front of 2 gunicorn workers) over 10,000 synthetic vectors. First the cost of each
-largest accepted request (one at a time, median of 3) beside the same route with a small input. Then a
+largest accepted request (one at a time, median of 3) beside the same route with a small input, and the
+time to refuse inputs over the limits (the issue's 10 MB query among them). Then a
 bounded abuse run: CLIENTS threads send only largest inputs for SECONDS; the workers' RSS is sampled as
 it runs and read again after 5 s idle. Once per allocator set-up: as shipped (MALLOC_ARENA_MAX=2 and
 malloc_trim after large bodies), without malloc_trim, and with glibc's defaults.
@@ -86,6 +87,31 @@ def requests_of(limits: Settings) -> dict[str, tuple[str, dict, dict]]:
     }
 
 
+def refusals_of(limits: Settings) -> dict[str, tuple[str, dict]]:
+    """Inputs over the limits, among them the issue's 10 MB query (19 s and GBs of memory before the limits)."""
+    over = limits.max_json_kb * 1024 - 64
+    return {
+        "search, 10 MB query": ("/search", {"json": {"query": "q" * 10_000_000}}),
+        "search, query just under max_json_kb": ("/search", {"json": {"query": "q" * over}}),
+        "search, one character over max_query_chars": ("/search", {"json": {"query": "q" * (limits.max_query_chars
+                                                                                          + 1)}}),
+        "similarity, captions over max_captions": ("/similarity", {"json": {"captions": ["a"] * (limits.max_captions
+                                                                                                  + 1)}}),
+        "search, JSON nested 100,000 deep": ("/search", {"data": "[" * 100_000, "headers": {
+            "Content-Type": "application/json"}}),
+    }
+
+
+def refusal_costs(base: str, cases: dict) -> list[tuple]:
+    """Each refusal's body size, median time of 3 and statuses."""
+    rows = []
+    for name, (route, kwargs) in cases.items():
+        answers = [timed(base, route, kwargs) for _ in range(3)]
+        size = len(requests.Request("POST", base + route, **kwargs).prepare().body or b"")
+        rows.append((name, size, statistics.median(t for t, _ in answers), {status for _, status in answers}))
+    return rows
+
+
 def worker_rss_mb(root: int) -> list[float]:
     found = gunicorn_processes(root)
     workers = [pid for pid in found if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) in found]
@@ -134,7 +160,7 @@ def abuse(base: str, root: int, cases: dict, clients: int, seconds: float) -> tu
     return peak[0], sent[0]
 
 
-def one_setup(workspace: Path, args: argparse.Namespace, setup: str, cases: dict) -> tuple[list, tuple]:
+def one_setup(workspace: Path, args: argparse.Namespace, setup: str, cases: dict) -> tuple[list, list, tuple]:
     os.environ.update(SETUPS[setup])
     try:
         process, base = start_server(workspace, args.model, 2, 4)
@@ -147,14 +173,16 @@ def one_setup(workspace: Path, args: argparse.Namespace, setup: str, cases: dict
                 timed(base, route, small)
         time.sleep(3)
         baseline = worker_rss_mb(process.pid)
-        cost_rows = costs(base, cases) if setup == args.setups[0] else []
+        first = setup == args.setups[0]
+        cost_rows = costs(base, cases) if first else []
+        refused = refusal_costs(base, refusals_of(Settings())) if first else []
         peak, sent = abuse(base, process.pid, cases, args.clients, args.seconds)
         time.sleep(5)
         after = worker_rss_mb(process.pid)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=120)
-    return cost_rows, (setup, baseline, peak, after, sent)
+    return cost_rows, refused, (setup, baseline, peak, after, sent)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -179,11 +207,16 @@ def bench(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|")
     for name, size, big, small, statuses in results[0][0]:
         print(f"| {name} | {size:,} | {big:.0f} | {small:.1f} | {big / small:.0f}x | {sorted(statuses)} |")
+    print("\nrefused inputs, median of 3")
+    print("| request | body bytes | ms | statuses |")
+    print("|---|---|---|---|")
+    for name, size, took, statuses in results[0][1]:
+        print(f"| {name} | {size:,} | {took:.1f} | {sorted(statuses)} |")
     print(f"\nabuse run: {args.clients} clients x {args.seconds:.0f} s of largest inputs; RSS per worker in MiB, "
           "read after 5 s idle")
     print("| set-up | requests | baseline | peak | after | after / baseline |")
     print("|---|---|---|---|---|---|")
-    for _, (setup, baseline, peak, after, sent) in results:
+    for _, _, (setup, baseline, peak, after, sent) in results:
         ratio = max(a / b for a, b in zip(after, baseline))
         print(f"| {setup} | {sent} | {' / '.join(f'{b:.0f}' for b in baseline)} | {peak:.0f} | "
               f"{' / '.join(f'{a:.0f}' for a in after)} | {ratio:.2f} |")

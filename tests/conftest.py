@@ -98,8 +98,31 @@ def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
             pass
         time.sleep(0.5)
     else:
-        process.kill()
+        stop_group(process)
         pytest.fail("api.sh did not answer /health in 90 s:\n" + log.read_text()[-3000:])
     yield base, process
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    stop_group(process)
+
+
+def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """Stop api.sh and everything it started (nginx, gunicorn and its workers: one session), killing what a
+    SIGTERM has not stopped within the grace time, so no test leaves a server behind."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    deadline = time.time() + grace
+    while time.time() < deadline:  # api.sh is gone; its children may still be finishing
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=5)
