@@ -9,7 +9,8 @@ memory of N workers well below N x one worker's.
 
 Slow clients (issue 14): with N connections each trickling an upload at 1 byte/s, a prober asks for
 /health every 50 ms (a fresh connection, 2 s timeout; a timeout counts as 2000 ms) while one client
-sends /search; once with nginx in front (what scripts/api.sh starts) and once with gunicorn alone.
+sends /search; once with nginx in front (what scripts/api.sh starts) and once with gunicorn alone. With
+nginx, the front end's own cost: /search p50 through nginx against straight to gunicorn's unix socket.
 Target: with 64 slow connections, /health p99 < 200 ms and no /search errors.
 
     .venv/bin/python -m bench.api_load [--vectors 100000] [--clients 1 4] [--seconds 15] [--workers 2]
