@@ -2,8 +2,8 @@
 
 glibc keeps freed memory in its per-thread arenas, so a worker that once decoded a 20 MB upload or
 encoded 256 captions stays that large. `malloc_trim(0)` returns the free pages; measured on this
-project's machines (docs/benchmarks.md) it is what brings a worker's RSS back near its baseline, where
-MALLOC_ARENA_MAX alone (set by scripts/api.sh) and jemalloc did not. It costs about 0.1 ms when there
+project's machines (docs/benchmarks.md) it is what brings a worker's RSS back near its baseline (1.06x),
+where MALLOC_ARENA_MAX=2 alone (set by scripts/api.sh) left 4.8x. It costs about 0.1 ms when there
 is nothing to return and up to ~100 ms after a burst, so it runs only after requests with a large body,
 once the answer is sent (setting `trim_after_kb`). Elsewhere than glibc it does nothing.
 """
