@@ -96,26 +96,27 @@ def free_port() -> int:
 
 
 def serve(workspace: Path, log: Path):
-    """scripts/api.sh on a free loopback port over the workspace; yields its base URL and process."""
+    """scripts/api.sh (nginx in front of 2 gunicorn workers) on a free loopback port over the workspace,
+    dropping a stalled request after 3 s; yields its base URL and the api.sh process."""
     port = free_port()
-    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(workspace)}
+    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(workspace), "CLIPSEARCH_CLIENT_TIMEOUT": "3"}
     process = subprocess.Popen([str(REPO / "scripts" / "api.sh"), "--port", str(port), "--workers", "2",
                                 "--threads", "2"], cwd=REPO, env=env, stdout=open(log, "w"),
                                stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
-    while time.time() < deadline:
+    while time.time() < deadline:  # nginx answers 502 until gunicorn is up
         try:
             if requests.get(f"{base}/health", timeout=2).ok:
                 break
         except requests.ConnectionError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     else:
-        process.kill()
+        stop_group(process)
         pytest.fail("api.sh did not answer /health in 90 s:\n" + log.read_text()[-3000:])
     yield base, process
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    stop_group(process)
 
 
 @pytest.fixture(scope="session")
@@ -128,3 +129,27 @@ def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
 def planted_server(planted_workspace, tmp_path_factory: pytest.TempPathFactory):
     """scripts/api.sh over the workspace with planted duplicates."""
     yield from serve(planted_workspace[0].workspace, tmp_path_factory.mktemp("planted-server") / "api.log")
+
+
+def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """Stop api.sh and everything it started (nginx, gunicorn and its workers: one session), killing what a
+    SIGTERM has not stopped within the grace time, so no test leaves a server behind."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    deadline = time.time() + grace
+    while time.time() < deadline:  # api.sh is gone; its children may still be finishing
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=5)

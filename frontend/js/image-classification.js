@@ -85,7 +85,7 @@ async function find(query) {
       button.type = "button";
       button.setAttribute("aria-pressed", "false");
       const img = document.createElement("img");
-      img.src = await apiUrl(hit.thumbnail_url + "?size=96");
+      img.src = await apiUrl(hit.thumbnail_url, { size: 96 });
       img.alt = `indexed image ${hit.id}: ${hit.class_name || hit.path}`;
       button.append(img);
       button.addEventListener("click", () => {

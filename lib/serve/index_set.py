@@ -13,15 +13,17 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
 import faiss
+import numpy as np
 
 from lib.errors import ClipSearchError, IndexFileError, NotFoundError
 from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, PartitionRecord
 from lib.store.identity import ModelIdentity
-from lib.store.index_files import open_partition
+from lib.store.index_files import ids_of, open_partition
 from lib.store.vocab_index import TextIndex, load_text_index
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,24 @@ def shards_of(indexes: Sequence[faiss.Index], dim: int) -> faiss.Index:
     return shards
 
 
+class IdOrder:
+    """Image ids in a fixed order, and the way back from an id to its place (made once per loaded dataset)."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self._by_id = np.argsort(ids)
+        self._sorted = ids[self._by_id]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def places(self, ids: Sequence[int]) -> list[int | None]:
+        """The place of each id (None for an id the dataset does not hold)."""
+        found = np.searchsorted(self._sorted, ids)
+        return [int(self._by_id[f]) if f < len(self._sorted) and self._sorted[f] == i else None
+                for f, i in zip(found, ids)]
+
+
 @dataclass(frozen=True)
 class LoadedDataset:
     record: DatasetRecord
@@ -56,6 +76,11 @@ class LoadedDataset:
     @property
     def count(self) -> int:
         return sum(p.record.count for p in self.partitions.values())
+
+    @cached_property
+    def order(self) -> "IdOrder":
+        """Every image's place in the dataset: partitions in name order, each in its index's order."""
+        return IdOrder(np.concatenate([ids_of(p.index) for p in self.partitions.values()] or [np.zeros(0, np.int64)]))
 
     def searchable(self, chosen: Sequence[str] | None = None) -> faiss.Index:
         """The index to search for the chosen partitions (all when none are chosen)."""

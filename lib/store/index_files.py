@@ -76,9 +76,14 @@ def index_type_of(index: faiss.Index) -> str:
     return "flat"
 
 
+def ids_of(index: faiss.Index) -> np.ndarray:
+    """The catalog ids an index holds, in the order of its vectors."""
+    return faiss.vector_to_array(index.id_map).astype(np.int64)
+
+
 def vectors_of(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
     """The ids and exact vectors an index holds (every type here keeps exact vectors)."""
-    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    ids = ids_of(index)
     inner = faiss.downcast_index(index.index)
     source = faiss.downcast_index(inner.refine_index) if isinstance(inner, faiss.IndexRefine) else inner
     vectors = source.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)

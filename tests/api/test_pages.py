@@ -1,10 +1,14 @@
 """The pages in headless Chromium (Debian's, driven by Playwright) against the live server."""
+import dataclasses
 import random
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
+from api import create_app
 from lib.data.synthetic import Scene, draw_scene
 from tests.conftest import REPO
 
@@ -202,3 +206,31 @@ def test_inputs_have_labels(page, live_server):
             .filter(e => !e.labels?.length && !e.getAttribute('aria-label')).map(e => e.id)""")
         assert unlabeled == [], (name, unlabeled)
         assert page.locator("nav.site a[aria-current=page]").count() == 1
+
+
+@pytest.fixture(scope="module")
+def keyed_server(built_workspace, demo_encoder):
+    """The app with an API key, served by werkzeug in a thread (the key, not the server, is under test)."""
+    app = create_app(dataclasses.replace(built_workspace, api_key="page-key-123"), encoder=demo_encoder)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_pages_send_the_key_given_once_in_the_address(page, keyed_server):
+    page.goto(f"{keyed_server}/image-search.html?q=red+circle&key=page-key-123")
+    page.wait_for_selector("#results li img")
+    page.wait_for_function("() => [...document.querySelectorAll('#results img')].every(i => i.complete)")
+    assert loaded_images(page, "#results img") >= 10  # signed image links open without the header
+    assert "key=" not in page.url and "q=red+circle" in page.url
+    page.goto(f"{keyed_server}/image-classification.html")  # remembered in this browser
+    page.wait_for_selector("#picker button img")
+    assert page.inner_text("#api-key") == "key ✓"
+
+
+def test_pages_say_how_to_give_the_key(page, keyed_server):
+    page.goto(f"{keyed_server}/image-search.html?q=red")
+    page.wait_for_selector("#status.error")
+    assert "This API needs a key" in page.inner_text("#status") and "?key=" in page.inner_text("#status")
