@@ -26,7 +26,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--caption-column", help="name of the caption column (default: caption, text, ...)")
     parser.add_argument("--max-grid", type=int, default=48, help="images shown in image_captions.jpg")
     parser.add_argument("--max-matrix", type=int, default=200, help="rows and columns of similarity_matrix.jpg")
-    add_settings_arguments(parser, ["model", "precision", "batch_size"])
+    add_settings_arguments(parser, ["model", "precision", "backend", "inference_threads", "batch_size"])
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -35,14 +35,14 @@ def score(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     from lib.captions.figures import draw_grid, draw_matrix
     from lib.captions.scores import read_pairs, score_pairs, write_output
-    from lib.model.loading import load_encoder
+    from lib.model.loading import encoder_for
 
     settings = settings_from_args(args)
     table = read_pairs(args.csv, args.image_column, args.caption_column)
     images_dir = args.images_dir or args.csv.resolve().parent
     out_dir = args.out_dir or args.csv.with_name(args.csv.stem + "_scores")
     out_dir.mkdir(parents=True, exist_ok=True)
-    encoder = load_encoder(settings.model, precision=settings.precision)
+    encoder = encoder_for(settings)
     scored = score_pairs(encoder, table, images_dir, settings.batch_size, progress=not args.no_progress)
     write_output(scored, out_dir / "output.csv")
     if scored.valid:

@@ -39,3 +39,9 @@ class CaptionTableError(ClipSearchError):
 
 class TrainingDataError(ClipSearchError):
     """A training folder without usable captioned images."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (or its type's name): for one-line reports of what went wrong."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -24,8 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def demo_encoder() -> ClipEncoder:
-    return load_encoder("demo")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One OpenVINO model cache for the session, so that each model converts once."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_encoder(model_cache: Path) -> ClipEncoder:
+    return load_encoder("demo", cache_dir=model_cache)
 
 
 @pytest.fixture(scope="session")

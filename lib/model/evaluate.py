@@ -17,7 +17,9 @@ from lib.cli import new_parser, run
 from lib.data.images import open_image
 from lib.data.synthetic import COLOURS, SHAPES, class_names, generate_dataset
 from lib.model.encoder import ClipEncoder
+from lib.model.backends import BACKENDS, PRECISIONS
 from lib.model.loading import load_encoder
+from lib.settings import load_settings
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -77,13 +79,17 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="demo", help="model spec (demo, a folder, a Hugging Face id)")
     parser.add_argument("--seed", type=int, default=12345, help="seed of the held-out set")
     parser.add_argument("--per-class", type=int, default=20, help="held-out images per class")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="what runs the encoder: auto is OpenVINO on CPU, PyTorch on CUDA")
     return parser
 
 
 def report(args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    scores = evaluate(load_encoder(args.model, precision=args.precision), args.seed, args.per_class)
+    encoder = load_encoder(args.model, precision=args.precision, backend=args.backend,
+                           cache_dir=load_settings().cache_dir)
+    scores = evaluate(encoder, args.seed, args.per_class)
     print(f"held-out set: seed {args.seed}, {args.per_class} images x {len(class_names())} classes")
     print(f"zero-shot top-1 accuracy        {scores.zero_shot_top1:.3f}")
     print(f"class query precision@10 / mAP  {scores.precision_at_10:.3f} / {scores.map:.3f}")

@@ -1,0 +1,208 @@
+"""The OpenVINO backend: both towers converted from the loaded CLIPModel, cached as IR, compiled per process.
+
+Measured on 2 cores (docs/benchmarks.md): 3x PyTorch fp32 in f32 and 5-6x in bf16 on a CPU with AVX512-BF16,
+at cosine >= 0.9999 to PyTorch. What a caller must know:
+- The IR is cached under `<cache>/openvino/`, keyed by the weights' SHA-256, the model config, the IR's
+  precision and the OpenVINO and transformers versions, so only the first load converts.
+- Compiling happens in the process that encodes, on first use or in `prepare` (ClipEncoder.warm_up): a
+  model compiled before a fork runs single-threaded, or hangs, in the child (gunicorn's preloading master).
+- Every call makes its own infer request with share_inputs=False: a shared request is not thread-safe, and
+  shared inputs let a later request overwrite the caller's array.
+- The text tower always computes in f32: bf16 gave cosine 0.995 to fp32 on the demo model, below the 0.999
+  that an index built by one backend and queried by the other needs; it is a few ms a query.
+- Only input_ids go into the text tower: its attention is causal and padding follows the EOS token that it
+  pools, so the mask cannot change the result (tested against PyTorch with the mask).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import openvino as ov
+import torch
+
+from lib.errors import first_line
+from lib.model.encoder import Towers
+
+log = logging.getLogger(__name__)
+
+IR_PRECISION = "f32"  # weights as the IR stores them; what the CPU computes in is chosen when compiling
+OV_TYPES = {"fp32": "f32", "bf16": "bf16"}
+EXAMPLE_TEXTS = ["a photo of a dog", "cat"]  # two lengths, so that the traced graph has padding in it
+
+
+class VisionTower(torch.nn.Module):
+    """pixel_values (N, 3, S, S) float32 -> projected image features (N, D)."""
+
+    def __init__(self, clip: Any) -> None:
+        super().__init__()
+        self.vision_model, self.visual_projection = clip.vision_model, clip.visual_projection
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.visual_projection(self.vision_model(pixel_values=pixel_values).pooler_output)
+
+
+class TextTower(torch.nn.Module):
+    """input_ids (N, L) int64 -> projected text features (N, D)."""
+
+    def __init__(self, clip: Any) -> None:
+        super().__init__()
+        self.text_model, self.text_projection = clip.text_model, clip.text_projection
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.text_projection(self.text_model(input_ids=input_ids).pooler_output)
+
+
+def cpu_has_native_bf16(core: ov.Core) -> bool:
+    """What OpenVINO's CPU plugin will use: it lists BF16 where the CPU has AVX512-BF16 or AMX."""
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def image_precision(requested: str, core: ov.Core) -> str:
+    """'auto' is bf16 where the CPU does it natively, else fp32; fp32 and bf16 are taken as asked."""
+    if requested == "auto":
+        return "bf16" if cpu_has_native_bf16(core) else "fp32"
+    return requested
+
+
+def convert(clip: Any, tokenizer: Any) -> tuple[ov.Model, ov.Model]:
+    """Trace both towers of a loaded CLIPModel into OpenVINO models with named, dynamic-batch inputs."""
+    size = int(clip.config.vision_config.image_size)
+    ids = tokenizer(EXAMPLE_TEXTS, padding=True, return_tensors="pt")["input_ids"]
+    # The tracer warns of shape tests frozen into the graph: image size (fixed), more than one token and
+    # no attention mask (always so here), context length (the tokenizer truncates): none varies in use.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        vision = ov.convert_model(VisionTower(clip).eval(), example_input=torch.zeros(2, 3, size, size),
+                                  input=[("pixel_values", ov.PartialShape([-1, 3, size, size]), ov.Type.f32)])
+        text = ov.convert_model(TextTower(clip).eval(), example_input={"input_ids": ids},
+                                input=[("input_ids", ov.PartialShape([-1, -1]), ov.Type.i64)])
+    vision.inputs[0].get_tensor().set_names({"pixel_values"})  # traced from a positional example it is "32"
+    vision.outputs[0].get_tensor().set_names({"image_embeds"})
+    text.outputs[0].get_tensor().set_names({"text_embeds"})
+    return vision, text
+
+
+def cache_key(weights_sha256: str, config_json: str) -> dict[str, str]:
+    import transformers
+
+    return {"weights_sha256": weights_sha256, "ir_precision": IR_PRECISION, "openvino": ov.get_version(),
+            "transformers": transformers.__version__,
+            "config_sha256": hashlib.sha256(config_json.encode()).hexdigest()}
+
+
+def cache_folder(cache_dir: Path, key: dict[str, str]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / "openvino" / f"{key['weights_sha256'][:16]}-{IR_PRECISION}-{digest}"
+
+
+def save(folder: Path, vision: ov.Model, text: ov.Model, meta: dict[str, Any]) -> None:
+    """Write the IR into a staging folder and rename it into place, so a half-written cache is never read."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", suffix=".tmp", dir=folder.parent))
+    try:
+        ov.save_model(vision, staging / "vision.xml", compress_to_fp16=False)
+        ov.save_model(text, staging / "text.xml", compress_to_fp16=False)
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1))
+        os.rename(staging, folder)
+    except OSError:
+        if not (folder / "meta.json").is_file():  # another process finished the same cache first: fine
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_or_convert(checkpoint: Any, cache_dir: Path | None) -> tuple[ov.Model, ov.Model, float]:
+    """The two towers and the logit scale: read from the cache, or converted (and cached when there is one)."""
+    key = cache_key(checkpoint.weights_sha256, checkpoint.config.to_json_string())
+    folder = cache_folder(cache_dir, key) if cache_dir else None
+    core = ov.Core()
+    if folder and (folder / "meta.json").is_file():
+        meta = json.loads((folder / "meta.json").read_text())
+        log.info("OpenVINO model read from the cache %s", folder)
+        return core.read_model(folder / "vision.xml"), core.read_model(folder / "text.xml"), meta["logit_scale"]
+    started = time.perf_counter()
+    clip = checkpoint.model()
+    vision, text = convert(clip, checkpoint.tokenizer)
+    logit_scale = float(clip.logit_scale.detach().float().exp())
+    if folder:
+        save(folder, vision, text, {**key, "logit_scale": logit_scale})
+    log.info("converted %s to OpenVINO in %.1f s%s", checkpoint.spec, time.perf_counter() - started,
+             f" (cached in {folder})" if folder else "")
+    return vision, text, logit_scale
+
+
+class OpenVinoTowers:
+    """Compiled lazily in the process that encodes; falls back to PyTorch if compiling fails there."""
+
+    name = "openvino"
+
+    def __init__(self, vision: ov.Model, text: ov.Model, logit_scale: float, precision: str,
+                 threads: int | None, fallback: Callable[[], Towers]) -> None:
+        self._models = {"image": vision, "text": text}
+        self.logit_scale, self.threads, self._fallback = logit_scale, threads, fallback
+        self.precision = precision  # of the image tower, the one that sets the speed
+        self._lock = threading.Lock()
+        self._compiled: dict[str, Any] = {}
+        self._pid: int | None = None  # the process the compiled models belong to
+        self._torch: Towers | None = None  # set when OpenVINO failed and PyTorch took over
+
+    def _config(self, tower: str) -> dict[str, Any]:
+        precision = self.precision if tower == "image" else "fp32"
+        config = {"INFERENCE_PRECISION_HINT": OV_TYPES[precision], "PERFORMANCE_HINT": "LATENCY"}
+        return {**config, "INFERENCE_NUM_THREADS": self.threads} if self.threads else config
+
+    def prepare(self, threads: int | None = None) -> None:
+        """Compile both towers in this process (again after a fork or for another thread count)."""
+        with self._lock:
+            if self._torch or (self._pid == os.getpid() and threads in (None, self.threads)):
+                return
+            self.threads = threads or self.threads
+            try:
+                core = ov.Core()
+                self._compiled = {tower: core.compile_model(model, "CPU", self._config(tower))
+                                  for tower, model in self._models.items()}
+            except Exception as err:  # noqa: BLE001 - whatever OpenVINO raises, PyTorch can still encode
+                log.warning("OpenVINO could not compile the model (%s); encoding with PyTorch", first_line(err))
+                self._torch = self._fallback()
+                self._torch.prepare(self.threads)
+                self.name, self.precision = self._torch.name, self._torch.precision
+                return
+            self._pid = os.getpid()
+            log.info("OpenVINO compiled: image tower %s, text tower fp32, %s threads", self.precision,
+                     self.threads or "all")
+
+    def compiled_property(self, name: str) -> dict[str, str]:
+        """What OpenVINO made of a setting in this process, per tower (e.g. INFERENCE_PRECISION_HINT)."""
+        self._ready()
+        values = {tower: compiled.get_property(name) for tower, compiled in self._compiled.items()}
+        return {tower: v.get_type_name() if isinstance(v, ov.Type) else str(v) for tower, v in values.items()}
+
+    def _ready(self) -> Towers | None:
+        """Compile if this process has not; the PyTorch towers if OpenVINO failed, else None."""
+        if self._pid != os.getpid() and self._torch is None:
+            self.prepare()
+        return self._torch
+
+    def _infer(self, tower: str, name: str, value: np.ndarray) -> np.ndarray:
+        request = self._compiled[tower].create_infer_request()
+        return request.infer({name: value}, share_inputs=False)[0]
+
+    def image_features(self, pixels: np.ndarray) -> np.ndarray:
+        fallback = self._ready()
+        return fallback.image_features(pixels) if fallback else self._infer("image", "pixel_values", pixels)
+
+    def text_features(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        fallback = self._ready()
+        return (fallback.text_features(input_ids, attention_mask) if fallback
+                else self._infer("text", "input_ids", input_ids))
