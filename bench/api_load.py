@@ -165,9 +165,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def bench(args: argparse.Namespace) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    encoder = load_encoder(args.model)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         workspace = Path(tmp)
+        encoder = load_encoder(args.model, cache_dir=workspace / "cache")  # the servers read what it converts
         synthetic_index(workspace, encoder, args.vectors, args.partitions)
         encode_ms = text_encoder_ms(encoder)
         rows, memory = [], {}
