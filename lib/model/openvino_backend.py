@@ -36,31 +36,22 @@ from lib.model.encoder import Towers
 
 log = logging.getLogger(__name__)
 
+CONVERSION = 1  # raise it when convert() changes, so that no older IR is read back
 IR_PRECISION = "f32"  # weights as the IR stores them; what the CPU computes in is chosen when compiling
 OV_TYPES = {"fp32": "f32", "bf16": "bf16"}
 EXAMPLE_TEXTS = ["a photo of a dog", "cat"]  # two lengths, so that the traced graph has padding in it
 
 
-class VisionTower(torch.nn.Module):
-    """pixel_values (N, 3, S, S) float32 -> projected image features (N, D)."""
+class Tower(torch.nn.Module):
+    """One tower of a CLIPModel with its projection: pixel_values (N, 3, S, S) float32 or input_ids (N, L)
+    int64 in, projected features (N, D) out."""
 
-    def __init__(self, clip: Any) -> None:
+    def __init__(self, tower: Any, projection: Any, input_name: str) -> None:
         super().__init__()
-        self.vision_model, self.visual_projection = clip.vision_model, clip.visual_projection
+        self.tower, self.projection, self.input_name = tower, projection, input_name
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.visual_projection(self.vision_model(pixel_values=pixel_values).pooler_output)
-
-
-class TextTower(torch.nn.Module):
-    """input_ids (N, L) int64 -> projected text features (N, D)."""
-
-    def __init__(self, clip: Any) -> None:
-        super().__init__()
-        self.text_model, self.text_projection = clip.text_model, clip.text_projection
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.text_projection(self.text_model(input_ids=input_ids).pooler_output)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.tower(**{self.input_name: inputs}).pooler_output)
 
 
 def cpu_has_native_bf16(core: ov.Core) -> bool:
@@ -83,22 +74,23 @@ def convert(clip: Any, tokenizer: Any) -> tuple[ov.Model, ov.Model]:
     # no attention mask (always so here), context length (the tokenizer truncates): none varies in use.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        vision = ov.convert_model(VisionTower(clip).eval(), example_input=torch.zeros(2, 3, size, size),
-                                  input=[("pixel_values", ov.PartialShape([-1, 3, size, size]), ov.Type.f32)])
-        text = ov.convert_model(TextTower(clip).eval(), example_input={"input_ids": ids},
-                                input=[("input_ids", ov.PartialShape([-1, -1]), ov.Type.i64)])
-    vision.inputs[0].get_tensor().set_names({"pixel_values"})  # traced from a positional example it is "32"
-    vision.outputs[0].get_tensor().set_names({"image_embeds"})
-    text.outputs[0].get_tensor().set_names({"text_embeds"})
+        vision = ov.convert_model(Tower(clip.vision_model, clip.visual_projection, "pixel_values").eval(),
+                                  example_input=torch.zeros(2, 3, size, size),
+                                  input=[("inputs", ov.PartialShape([-1, 3, size, size]), ov.Type.f32)])
+        text = ov.convert_model(Tower(clip.text_model, clip.text_projection, "input_ids").eval(), example_input=ids,
+                                input=[("inputs", ov.PartialShape([-1, -1]), ov.Type.i64)])
+    for model, names in ((vision, ("pixel_values", "image_embeds")), (text, ("input_ids", "text_embeds"))):
+        model.inputs[0].get_tensor().set_names({names[0]})  # "inputs", the wrapper's argument, until named
+        model.outputs[0].get_tensor().set_names({names[1]})
     return vision, text
 
 
 def cache_key(weights_sha256: str, config_json: str) -> dict[str, str]:
     import transformers
 
-    return {"weights_sha256": weights_sha256, "ir_precision": IR_PRECISION, "openvino": ov.get_version(),
-            "transformers": transformers.__version__,
-            "config_sha256": hashlib.sha256(config_json.encode()).hexdigest()}
+    return {"weights_sha256": weights_sha256, "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
+            "ir_precision": IR_PRECISION, "conversion": str(CONVERSION), "openvino": ov.get_version(),
+            "transformers": transformers.__version__}
 
 
 def cache_folder(cache_dir: Path, key: dict[str, str]) -> Path:
