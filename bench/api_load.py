@@ -185,8 +185,8 @@ def bench(args: argparse.Namespace) -> None:
             finally:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=30)
-    print(f"\nmodel {args.model}, {encoder.dtype}; {args.vectors:,} vectors of dim {encoder.dim} in "
-          f"{args.partitions} partitions; "
+    print(f"\nmodel {args.model}, {encoder.backend} {encoder.precision}; {args.vectors:,} vectors of dim "
+          f"{encoder.dim} in {args.partitions} partitions; "
           f"{args.seconds:.0f} s per route and client count; text encoder alone: {encode_ms:.1f} ms a query "
           f"(target for /search p50: <= {1.5 * encode_ms + 5:.1f} ms)")
     print("| workers | clients | route | req/s | p50 ms | p99 ms | errors |")

@@ -1,11 +1,10 @@
 """Turn a model spec (demo, an OpenAI short name, a Hugging Face id, a folder, random:) into a ClipEncoder."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -90,14 +89,13 @@ class Checkpoint:
     tokenizer: Any
     transform: ClipTransform
     load_model: Callable[[], Any]
-
-    @functools.cached_property
-    def _model(self) -> Any:
-        return self.load_model()
+    loaded: Any = field(default=None, repr=False)  # a model already built (random:), until someone takes it
 
     def model(self) -> Any:
-        """The transformers CLIPModel, loaded on the first call."""
-        return self._model
+        """The transformers CLIPModel, the caller's to keep: the checkpoint holds no reference to it, so that
+        a model converted to OpenVINO does not stay in memory."""
+        model, self.loaded = self.loaded or self.load_model(), None
+        return model
 
 
 @contextmanager
@@ -162,11 +160,16 @@ def _build_random(spec: str, name: str, seed: int) -> Checkpoint:
                              f"{', '.join(RANDOM_PREFIX + n for n in ('ViT-B/32', 'ViT-B/16'))}")
     tokenizer = AutoTokenizer.from_pretrained(str(DEMO_MODEL_DIR))
     special = {f"{kind}_token_id": getattr(tokenizer, f"{kind}_token_id") for kind in ("bos", "eos", "pad")}
-    torch.manual_seed(seed)
-    model = CLIPModel(CLIPConfig(text_config=special, vision_config=configs[name]))
-    image_size = model.config.vision_config.image_size
-    return Checkpoint(spec, sha256_of_state(model), model.config, tokenizer,
-                      ClipTransform(image_size, image_size, image_size), lambda: model)
+    config = CLIPConfig(text_config=special, vision_config=configs[name])
+
+    def load_model() -> Any:
+        torch.manual_seed(seed)
+        return CLIPModel(config)
+
+    model = load_model()
+    size = config.vision_config.image_size
+    return Checkpoint(spec, sha256_of_state(model), config, tokenizer, ClipTransform(size, size, size), load_model,
+                      loaded=model)
 
 
 def hub_offline() -> bool:
