@@ -99,7 +99,7 @@ def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
         try:
             if requests.get(f"{base}/health", timeout=2).ok:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not bound yet, or workers still warming up
             time.sleep(0.5)
     else:
         process.kill()

@@ -127,8 +127,13 @@ def load_or_convert(checkpoint: Any, cache_dir: Path | None) -> tuple[ov.Model, 
     clip = checkpoint.model()
     vision, text = convert(clip, checkpoint.tokenizer)
     logit_scale = float(clip.logit_scale.detach().float().exp())
-    if folder:
-        save(folder, vision, text, {**key, "logit_scale": logit_scale})
+    try:
+        if folder:
+            save(folder, vision, text, {**key, "logit_scale": logit_scale})
+    except OSError as err:  # a read-only or full disk costs the next load a conversion, nothing more
+        log.warning("could not cache the OpenVINO model in %s (%s); it is converted again next time", folder,
+                    err.strerror or err)
+        folder = None
     log.info("converted %s to OpenVINO in %.1f s%s", checkpoint.spec, time.perf_counter() - started,
              f" (cached in {folder})" if folder else "")
     return vision, text, logit_scale

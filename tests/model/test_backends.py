@@ -136,6 +136,14 @@ def test_second_load_reads_the_cache_instead_of_converting(tmp_path, monkeypatch
     assert len(calls) == 2
 
 
+def test_an_unwritable_cache_costs_a_conversion_not_the_backend(tmp_path, caplog):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING):
+        encoder = load_encoder("demo", cache_dir=blocked)
+    assert encoder.backend == "openvino" and any("could not cache" in r.getMessage() for r in caplog.records)
+
+
 def test_falls_back_to_pytorch_when_openvino_is_missing(monkeypatch, caplog, demo_torch):
     import lib.model
 
