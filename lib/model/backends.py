@@ -79,6 +79,8 @@ def _openvino_towers(checkpoint: Any, precision: str, cache_dir: Path | None, th
                      fallback: Any) -> Towers:
     import lib.model.openvino_backend as backend  # openvino is imported only when it is used
 
-    vision, text, logit_scale = backend.load_or_convert(checkpoint, cache_dir)
-    image_precision = backend.image_precision(precision, backend.ov.Core())
-    return backend.OpenVinoTowers(vision, text, logit_scale, image_precision, threads, fallback)
+    vision, text, meta = backend.load_or_convert(checkpoint, cache_dir)
+    image = backend.image_precision(precision, backend.ov.Core())
+    text_precision = "bf16" if image == "bf16" and meta.get("text_bf16") else "fp32"
+    return backend.OpenVinoTowers(vision, text, meta["logit_scale"], {"image": image, "text": text_precision},
+                                  threads, fallback)

@@ -8,8 +8,9 @@ at cosine >= 0.9999 to PyTorch. What a caller must know:
   model compiled before a fork runs single-threaded, or hangs, in the child (gunicorn's preloading master).
 - Every call makes its own infer request with share_inputs=False: a shared request is not thread-safe, and
   shared inputs let a later request overwrite the caller's array.
-- The text tower always computes in f32: bf16 gave cosine 0.995 to fp32 on the demo model, below the 0.999
-  that an index built by one backend and queried by the other needs; it is a few ms a query.
+- The text tower computes in bf16 only if a probe at conversion time shows that it agrees with PyTorch fp32
+  (cosine >= 0.9995 on PROBE_TEXTS; the demo model and random:ViT-B/32 do, at 0.99999 and 0.99994): an index
+  built by one backend and queried by the other needs 0.999, and a prototype once saw 0.995 on a text tower.
 - Only input_ids go into the text tower: its attention is causal and padding follows the EOS token that it
   pools, so the mask cannot change the result (tested against PyTorch with the mask).
 """
@@ -40,6 +41,9 @@ CONVERSION = 1  # raise it when convert() changes, so that no older IR is read b
 IR_PRECISION = "f32"  # weights as the IR stores them; what the CPU computes in is chosen when compiling
 OV_TYPES = {"fp32": "f32", "bf16": "bf16"}
 EXAMPLE_TEXTS = ["a photo of a dog", "cat"]  # two lengths, so that the traced graph has padding in it
+PROBE_TEXTS = ["red", "a photo of a dog", "two small blue squares on a striped background", "a yellow star",
+               "three purple circles and a green triangle", "x", "an old photograph of a city street at night"]
+TEXT_BF16_MIN_COSINE = 0.9995  # the text tower computes in bf16 only where it keeps this to fp32 PyTorch
 
 
 class Tower(torch.nn.Module):
@@ -114,29 +118,42 @@ def save(folder: Path, vision: ov.Model, text: ov.Model, meta: dict[str, Any]) -
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_or_convert(checkpoint: Any, cache_dir: Path | None) -> tuple[ov.Model, ov.Model, float]:
-    """The two towers and the logit scale: read from the cache, or converted (and cached when there is one)."""
+def text_bf16_agrees(text: ov.Model, clip: Any, tokenizer: Any) -> bool:
+    """Whether the text tower compiled in bf16 stays within TEXT_BF16_MIN_COSINE of PyTorch fp32."""
+    ids = tokenizer(PROBE_TEXTS, padding=True, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = Tower(clip.text_model, clip.text_projection, "input_ids")(ids).numpy()
+    compiled = ov.Core().compile_model(text, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    got = compiled.create_infer_request().infer({"input_ids": ids.numpy()}, share_inputs=False)[0]
+    cosines = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+    return bool(cosines.min() >= TEXT_BF16_MIN_COSINE)
+
+
+def load_or_convert(checkpoint: Any, cache_dir: Path | None) -> tuple[ov.Model, ov.Model, dict[str, Any]]:
+    """The two towers and what was learnt converting them (logit_scale, text_bf16): read from the cache, or
+    converted (and cached when there is one)."""
     key = cache_key(checkpoint.weights_sha256, checkpoint.config.to_json_string())
     folder = cache_folder(cache_dir, key) if cache_dir else None
     core = ov.Core()
     if folder and (folder / "meta.json").is_file():
         meta = json.loads((folder / "meta.json").read_text())
         log.info("OpenVINO model read from the cache %s", folder)
-        return core.read_model(folder / "vision.xml"), core.read_model(folder / "text.xml"), meta["logit_scale"]
+        return core.read_model(folder / "vision.xml"), core.read_model(folder / "text.xml"), meta
     started = time.perf_counter()
     clip = checkpoint.model()
     vision, text = convert(clip, checkpoint.tokenizer)
-    logit_scale = float(clip.logit_scale.detach().float().exp())
+    meta = {"logit_scale": float(clip.logit_scale.detach().float().exp()),
+            "text_bf16": cpu_has_native_bf16(core) and text_bf16_agrees(text, clip, checkpoint.tokenizer)}
     try:
         if folder:
-            save(folder, vision, text, {**key, "logit_scale": logit_scale})
+            save(folder, vision, text, {**key, **meta})
     except OSError as err:  # a read-only or full disk costs the next load a conversion, nothing more
         log.warning("could not cache the OpenVINO model in %s (%s); it is converted again next time", folder,
                     err.strerror or err)
         folder = None
     log.info("converted %s to OpenVINO in %.1f s%s", checkpoint.spec, time.perf_counter() - started,
              f" (cached in {folder})" if folder else "")
-    return vision, text, logit_scale
+    return vision, text, meta
 
 
 class OpenVinoTowers:
@@ -144,19 +161,19 @@ class OpenVinoTowers:
 
     name = "openvino"
 
-    def __init__(self, vision: ov.Model, text: ov.Model, logit_scale: float, precision: str,
+    def __init__(self, vision: ov.Model, text: ov.Model, logit_scale: float, precisions: dict[str, str],
                  threads: int | None, fallback: Callable[[], Towers]) -> None:
         self._models = {"image": vision, "text": text}
         self.logit_scale, self.threads, self._fallback = logit_scale, threads, fallback
-        self.precision = precision  # of the image tower, the one that sets the speed
+        self.precisions = precisions  # per tower
+        self.precision = precisions["image"]  # the image tower's, the one that sets a build's speed
         self._lock = threading.Lock()
         self._compiled: dict[str, Any] = {}
         self._pid: int | None = None  # the process the compiled models belong to
         self._torch: Towers | None = None  # set when OpenVINO failed and PyTorch took over
 
     def _config(self, tower: str) -> dict[str, Any]:
-        precision = self.precision if tower == "image" else "fp32"
-        config = {"INFERENCE_PRECISION_HINT": OV_TYPES[precision], "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": OV_TYPES[self.precisions[tower]], "PERFORMANCE_HINT": "LATENCY"}
         return {**config, "INFERENCE_NUM_THREADS": self.threads} if self.threads else config
 
     def prepare(self, threads: int | None = None) -> None:
@@ -176,8 +193,8 @@ class OpenVinoTowers:
                 self.name, self.precision = self._torch.name, self._torch.precision
                 return
             self._pid = os.getpid()
-            log.info("OpenVINO compiled: image tower %s, text tower fp32, %s threads", self.precision,
-                     self.threads or "all")
+            log.info("OpenVINO compiled: image tower %s, text tower %s, %s threads", self.precisions["image"],
+                     self.precisions["text"], self.threads or "all")
 
     def compiled_property(self, name: str) -> dict[str, str]:
         """What OpenVINO made of a setting in this process, per tower (e.g. INFERENCE_PRECISION_HINT)."""

@@ -228,7 +228,16 @@ def test_compiled_precision_is_what_was_asked(demo_encoder):
     """OpenVINO would pick bf16 by itself on a bf16 CPU: the hint is always set, and fp32 is honoured."""
     expected = "bf16" if cpu_has_bf16() else "f32"
     demo_encoder.warm_up()
-    assert demo_encoder.towers.compiled_property("INFERENCE_PRECISION_HINT") == {"image": expected, "text": "f32"}
+    compiled = demo_encoder.towers.compiled_property("INFERENCE_PRECISION_HINT")
+    assert compiled["image"] == expected and compiled["text"] in {"f32", expected}
+
+
+def test_text_tower_stays_fp32_when_bf16_does_not_agree(tmp_path, monkeypatch, demo_torch):
+    monkeypatch.setattr(openvino_backend, "TEXT_BF16_MIN_COSINE", 1.01)  # a probe no bf16 tower can pass
+    encoder = load_encoder("demo", cache_dir=tmp_path)
+    assert encoder.towers.compiled_property("INFERENCE_PRECISION_HINT")["text"] == "f32"
+    assert cosines(encoder.encode_texts(TEXTS), demo_torch.encode_texts(TEXTS)).min() >= 0.99999
+    assert load_encoder("demo", cache_dir=tmp_path).towers.precisions["text"] == "fp32"  # the cache remembers
 
 
 def test_warm_up_compiles_with_the_threads_asked(model_cache, demo_encoder):
