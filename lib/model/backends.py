@@ -1,6 +1,6 @@
 """Choose what encodes: the device, the backend (OpenVINO on CPU, PyTorch on CUDA) and the precision.
 
-OpenVINO is the CPU default because it is 3x PyTorch fp32 in f32 and 5-6x in bf16 on 2 cores (docs/
+OpenVINO is the CPU default because it is 2.2x PyTorch fp32 in f32 and 4.3x in bf16 on 2 cores (docs/
 benchmarks.md). When it is not installed or cannot convert a model, the encoder is PyTorch's, with one log
 line saying why: a build never fails for want of the faster backend.
 """

@@ -1,6 +1,6 @@
 """The OpenVINO backend: both towers converted from the loaded CLIPModel, cached as IR, compiled per process.
 
-Measured on 2 cores (docs/benchmarks.md): 3x PyTorch fp32 in f32 and 5-6x in bf16 on a CPU with AVX512-BF16,
+Measured on 2 cores (docs/benchmarks.md): 2.2x PyTorch fp32 in f32 and 4.3x in bf16 on a CPU with AVX512-BF16,
 at cosine >= 0.9999 to PyTorch. What a caller must know:
 - The IR is cached under `<cache>/openvino/`, keyed by the weights' SHA-256, the model config, the IR's
   precision and the OpenVINO and transformers versions, so only the first load converts.
