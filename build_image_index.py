@@ -18,7 +18,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("dataset_name", nargs="?", default=None, help="name of the dataset (default from settings)")
     parser.add_argument("dataset_path", nargs="?", default=None, help="folder of images (default from settings)")
     add_settings_arguments(parser, ["layout", "partition_size", "model", "index_type", "precision", "backend",
-                                    "inference_threads", "batch_size", "num_workers", "workspace"])
+                                    "inference_threads", "batch_size", "num_workers", "engine", "ray_address",
+                                    "workspace"])
     parser.add_argument("--rebuild", action="store_true",
                         help="drop the dataset's indexes and build them again (needed to change the model)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -41,6 +41,14 @@ class TrainingDataError(ClipSearchError):
     """A training folder without usable captioned images."""
 
 
+class EmbeddingsFolderError(ClipSearchError):
+    """A clip-retrieval embeddings folder that is incomplete or whose files disagree with each other."""
+
+
+class ClusterError(ClipSearchError):
+    """A Ray cluster that cannot be reached, or that went away while a build was running."""
+
+
 def first_line(err: BaseException) -> str:
     """The first line of an error's message (or its type's name): for one-line reports of what went wrong."""
     text = str(err).strip().splitlines()

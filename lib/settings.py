@@ -42,6 +42,10 @@ class Settings:
                                          "them between its workers)")
     batch_size: int = _setting(64, "images or texts encoded per forward pass")
     num_workers: int = _setting(2, "decoding and preprocessing worker processes")
+    engine: str = _setting("local", "where images are encoded: in this process ('local') or on a Ray cluster ('ray')",
+                           choices=("local", "ray"))
+    ray_address: str = _setting("", "Ray cluster to join with --engine ray (e.g. 10.0.0.1:6379); empty: start "
+                                    "a local Ray instance")
     host: str = _setting("127.0.0.1", "address the API listens on")
     port: int = _setting(5020, "port the API listens on")
     workers: int = _setting(2, "gunicorn worker processes")

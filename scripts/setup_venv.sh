@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Create .venv in the repo (if missing) and install the pinned requirements into it.
 # torch is installed first and pinned by constraints.txt, so nothing can replace the CPU build
-# with a CUDA one. With --dev, the test requirements are installed too. Re-running is cheap:
+# with a CUDA one. With --dev, the test requirements and the optional cluster extra (Ray) are installed
+# too, so that the tests exercise --engine ray. Re-running is cheap:
 # a stamp records what was installed and nothing is done while the requirement files are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 files=(requirements.txt constraints.txt)
-[[ "${1:-}" == "--dev" ]] && files+=(requirements-dev.txt)
+[[ "${1:-}" == "--dev" ]] && files+=(requirements-dev.txt requirements-cluster.txt)
 stamp=".venv/.installed-$(cat "${files[@]}" | sha256sum | cut -c1-16)"
 [[ -f "$stamp" ]] && exit 0
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 "${pip[@]}" "torch==2.13.0"
 args=(-c constraints.txt -r requirements.txt)
-[[ "${1:-}" == "--dev" ]] && args+=(-r requirements-dev.txt)
+[[ "${1:-}" == "--dev" ]] && args+=(-r requirements-dev.txt -r requirements-cluster.txt)
 "${pip[@]}" "${args[@]}"
 .venv/bin/python -c "import torch; assert not torch.version.cuda, 'a CUDA build of torch was installed'"
 touch "$stamp"

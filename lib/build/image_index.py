@@ -16,7 +16,7 @@ from typing import Iterator, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from lib.build.decode import EncodedFile
+from lib.model.decode import EncodedFile
 from lib.build.local_engine import LocalEngine
 from lib.build.report import BuildReport
 from lib.data.datasets import ImageFile, scan_dataset
@@ -34,6 +34,15 @@ class Engine(Protocol):
     def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]: ...
 
 
+def make_engine(settings: Settings, encoder: ClipEncoder) -> Engine:
+    """The engine the `engine` setting names; Ray is imported only when it is asked for."""
+    if settings.engine == "ray":
+        from lib.build.ray_engine import RayEngine
+
+        return RayEngine(settings, encoder)
+    return LocalEngine(encoder, settings.batch_size, settings.num_workers)
+
+
 class ImageIndexBuilder:
     """Brings the index set of one dataset up to date with its folder."""
 
@@ -42,7 +51,7 @@ class ImageIndexBuilder:
         self.settings = settings
         self.encoder = encoder
         self.progress = progress
-        self.engine = engine or LocalEngine(encoder, settings.batch_size, settings.num_workers)
+        self.engine = engine or make_engine(settings, encoder)
         self.dataset = settings.dataset_name
         self.root = settings.resolve(settings.dataset_path)
         self.folder = settings.indexes_dir

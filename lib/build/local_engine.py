@@ -4,11 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-import torch
-from torch.utils.data import DataLoader
-
-from lib.build.decode import DecodeFiles, EncodedFile, as_list
-from lib.data.datasets import ImageFile
+from lib.data.datasets import ImageFile, image_extensions
+from lib.model.decode import EncodedFile, encoded_batches
 from lib.model.encoder import ClipEncoder
 
 
@@ -19,15 +16,5 @@ class LocalEngine:
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
 
     def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]:
-        if not files:
-            return
-        loader = DataLoader(DecodeFiles(root, files, self.encoder.transform), batch_size=self.batch_size,
-                            num_workers=self.num_workers, collate_fn=as_list,
-                            prefetch_factor=4 if self.num_workers else None)
-        for batch in loader:
-            good = [item for item in batch if item.pixels is not None]
-            if good:
-                vectors = self.encoder.encode_pixels(torch.stack([item.pixels for item in good]))
-                for item, vector in zip(good, vectors):
-                    item.vector, item.pixels = vector, None
-            yield batch
+        yield from encoded_batches(self.encoder, root, [item.path for item in files], self.batch_size,
+                                   self.num_workers, image_extensions())

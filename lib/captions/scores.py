@@ -1,139 +1,136 @@
-"""How well each caption of an image-caption CSV fits its image, and which other caption fits it better."""
+"""The scores of every row: its similarity, the rank of its caption among its image's captions, its z
+against the whole set, and how much better the best caption that is not the image's own fits; and the
+rows most likely mismatched.
+
+`z` is robust: (similarity - median) / (1.4826 x MAD), over every scored row of the set, not per image
+(an image has a handful of captions at most, too few for a spread of its own). The median absolute
+deviation, scaled to equal the standard deviation of a normal distribution, is not pulled by the
+mismatched rows the way a mean and standard deviation would be.
+
+A row is an outlier when its z is at most -cut ("low score"), or when the best caption that is not its
+image's own scores more than this row's caption and that gap is at least `cut` robust deviations above
+the set's median gap ("another caption fits much better"); both give "both". Worst first: by the
+larger of -z and the gap's z.
+"""
 from __future__ import annotations
 
-import csv
-import logging
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
-from lib.data.images import open_image
-from lib.errors import CaptionTableError, UnreadableImageError
-from lib.model.encoder import ClipEncoder
+from lib.captions.encode import EncodedPairs
 
-log = logging.getLogger(__name__)
+ROBUST_SCALE = 1.4826  # MAD x this = the standard deviation, for normally distributed scores
+CHUNK = 8192  # rows of vectors gathered at a time (2 x 8192 x dim floats)
+LOW, BETTER, BOTH = "low score", "another caption fits much better", "both"
 
-IMAGE_COLUMNS = ("image", "image_path", "path", "file", "filename", "img", "url")
-CAPTION_COLUMNS = ("caption", "text", "description", "title", "label")
-ADDED_COLUMNS = ("similarity", "best_other_caption", "best_other_score", "error")
+
+@dataclass(frozen=True)
+class Distribution:
+    """Median and robust spread of a set of values."""
+
+    median: float
+    spread: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> "Distribution":
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            return cls(float("nan"), float("nan"))
+        median = float(np.median(values))
+        return cls(median, max(ROBUST_SCALE * float(np.median(np.abs(values - median))), 1e-6))
+
+    def z(self, values: np.ndarray) -> np.ndarray:
+        return ((values - self.median) / self.spread).astype(np.float32)
+
+    def value_at(self, z: float) -> float:
+        return self.median + z * self.spread
 
 
 @dataclass
-class PairsTable:
-    """The CSV as read: its columns, its rows, and which columns hold the image and the caption."""
+class Pairs:
+    """The distinct (image, caption) pairs of the scored rows, and which pair each scored row is."""
 
-    fieldnames: list[str]
-    rows: list[dict[str, str]]
-    image_column: str
-    caption_column: str
+    images: np.ndarray  # int64 image id per pair
+    captions: np.ndarray  # int64 caption id per pair
+    similarity: np.ndarray  # float32 cosine per pair
+    rank: np.ndarray  # int32 rank of the caption among its image's captions, 1 = best
+    rows: np.ndarray  # the scored rows
+    row_pair: np.ndarray  # pair index of each scored row
+
+
+def cosine(left: np.ndarray, right: np.ndarray, left_ids: np.ndarray, right_ids: np.ndarray) -> np.ndarray:
+    """left[left_ids[i]] . right[right_ids[i]] for every i, a chunk at a time."""
+    out = np.empty(len(left_ids), dtype=np.float32)
+    for start in range(0, len(left_ids), CHUNK):
+        end = start + CHUNK
+        out[start:end] = np.einsum("ij,ij->i", left[left_ids[start:end]], right[right_ids[start:end]])
+    return out
+
+
+def rank_in_groups(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """1 + how many members of the same group have a strictly higher value (ties share the better rank)."""
+    order = np.lexsort((-values, groups))
+    g, v = groups[order], values[order]
+    position = np.arange(len(order))
+    group_start = np.maximum.accumulate(np.where(np.r_[True, g[1:] != g[:-1]], position, 0))
+    run_start = np.maximum.accumulate(np.where(np.r_[True, (g[1:] != g[:-1]) | (v[1:] != v[:-1])], position, 0))
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = run_start - group_start + 1
+    return rank
+
+
+def score_pairs(encoded: EncodedPairs) -> Pairs:
+    rows = np.flatnonzero(encoded.scored())
+    count = max(len(encoded.captions), 1)
+    keys, row_pair = np.unique(encoded.image_ids[rows].astype(np.int64) * count + encoded.caption_ids[rows],
+                               return_inverse=True)
+    images, captions = keys // count, keys % count
+    similarity = cosine(encoded.image_vectors, encoded.caption_vectors, images, captions)
+    return Pairs(images, captions, similarity, rank_in_groups(images, similarity), rows, row_pair)
 
 
 @dataclass
-class ScoredPairs:
-    table: PairsTable
-    valid: list[int]  # rows whose image could be read, in order
-    matrix: np.ndarray  # cosine of valid images x valid captions
-    errors: dict[int, str] = field(default_factory=dict)
+class RowScores:
+    """Per row (nan or 0 where the row has no score), and the distributions the cut-offs come from."""
 
-    def similarity(self, row: int) -> float | None:
-        if row not in self.errors:
-            at = self.valid.index(row)
-            return float(self.matrix[at, at])
-        return None
+    similarity: np.ndarray  # float32
+    rank: np.ndarray  # int32
+    z: np.ndarray  # float32
+    gap: np.ndarray  # float32: best other caption's score - similarity
+    scores: Distribution
+    gaps: Distribution
 
 
-def _pick(fieldnames: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str, path: Path) -> str:
-    if wanted is not None:
-        if wanted not in fieldnames:
-            raise CaptionTableError(f"{path} has no {what} column {wanted!r}; its columns are {', '.join(fieldnames)}")
-        return wanted
-    lowered = {name.strip().lower(): name for name in fieldnames}
-    found = next((lowered[c] for c in candidates if c in lowered), None)
-    if found is None:
-        raise CaptionTableError(f"{path} has no {what} column (looked for {', '.join(candidates)}); its columns are "
-                              f"{', '.join(fieldnames) or 'none'}; name yours with --{what}-column")
-    return found
+def row_scores(encoded: EncodedPairs, pairs: Pairs, best_score: np.ndarray) -> RowScores:
+    """Spread the pair scores over the rows; z and the gap to the best other caption of each row's image."""
+    similarity = np.full(encoded.rows, np.nan, dtype=np.float32)
+    rank = np.zeros(encoded.rows, dtype=np.int32)
+    similarity[pairs.rows] = pairs.similarity[pairs.row_pair]
+    rank[pairs.rows] = pairs.rank[pairs.row_pair]
+    gap = np.full(encoded.rows, np.nan, dtype=np.float32)
+    gap[pairs.rows] = best_score[encoded.image_ids[pairs.rows]] - similarity[pairs.rows]
+    scores, gaps = Distribution.of(similarity), Distribution.of(gap)
+    return RowScores(similarity, rank, scores.z(similarity), gap, scores, gaps)
 
 
-def read_pairs(path: Path, image_column: str | None = None, caption_column: str | None = None) -> PairsTable:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            fieldnames = list(reader.fieldnames or [])
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise CaptionTableError(f"cannot read {path}: {err}") from None
-    image = _pick(fieldnames, image_column, IMAGE_COLUMNS, "image", path)
-    caption = _pick(fieldnames, caption_column, CAPTION_COLUMNS, "caption", path)
-    if not rows:
-        raise CaptionTableError(f"{path} has a header but no rows")
-    return PairsTable(fieldnames, rows, image, caption)
+@dataclass
+class Outliers:
+    rows: np.ndarray  # worst first
+    reasons: list[str]
+    low_cutoff: float  # similarity at or below which a row is a low score
+    gap_cutoff: float  # how much better another caption must fit
 
 
-def _load(path: Path) -> tuple[object | None, str]:
-    try:
-        return open_image(path), ""
-    except UnreadableImageError as err:
-        return None, str(err)
-
-
-def score_pairs(encoder: ClipEncoder, table: PairsTable, images_dir: Path, batch_size: int = 64,
-                progress: bool = True) -> ScoredPairs:
-    """Encode every readable image and every caption in batches; rows with no image keep an error."""
-    errors: dict[int, str] = {}
-    valid: list[int] = []
-    image_vectors = []
-    bar = tqdm(total=len(table.rows), desc="scoring", unit="pair", disable=not progress)
-    for start in range(0, len(table.rows), batch_size):
-        batch, rows = [], []
-        for row in range(start, min(start + batch_size, len(table.rows))):
-            name = (table.rows[row].get(table.image_column) or "").strip()
-            if not name:
-                errors[row] = "no image named in this row"
-                continue
-            image, error = _load(images_dir / name)
-            if image is None:
-                errors[row] = error
-            else:
-                batch.append(image)
-                rows.append(row)
-        if batch:
-            image_vectors.append(encoder.encode_images(batch, batch_size=batch_size))
-            valid.extend(rows)
-        bar.update(min(batch_size, len(table.rows) - start))
-    bar.close()
-    captions = [table.rows[row].get(table.caption_column) or "" for row in valid]
-    text_vectors = encoder.encode_texts(captions) if captions else np.zeros((0, encoder.dim), np.float32)
-    images = np.concatenate(image_vectors) if image_vectors else np.zeros((0, encoder.dim), np.float32)
-    return ScoredPairs(table, valid, images @ text_vectors.T, errors)
-
-
-def best_other(scored: ScoredPairs, row: int) -> tuple[str, float] | None:
-    """The caption of another row that fits this row's image best, and its score."""
-    if row in scored.errors or len(scored.valid) < 2:
-        return None
-    column = scored.table.caption_column
-    captions = [scored.table.rows[r][column] for r in scored.valid]
-    at = scored.valid.index(row)
-    scores = np.where([c == captions[at] for c in captions], -np.inf, scored.matrix[at])
-    other = int(np.argmax(scores))
-    return (captions[other], float(scores[other])) if np.isfinite(scores[other]) else None
-
-
-def write_output(scored: ScoredPairs, path: Path) -> None:
-    """The input rows unchanged, with the similarity, the best other caption and any error added."""
-    table = scored.table
-    columns = table.fieldnames + [c for c in ADDED_COLUMNS if c not in table.fieldnames]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row, values in enumerate(table.rows):
-            similarity, other = scored.similarity(row), best_other(scored, row)
-            writer.writerow({**values,
-                             "similarity": "" if similarity is None else f"{similarity:.6f}",
-                             "best_other_caption": other[0] if other else "",
-                             "best_other_score": f"{other[1]:.6f}" if other else "",
-                             "error": scored.errors.get(row, "")})
+def find_outliers(scores: RowScores, cut: float, limit: int) -> Outliers:
+    """The rows past either cut-off (`cut` robust deviations), worst first, at most `limit` of them."""
+    low = scores.z <= -cut
+    gap_cutoff = max(scores.gaps.value_at(cut), 0.0)
+    better = (scores.gap > 0) & (scores.gap >= gap_cutoff)
+    badness = np.fmax(np.where(low, -scores.z, -np.inf), np.where(better, scores.gaps.z(scores.gap), -np.inf))
+    flagged = np.flatnonzero(low | better)
+    if len(flagged) > limit:
+        flagged = flagged[np.argpartition(-badness[flagged], limit - 1)[:limit]] if limit > 0 else flagged[:0]
+    flagged = flagged[np.argsort(-badness[flagged], kind="stable")]
+    reasons = [BOTH if low[r] and better[r] else LOW if low[r] else BETTER for r in flagged]
+    return Outliers(flagged, reasons, scores.scores.value_at(-cut), gap_cutoff)

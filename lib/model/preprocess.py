@@ -66,7 +66,16 @@ class ClipTransform:
         top = (new_size[1] - self.crop_height) // 2
         return image.crop((left, top, left + self.crop_width, top + self.crop_height))
 
-    def __call__(self, image: Image.Image) -> np.ndarray:
-        pixels = np.asarray(self.resized(image), dtype=np.float32) / 255.0
+    def crop(self, image: Image.Image) -> np.ndarray:
+        """The resized, centre-cropped pixels as uint8 (H, W, 3): a quarter of the bytes of `__call__`'s
+        float32, for handing images from the machine that decodes them to the one that encodes them."""
+        return np.array(self.resized(image), dtype=np.uint8)
+
+    def normalise(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 crops (..., H, W, 3) to the model's input: float32 (..., 3, H, W), scaled and normalised."""
+        pixels = crops.astype(np.float32) / 255.0
         pixels = (pixels - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        return np.ascontiguousarray(np.moveaxis(pixels, -1, -3))
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        return self.normalise(self.crop(image))

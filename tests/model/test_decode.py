@@ -1,9 +1,9 @@
-"""Decoding for a build: JPEG draft mode is cheaper and embeds like a full decode, and records the full size."""
+"""Decoding for builds and caption scoring: JPEG draft mode is cheaper and embeds like a full decode, and records the full size."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from lib.build.decode import decode_file
+from lib.model.decode import decode_file
 from lib.data.images import decode_image, open_image
 from lib.data.photos import photo_like
 from lib.model.preprocess import ClipTransform
