@@ -145,13 +145,13 @@ class KillingEngine:
 @pytest.mark.slow
 def test_an_encoder_actor_killed_mid_build_still_indexes_every_image_once(tmp_path, tiny_dataset,
                                                                          two_node_cluster, model_cache):
-    """ViT-B/32 (random weights) on one thread per actor: slow enough that most batches are still to do."""
+    """ViT-B/32 (random weights, PyTorch) on one thread per actor: slow enough that most batches are still to do."""
     from lib.model.loading import load_encoder
 
     root, images = tiny_dataset
-    encoder = load_encoder("random:ViT-B/32", cache_dir=model_cache)
+    encoder = load_encoder("random:ViT-B/32", backend="torch")
     settings = ray_settings(tmp_path, root, two_node_cluster, model_cache, dataset_name="tiny", batch_size=2,
-                            model="random:ViT-B/32")
+                            model="random:ViT-B/32", backend="torch")
     engine = KillingEngine(RayEngine(settings, encoder), two_node_cluster)
     report = ImageIndexBuilder(settings, encoder, progress=False, engine=engine).run()
     assert engine.killed and engine.restarted and engine.after_kill > len(images) / 2

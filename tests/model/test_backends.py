@@ -73,11 +73,13 @@ def assert_backends_agree(openvino, pytorch, photos: Path, tmp_path: Path) -> No
     assert sorted(by_openvino) == sorted(by_torch) and len(by_torch) == 6
     for path, vector in by_openvino.items():
         assert float(vector @ by_torch[path]) >= MIN_COSINE, path
-    # An index built by one backend, queried by the other: the same answers.
-    image_matrix = np.stack([by_torch[path] for path in sorted(by_torch)])
-    for query in TEXTS[:3]:
-        ranked = [np.argsort(-(image_matrix @ encoder.encode_texts([query])[0])) for encoder in (openvino, pytorch)]
-        np.testing.assert_array_equal(ranked[0][:3], ranked[1][:3])
+    # An index built by either backend, queried by either: the same answers.
+    for built in (by_torch, by_openvino):
+        image_matrix = np.stack([built[path] for path in sorted(built)])
+        for query in TEXTS[:3]:
+            ranked = [np.argsort(-(image_matrix @ encoder.encode_texts([query])[0]))
+                      for encoder in (openvino, pytorch)]
+            np.testing.assert_array_equal(ranked[0][:3], ranked[1][:3])
 
 
 def test_demo_backends_agree(demo_encoder, demo_torch, photos, tmp_path):
@@ -86,7 +88,8 @@ def test_demo_backends_agree(demo_encoder, demo_torch, photos, tmp_path):
 
 def test_openvino_fp32_is_as_exact_as_pytorch(model_cache, demo_torch):
     encoder = load_encoder("demo", precision="fp32", cache_dir=model_cache)
-    assert encoder.precision == "fp32" and encoder.towers.compiled_property("INFERENCE_PRECISION_HINT") == {"image": "f32", "text": "f32"}
+    compiled = encoder.towers.compiled_property("INFERENCE_PRECISION_HINT")
+    assert encoder.precision == "fp32" and compiled == {"image": "f32", "text": "f32"}
     pixels = random_pixels(encoder, 4)
     assert cosines(encoder.encode_pixels(pixels), demo_torch.encode_pixels(pixels)).min() >= 0.99999
     assert cosines(encoder.encode_texts(TEXTS), demo_torch.encode_texts(TEXTS)).min() >= 0.99999

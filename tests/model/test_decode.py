@@ -1,4 +1,5 @@
-"""Decoding for builds and caption scoring: JPEG draft mode is cheaper and embeds like a full decode, and records the full size."""
+"""Decoding for builds and caption scoring: JPEG draft mode is cheaper, embeds like a full decode and records
+the full size."""
 import numpy as np
 import pytest
 from PIL import Image
