@@ -126,25 +126,25 @@ def count_conversions(monkeypatch) -> list[int]:
     return calls
 
 
-def test_second_load_reads_the_cache_instead_of_converting(tmp_path, monkeypatch, demo_encoder):
+def test_second_load_reads_the_cache_instead_of_converting(model_cache, monkeypatch, demo_encoder):
+    """demo_encoder converted the demo model into the session's cache; loading it again converts nothing."""
     calls = count_conversions(monkeypatch)
-    first = load_encoder("demo", cache_dir=tmp_path / "cache")
-    second = load_encoder("demo", cache_dir=tmp_path / "cache")
-    assert len(calls) == 1
-    [folder] = (tmp_path / "cache" / "openvino").iterdir()
+    second = load_encoder("demo", cache_dir=model_cache)
+    assert calls == []
+    [folder] = [f for f in (model_cache / "openvino").iterdir()
+                if f.name.startswith(demo_encoder.identity.weights_sha256[:16])]
     assert {p.name for p in folder.iterdir()} >= {"vision.xml", "vision.bin", "text.xml", "text.bin", "meta.json"}
-    assert folder.name.startswith(demo_encoder.identity.weights_sha256[:16])
-    np.testing.assert_allclose(second.encode_texts(TEXTS), first.encode_texts(TEXTS), atol=1e-6)
-    load_encoder("demo", cache_dir=tmp_path / "elsewhere")
-    assert len(calls) == 2
+    np.testing.assert_allclose(second.encode_texts(TEXTS), demo_encoder.encode_texts(TEXTS), atol=1e-6)
 
 
-def test_an_unwritable_cache_costs_a_conversion_not_the_backend(tmp_path, caplog):
+def test_an_unwritable_cache_costs_a_conversion_not_the_backend(tmp_path, monkeypatch, caplog):
+    calls = count_conversions(monkeypatch)
     blocked = tmp_path / "cache"
     blocked.write_text("a file where the cache folder should be")
     with caplog.at_level(logging.WARNING):
         encoder = load_encoder("demo", cache_dir=blocked)
     assert encoder.backend == "openvino" and any("could not cache" in r.getMessage() for r in caplog.records)
+    assert len(calls) == 1 and encoder.encode_texts(TEXTS[:1]).shape == (1, encoder.dim)
 
 
 def test_falls_back_to_pytorch_when_openvino_is_missing(monkeypatch, caplog, demo_torch):
@@ -236,11 +236,15 @@ def test_compiled_precision_is_what_was_asked(demo_encoder):
 
 
 def test_text_tower_stays_fp32_when_bf16_does_not_agree(tmp_path, monkeypatch, demo_torch):
+    """The probe's verdict is taken at conversion and cached with the model: a fresh cache converts once."""
+    calls = count_conversions(monkeypatch)
     monkeypatch.setattr(openvino_backend, "TEXT_BF16_MIN_COSINE", 1.01)  # a probe no bf16 tower can pass
     encoder = load_encoder("demo", cache_dir=tmp_path)
     assert encoder.towers.compiled_property("INFERENCE_PRECISION_HINT")["text"] == "f32"
     assert cosines(encoder.encode_texts(TEXTS), demo_torch.encode_texts(TEXTS)).min() >= 0.99999
+    monkeypatch.setattr(openvino_backend, "TEXT_BF16_MIN_COSINE", 0.0)  # would pass now, but is not asked again
     assert load_encoder("demo", cache_dir=tmp_path).towers.precisions["text"] == "fp32"  # the cache remembers
+    assert len(calls) == 1 and len(list((tmp_path / "openvino").iterdir())) == 1
 
 
 def test_warm_up_compiles_with_the_threads_asked(model_cache, demo_encoder):

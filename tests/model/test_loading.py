@@ -51,10 +51,13 @@ def test_texts_find_their_images(demo_encoder):
     assert (np.argmax(images @ texts.T, axis=1) == np.arange(len(pairs))).all()
 
 
-def test_local_model_folder_is_the_same_model(tmp_path: Path, demo_encoder):
+def test_local_model_folder_is_the_same_model(tmp_path: Path, demo_encoder, model_cache):
+    """A copy of a model is the same model: the same identity, and the conversion cached for the original."""
     folder = tmp_path / "my-model"
     shutil.copytree(DEMO_MODEL_DIR, folder)
-    encoder = load_encoder(str(folder))
+    converted = set((model_cache / "openvino").iterdir())
+    encoder = load_encoder(str(folder), cache_dir=model_cache)
+    assert set((model_cache / "openvino").iterdir()) == converted
     assert encoder.identity.weights_sha256 == demo_encoder.identity.weights_sha256
     assert encoder.identity.spec == str(folder)
     np.testing.assert_allclose(encoder.encode_texts(["red"]), demo_encoder.encode_texts(["red"]), atol=1e-6)
