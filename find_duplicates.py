@@ -11,6 +11,7 @@ Tiers: exact (byte-identical), near (the same picture re-encoded, resized, light
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from lib.cli import new_parser, run
@@ -29,7 +30,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibrate", action="store_true", help="calibrate the thresholds again with the dataset's "
                                                                   "model and record them")
     parser.add_argument("--show", type=int, default=5, help="groups printed after the summary (default 5)")
-    add_settings_arguments(parser, ["calibration_images", "precision", "workspace"])
+    add_settings_arguments(parser, ["calibration_images", "precision", "backend", "inference_threads", "workspace"])
     return parser
 
 
@@ -44,14 +45,14 @@ def size_text(count: float) -> str:
 def calibrated(settings, dataset, force: bool, needed: bool):
     """The recorded thresholds, or new ones calibrated with the dataset's own model when asked or needed."""
     from lib.build.calibrate import calibrate_duplicates
-    from lib.model.loading import load_encoder
+    from lib.model.loading import encoder_for
     from lib.store.dataset_figures import load_thresholds
 
     recorded = None if force else load_thresholds(settings.indexes_dir, dataset.record.name, dataset.record.model)
     if recorded is not None or not needed:
         return recorded
     print(f"calibrating the duplicate thresholds with {dataset.record.model.spec} ...")
-    encoder = load_encoder(dataset.record.model.spec, precision=settings.precision)
+    encoder = encoder_for(replace(settings, model=dataset.record.model.spec))
     return calibrate_duplicates(settings.indexes_dir, dataset.record.name, encoder, settings.calibration_images or 48)
 
 

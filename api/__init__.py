@@ -23,7 +23,8 @@ def configure_limits(app: Flask, settings: Settings) -> None:
 def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     """Build the app: load the model (unless given one) and every index set built with it.
 
-    Under gunicorn with --preload this runs once in the master, so workers share the weights.
+    Under gunicorn with --preload this runs once in the master, so workers share the weights; each worker
+    then calls `warm_up` before it accepts requests (the encoder must not compile or run before the fork).
     """
     from api.bodies import ApiRequest, SafeJSONProvider
     from api.errors import register_error_handlers
@@ -33,13 +34,13 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     from api.routes import FileNameConverter, bp
     from api.security import register_security
     from api.seed import seed_bp
-    from lib.model.loading import load_encoder
+    from lib.model.loading import encoder_for
     from lib.serve.duplicate_finder import DuplicateFinder
     from lib.serve.index_set import LiveIndexSet
     from lib.serve.search import SearchService
 
     settings = settings or load_settings()
-    encoder = encoder or load_encoder(settings.model, precision=settings.precision)
+    encoder = encoder or encoder_for(settings)
     indexes = LiveIndexSet(settings.indexes_dir, settings.indexes_text_dir, encoder.identity)
     app = Flask(__name__, static_folder=None)
     app.request_class, app.json = ApiRequest, SafeJSONProvider(app)
@@ -61,3 +62,9 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     log.info("serving %d dataset(s) and %d vocabularies with model %s", len(current.datasets),
              len(current.vocabularies), encoder.identity.spec)
     return app
+
+
+def warm_up(app: Flask, threads: int | None = None) -> None:
+    """Make the app's encoder ready in this process (compile, `threads` inference threads, one image and
+    one query through it), so that the first request is as fast as the hundredth."""
+    app.extensions["clipsearch"].encoder.warm_up(threads)

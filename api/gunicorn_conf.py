@@ -1,8 +1,10 @@
 """gunicorn settings from the project's settings object (defaults, config file, CLIPSEARCH_* env).
 
 The app is preloaded: the model is loaded once in the master and shared copy-on-write by the workers;
-index files are memory-mapped, so the page cache holds one copy for all of them. scripts/api.sh binds
-gunicorn to a private unix socket when nginx is in front (--bind on its command line wins over `bind`).
+index files are memory-mapped, so the page cache holds one copy for all of them. Each worker compiles and
+warms the encoder up itself, before it accepts requests: OpenVINO compiled before a fork runs
+single-threaded (or hangs) in the child. scripts/api.sh binds gunicorn to a private unix socket when nginx
+is in front (--bind on its command line wins over `bind`).
 """
 import os
 
@@ -26,11 +28,12 @@ loglevel = "info"
 control_socket_disable = True  # one fixed socket path per user: several servers on one machine would clash
 
 
-def post_fork(server, worker):
-    """Split the cores between workers, so that two workers do not fight over the same ones."""
-    import torch
+def post_worker_init(worker):
+    """Split the cores between workers, so that two workers do not fight over the same ones, and warm up."""
+    from api import warm_up
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    threads = _settings.inference_threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    warm_up(worker.wsgi, threads)
 
 
 def child_exit(server, worker):

@@ -365,15 +365,15 @@ def print_slow(rows: list[tuple], cost: tuple[float, float] | None, args: argpar
 
 def bench(args: argparse.Namespace) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    encoder = load_encoder(args.model)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         workspace = Path(tmp)
+        encoder = load_encoder(args.model, cache_dir=workspace / "cache")  # the servers read what it converts
         synthetic_index(workspace, encoder, args.vectors, args.partitions)
         encode_ms = text_encoder_ms(encoder)
         rows, memory = load_rows(workspace, args) if args.clients else ([], {})
         slow, cost = slow_rows(workspace, args) if args.slow else ([], None)
-    print(f"\nmodel {args.model}, {encoder.dtype}; {args.vectors:,} vectors of dim {encoder.dim} in "
-          f"{args.partitions} partitions; "
+    print(f"\nmodel {args.model}, {encoder.backend} {encoder.precision}; {args.vectors:,} vectors of dim "
+          f"{encoder.dim} in {args.partitions} partitions; "
           f"{args.seconds:.0f} s per route and client count; text encoder alone: {encode_ms:.1f} ms a query "
           f"(target for /search p50: <= {1.5 * encode_ms + 5:.1f} ms)")
     if rows:

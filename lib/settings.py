@@ -34,7 +34,12 @@ class Settings:
     vocab_source: str = _setting("data/demo/words.txt", "vocabulary file or http(s) URL")
     model: str = _setting("demo", "CLIP model: 'demo', a Hugging Face id, a short OpenAI name or a folder")
     index_type: str = _setting("flat", "compression method of image indexes", choices=("flat", "hnsw", "ivfpq"))
-    precision: str = _setting("auto", "encoder arithmetic", choices=("auto", "fp32", "bf16"))
+    precision: str = _setting("auto", "encoder arithmetic: auto is bf16 where the CPU or GPU does it natively",
+                              choices=("auto", "fp32", "bf16"))
+    backend: str = _setting("auto", "what runs the encoder: auto is OpenVINO on CPU, PyTorch on CUDA",
+                            choices=("auto", "torch", "openvino"))
+    inference_threads: int = _setting(0, "threads the encoder computes with; 0: every core (the API divides "
+                                         "them between its workers)")
     batch_size: int = _setting(64, "images or texts encoded per forward pass")
     num_workers: int = _setting(2, "decoding and preprocessing worker processes")
     engine: str = _setting("local", "where images are encoded: in this process ('local') or on a Ray cluster ('ray')",

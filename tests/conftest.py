@@ -19,13 +19,20 @@ for _name in [n for n in os.environ if n.startswith("CLIPSEARCH_")]:
 from lib.data.synthetic import SyntheticImage, generate_dataset  # noqa: E402
 from lib.model.encoder import ClipEncoder  # noqa: E402
 from lib.model.loading import load_encoder  # noqa: E402
+from tests.helpers import share_model_cache  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def demo_encoder() -> ClipEncoder:
-    return load_encoder("demo")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One OpenVINO model cache for the session, so that each model converts once."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_encoder(model_cache: Path) -> ClipEncoder:
+    return load_encoder("demo", cache_dir=model_cache)
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +61,7 @@ def other_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> P
 
 
 @pytest.fixture(scope="session")
-def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo_encoder):
+def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo_encoder, model_cache):
     """A workspace with the tiny dataset's image indexes and its words.txt vocabulary, built with the demo model."""
     from lib.build.image_index import build_image_index
     from lib.build.text_index import build_text_index
@@ -62,7 +69,7 @@ def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo
     from lib.settings import load_settings
 
     root, _ = tiny_dataset
-    workspace = tmp_path_factory.mktemp("workspace")
+    workspace = share_model_cache(tmp_path_factory.mktemp("workspace"), model_cache)
     settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="tiny",
                                                         dataset_path=str(root), num_workers=0))
     build_image_index(settings, demo_encoder, progress=False)
@@ -109,7 +116,7 @@ def serve(workspace: Path, log: Path):
         try:
             if requests.get(f"{base}/health", timeout=2).ok:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not bound yet, or workers still warming up
             pass
         time.sleep(0.5)
     else:

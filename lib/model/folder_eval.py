@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -85,13 +85,15 @@ def indexed_vectors(catalog: Catalog, folder: Path, dataset: str, images: Sequen
 
 
 def evaluate_folders(indexes_dir: Path, indexes_text_dir: Path, dataset: str, model_spec: str | None = None,
-                     templates: Sequence[str] | None = None, precision: str = "auto", num_workers: int = 2,
+                     templates: Sequence[str] | None = None,
+                     load: Callable[[str], ClipEncoder] = load_encoder, num_workers: int = 2,
                      progress: bool = True) -> FolderEvaluation:
-    """Evaluate the dataset's model (or `model_spec`) on its class folders and record the figures."""
+    """Evaluate the dataset's model (or `model_spec`) on its class folders and record the figures; `load`
+    turns a model spec into an encoder (the settings' backend, precision and model cache, for the CLI)."""
     catalog = Catalog.in_folder(indexes_dir, readonly=True)
     try:
         record, images = class_folders(catalog, dataset)
-        encoder = load_encoder(model_spec or record.model.spec, precision=precision)
+        encoder = load(model_spec or record.model.spec)
         from_index = encoder.identity.weights_sha256 == record.model.weights_sha256
         if model_spec is None:
             encoder.identity.check_same(record.model, f"dataset {dataset!r}")

@@ -223,3 +223,22 @@ def test_random_bodies_never_make_a_500(client):
         for route in ("/search", "/classify", "/similar", "/similarity"):
             response = client.post(route, json=body)
             assert response.status_code < 500, (route, body, response.json)
+
+
+def test_each_gunicorn_worker_warms_up_before_it_accepts_requests(built_workspace, model_cache, monkeypatch):
+    """gunicorn calls post_worker_init in the worker, after the fork and before its accept loop: the encoder is
+    compiled there, with the worker's share of the cores, and has run a query, so the first request is not
+    the one that pays for it."""
+    import os
+    from types import SimpleNamespace
+
+    import api.gunicorn_conf as gunicorn_conf
+    from lib.model.loading import load_encoder
+
+    encoder = load_encoder("demo", cache_dir=model_cache)  # as the master loads it: not compiled yet
+    queries = []
+    monkeypatch.setattr(encoder, "encode_texts", lambda texts: queries.append(texts) or np.zeros((1, encoder.dim)))
+    gunicorn_conf.post_worker_init(SimpleNamespace(wsgi=create_app(built_workspace, encoder=encoder)))
+    threads = max(1, (os.cpu_count() or 1) // gunicorn_conf.workers)
+    assert len(queries) == 1 and encoder.towers.compiled_property("INFERENCE_NUM_THREADS") == {
+        "image": str(threads), "text": str(threads)}
