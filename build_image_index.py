@@ -27,7 +27,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("dataset_path", nargs="?", default=None, help="folder of images (default from settings)")
     add_settings_arguments(parser, ["layout", "partition_size", "model", "index_type", "memory_budget",
                                     "ivf_min_vectors", "target_recall", "embeddings_partition_size", "precision",
-                                    "batch_size", "num_workers", "engine", "ray_address", "workspace"])
+                                    "backend", "inference_threads", "batch_size", "num_workers", "calibration_images",
+                                    "engine", "ray_address", "workspace"])
     parser.add_argument("--from-embeddings", type=Path, metavar="DIR",
                         help="import a clip-retrieval embeddings folder (img_emb/, metadata/) instead of images")
     parser.add_argument("--images-root", type=Path, metavar="DIR",
@@ -46,7 +47,7 @@ def build(args: argparse.Namespace) -> None:
     from lib.build.embeddings_import import import_embeddings
     from lib.build.image_index import build_image_index
     from lib.data.datasets import check_name
-    from lib.model.loading import load_encoder
+    from lib.model.loading import encoder_for
 
     if args.from_embeddings and args.dataset_path:
         raise ClipSearchError("give either a folder of images or --from-embeddings DIR, not both")
@@ -54,7 +55,7 @@ def build(args: argparse.Namespace) -> None:
         raise ClipSearchError("--images-root and --class-column go with --from-embeddings")
     settings = settings_from_args(args, {"dataset_name": args.dataset_name, "dataset_path": args.dataset_path})
     check_name(settings.dataset_name, "dataset")
-    encoder = load_encoder(settings.model, precision=settings.precision)
+    encoder = encoder_for(settings)
     options = dict(rebuild=args.rebuild, progress=not args.no_progress, retrain=args.retrain)
     if args.from_embeddings:
         report = import_embeddings(settings, encoder, args.from_embeddings, args.images_root, args.class_column,
@@ -68,6 +69,8 @@ def build(args: argparse.Namespace) -> None:
     print(report.summary())
     for note in report.notes:
         print(note)
+    if report.thresholds is not None:
+        print(report.calibration())
     print(f"skipped-file report: {report.report_file}")
 
 

@@ -24,22 +24,23 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--column", help="CSV column holding the labels (name or number)")
     parser.add_argument("--templates", type=Path, help="file of prompt templates, one per line with {}")
     parser.add_argument("--rebuild", action="store_true", help="replace an index built with another model")
-    add_settings_arguments(parser, ["model", "precision", "workspace"])
+    add_settings_arguments(parser, ["model", "precision", "backend", "inference_threads", "workspace"])
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
 def build(args: argparse.Namespace) -> None:
-    from lib.build.text_index import build_text_index, read_templates
+    from lib.build.text_index import build_text_index
     from lib.data.datasets import safe_name
     from lib.data.vocabulary import is_url, read_vocabulary
-    from lib.model.loading import load_encoder
+    from lib.model.loading import encoder_for
+    from lib.model.prompts import read_templates
 
     settings = settings_from_args(args, {"vocab_name": args.vocab_name, "vocab_source": args.vocab_source})
     source = settings.vocab_source if is_url(settings.vocab_source) else str(settings.resolve(settings.vocab_source))
     entries, stats = read_vocabulary(source, settings.cache_dir, args.format, args.column)
     templates = read_templates(args.templates)
-    encoder = load_encoder(settings.model, precision=settings.precision)
+    encoder = encoder_for(settings)
     report = build_text_index(safe_name(settings.vocab_name), entries, stats, encoder, settings.indexes_text_dir,
                               settings.cache_dir, templates, progress=not args.no_progress, rebuild=args.rebuild)
     print(report.summary())

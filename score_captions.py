@@ -49,7 +49,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-grid", type=non_negative, default=48, help="pairs shown in image_captions.jpg")
     parser.add_argument("--max-matrix", type=non_negative, default=30, help="images in similarity_matrix.jpg")
     parser.add_argument("--chunk-rows", type=non_negative, default=10_000, help="rows read into memory at a time")
-    add_settings_arguments(parser, ["model", "precision", "batch_size", "num_workers"])
+    add_settings_arguments(parser, ["model", "precision", "backend", "inference_threads", "batch_size",
+                                    "num_workers", "workspace"])
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -59,7 +60,7 @@ def score(args: argparse.Namespace) -> None:
     from lib.captions.options import ScoreOptions
     from lib.captions.pairs import open_pairs
     from lib.captions.pipeline import score_captions
-    from lib.model.loading import load_encoder
+    from lib.model.loading import encoder_for
 
     settings = settings_from_args(args)
     source = open_pairs(args.pairs, args.image_column, args.caption_column)
@@ -69,7 +70,7 @@ def score(args: argparse.Namespace) -> None:
         image_embeddings=args.image_embeddings, chunk_rows=max(1, args.chunk_rows), outliers=args.outliers,
         cut=args.outlier_z, suggest=args.suggest, max_grid=args.max_grid, max_matrix=args.max_matrix,
         progress=not args.no_progress)
-    encoder = load_encoder(settings.model, precision=settings.precision)
+    encoder = encoder_for(settings)
     summary = score_captions(source, encoder, settings.batch_size, settings.num_workers, options, started)
     print(f"{summary['rows']:,} rows: {summary['scored']:,} scored, {summary['errors']:,} with a missing or "
           f"unreadable image or no caption; {summary['own_caption_best']:,} fit their own caption better than any "

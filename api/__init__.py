@@ -10,37 +10,61 @@ from lib.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 
-def allow_any_origin(response):
-    """CORS for pages served from elsewhere (another port, a static host): the API has no cookies or auth."""
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Allow-Headers"] = "Content-Type"
-    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    return response
+def configure_limits(app: Flask, settings: Settings) -> None:
+    """The limits of a request, for the models (api.limits) and for werkzeug's own readers of the body."""
+    from api.limits import Limits
+
+    limits = Limits.from_settings(settings)
+    app.extensions["clipsearch.limits"] = limits
+    app.config.update(MAX_CONTENT_LENGTH=limits.upload_bytes, MAX_FORM_MEMORY_SIZE=limits.form_field_bytes(),
+                      MAX_FORM_PARTS=limits.form_parts())
 
 
 def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     """Build the app: load the model (unless given one) and every index set built with it.
 
-    Under gunicorn with --preload this runs once in the master, so workers share the weights.
+    Under gunicorn with --preload this runs once in the master, so workers share the weights; each worker
+    then calls `warm_up` before it accepts requests (the encoder must not compile or run before the fork).
     """
+    from api.bodies import ApiRequest, SafeJSONProvider
     from api.errors import register_error_handlers
+    from api.memory import install_trim
+    from api.metrics import TimedEncoder, install_metrics
+    from api.openapi import install_document
     from api.routes import FileNameConverter, bp
-    from lib.model.loading import load_encoder
+    from api.security import register_security
+    from api.seed import seed_bp
+    from lib.model.loading import encoder_for
+    from lib.serve.duplicate_finder import DuplicateFinder
     from lib.serve.index_set import LiveIndexSet
     from lib.serve.search import SearchService
 
     settings = settings or load_settings()
-    encoder = encoder or load_encoder(settings.model, precision=settings.precision)
+    encoder = encoder or encoder_for(settings)
     indexes = LiveIndexSet(settings.indexes_dir, settings.indexes_text_dir, encoder.identity)
     app = Flask(__name__, static_folder=None)
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
-                      JSON_SORT_KEYS=False)
-    app.extensions["clipsearch"] = SearchService(encoder, indexes)
+    app.request_class, app.json = ApiRequest, SafeJSONProvider(app)
+    app.config.update(SETTINGS=settings)
+    configure_limits(app, settings)
+    service = SearchService(encoder, indexes)
+    metrics = install_metrics(app, service)
+    service.encoder = TimedEncoder(encoder, metrics.encode)
+    app.extensions["clipsearch"] = service
+    app.extensions["duplicates"] = DuplicateFinder(indexes)
     register_error_handlers(app)
+    register_security(app)
+    install_trim(app, settings.trim_after_kb * 1024)
     app.url_map.converters["file"] = FileNameConverter
     app.register_blueprint(bp)
-    app.after_request(allow_any_origin)
+    app.register_blueprint(seed_bp, url_prefix="/api")
+    install_document(app)
     current = indexes.current()
     log.info("serving %d dataset(s) and %d vocabularies with model %s", len(current.datasets),
              len(current.vocabularies), encoder.identity.spec)
     return app
+
+
+def warm_up(app: Flask, threads: int | None = None) -> None:
+    """Make the app's encoder ready in this process (compile, `threads` inference threads, one image and
+    one query through it), so that the first request is as fast as the hundredth."""
+    app.extensions["clipsearch"].encoder.warm_up(threads)

@@ -1,24 +1,42 @@
-"""The HTTP routes: each turns a request into one lib/serve call and the answer into JSON."""
+"""The HTTP routes: each turns a validated request into one lib/serve call and the answer into JSON.
+
+A route is a view with `@operation(Answer, json=Body, form=BodyForm, errors=(...))` under `@bp.post(...)`:
+the models validate it and document it in /openapi.json; `@public` makes it answer without the key.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file, send_from_directory, url_for
+from flask import Blueprint, current_app, g, jsonify, request, send_file, send_from_directory, url_for
+from PIL import Image
+from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import PathConverter
 
-from api import inputs
+from api.answers import (ClassifyAnswer, ConfigAnswer, DuplicatesAnswer, EvaluationsAnswer, Health, IndexesAnswer,
+                         SearchAnswer, SimilarAnswer, SimilarityAnswer)
 from api.errors import BadRequest
+from api.limits import MAX_IMAGE_ID, current_limits
+from api.metrics import metrics_text
+from api.models import (ClassifyBody, ClassifyForm, DuplicatesQuery, EvaluationsQuery, SearchBody, SearchForm,
+                        SignedLink, SimilarBody, SimilarForm, SimilarityBody, SimilarityForm, ThumbnailQuery)
+from api.openapi import openapi_document
+from api.security import public, signature
+from api.validation import body, operation, query_args
+from lib.data.images import open_image, pixel_count
+from lib.serve.duplicate_finder import DuplicateFinder
+from lib.serve.duplicates import DuplicateGroup
+from lib.serve.figures import dataset_evaluations
 from lib.serve.index_set import LoadedDataset
-from lib.serve.search import DUPLICATE_THRESHOLD, SearchHit, SearchService
+from lib.serve.search import SearchHit, SearchService
 from lib.serve.thumbnails import thumbnail
 
 bp = Blueprint("api", __name__)
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
-OPENAPI = Path(__file__).resolve().parent / "openapi.json"
-MAX_CAPTIONS = 256
-MAX_IMAGES = 64
+IMAGE_ID = f"<int(max={MAX_IMAGE_ID}):image_id>"  # a larger number is no image (and would overflow SQLite)
+UPLOAD_SIDE = 1024  # uploads are kept at most this large once decoded: CLIP models take 224-336 pixels
 
 
 def service() -> SearchService:
@@ -29,13 +47,53 @@ def settings():
     return current_app.config["SETTINGS"]
 
 
+def image_link(endpoint: str, image_id: int) -> str:
+    """A link to an image or thumbnail; signed when the server has a key, so that an <img> can open it."""
+    key = settings().api_key
+    return url_for(endpoint, image_id=image_id, **({"sig": signature(key, image_id)} if key else {}))
+
+
 def hit_json(hit: SearchHit) -> dict:
-    return {**asdict(hit), "image_url": url_for("api.image", image_id=hit.id),
-            "thumbnail_url": url_for("api.thumbnail_of", image_id=hit.id)}
+    return {**asdict(hit), "image_url": image_link("api.image", hit.id),
+            "thumbnail_url": image_link("api.thumbnail_of", hit.id)}
+
+
+def hits_answer(k: int, hits: list[SearchHit], notes: list[str], **fields: Any):
+    return jsonify({**fields, "k": k, "results": [hit_json(h) for h in hits], "notes": notes})
+
+
+def asked_with_k() -> tuple[Any, int, list[str]]:
+    """The validated request, its k capped at max_k, and the notes that say so."""
+    asked, notes, cap = body(), [], settings().max_k
+    if asked.k > cap:
+        notes.append(f"k={asked.k} is over the limit; capped at {cap}")
+    return asked, min(asked.k, cap), notes
+
+
+def read_image(upload: FileStorage) -> Image.Image:
+    """An upload decoded and shrunk to a working size (still well above any model's input), within the
+    request's budget of pixels, which is checked from the picture's header before it is decoded."""
+    data, limits = upload.read(), current_limits()
+    if not data:
+        raise BadRequest("empty upload", f"the file {upload.filename!r} in field {upload.name!r} is empty")
+    g.upload_pixels = g.get("upload_pixels", 0) + (pixel_count(data) or 0)
+    if g.upload_pixels > limits.request_pixels:
+        raise BadRequest("too many pixels", f"the pictures of one request may hold {limits.request_pixels:,} pixels "
+                         f"in all; these hold {g.upload_pixels:,} so far")
+    return open_image(data, max_pixels=limits.upload_pixels, max_side=UPLOAD_SIDE)
+
+
+def image_of(request_body) -> tuple[Image.Image | None, int | None]:
+    """The uploaded image (a form's `image`, which wins) or the id of an indexed one."""
+    upload = getattr(request_body, "image", None)
+    return (read_image(upload), None) if upload is not None else (None, request_body.image_id)
 
 
 @bp.get("/health")
+@public
+@operation(Health, errors=())
 def health():
+    """Liveness, the model and how much is loaded."""
     index_set = service().indexes.current()
     return jsonify({"status": "ok", "model": index_set.model.to_dict(), "datasets": len(index_set.datasets),
                     "vocabularies": len(index_set.vocabularies)})
@@ -54,7 +112,9 @@ def search_json(dataset: LoadedDataset) -> dict:
 
 
 @bp.get("/indexes")
+@operation(IndexesAnswer, errors=(401,))
 def indexes():
+    """The datasets with their partitions, the vocabularies, and what was left out and why."""
     index_set = service().indexes.current()
     datasets = [{
         "name": name, "layout": d.record.layout, "index_type": d.record.index_type, "count": d.count,
@@ -70,88 +130,123 @@ def indexes():
 
 
 @bp.post("/search")
+@operation(SearchAnswer, json=SearchBody, form=SearchForm, errors=(400, 401, 404))
 def search():
-    values, notes = inputs.params(), []
-    query = inputs.text(values, "query", required=True)
-    k = inputs.top_k(values, settings().max_k, notes)
-    hits = service().search_text(query, k, inputs.text(values, "dataset"), inputs.string_list(values, "partitions"),
-                                 exact=inputs.flag(values, "exact"))
-    return jsonify({"query": query, "k": k, "results": [hit_json(h) for h in hits], "notes": notes})
-
-
-def image_query() -> tuple[dict, list[str], object, int | None, int]:
-    """The parameters, notes, image (or image id) and k of a request about one image."""
-    values, notes = inputs.params(), []
-    image, image_id = inputs.one_image(values)
-    return values, notes, image, image_id, inputs.top_k(values, settings().max_k, notes)
+    """Search by text: the images of a dataset ranked by cosine similarity to the query."""
+    asked, k, notes = asked_with_k()
+    query = asked.query.strip()
+    hits = service().search_text(query, k, asked.dataset, asked.partitions, exact=asked.exact)
+    return hits_answer(k, hits, notes, query=query)
 
 
 @bp.post("/classify")
+@operation(ClassifyAnswer, json=ClassifyBody, form=ClassifyForm, errors=(400, 401, 404))
 def classify():
-    values, notes, image, image_id, k = image_query()
-    vocabulary, labels = service().classify(k, inputs.text(values, "vocab"), image, image_id)
+    """Zero-shot labels of an uploaded or indexed image from a vocabulary, with softmax probabilities."""
+    asked, k, notes = asked_with_k()
+    vocabulary, labels = service().classify(k, asked.vocab, *image_of(asked))
     return jsonify({"vocab": vocabulary, "k": k, "labels": [asdict(label) for label in labels], "notes": notes})
 
 
 @bp.post("/similar")
+@operation(SimilarAnswer, json=SimilarBody, form=SimilarForm, errors=(400, 401, 404))
 def similar():
-    values, notes, image, image_id, k = image_query()
-    threshold = inputs.number(values, "threshold", DUPLICATE_THRESHOLD)
-    if not -1.0 <= threshold <= 1.0:
-        raise BadRequest("bad threshold", f"threshold is a cosine similarity between -1 and 1, not {threshold}")
-    hits = service().similar(k, image, image_id, inputs.text(values, "dataset"),
-                             inputs.string_list(values, "partitions"), inputs.flag(values, "duplicates"), threshold,
-                             exact=inputs.flag(values, "exact"))
-    return jsonify({"k": k, "image_id": image_id, "results": [hit_json(h) for h in hits], "notes": notes})
+    """The indexed images most like an uploaded or indexed one (never itself); near-duplicates with `duplicates`."""
+    asked, k, notes = asked_with_k()
+    image, image_id = image_of(asked)
+    hits = service().similar(k, image, image_id, asked.dataset, asked.partitions, asked.duplicates, asked.threshold,
+                             exact=asked.exact)
+    return hits_answer(k, hits, notes, image_id=image_id)
 
 
 @bp.post("/similarity")
+@operation(SimilarityAnswer, json=SimilarityBody, form=SimilarityForm, errors=(400, 401, 404))
 def similarity():
-    values = inputs.params()
-    captions = inputs.string_list(values, "captions") or []
-    captions = [c.strip() for c in captions if c.strip()]
-    images = inputs.uploaded_images("images")
-    ids = inputs.integer_list(values, "image_ids")
-    if not (images or ids) or not captions:
-        raise BadRequest("missing input", "give at least one image (uploads in 'images' or 'image_ids') "
-                         "and one non-empty caption in 'captions'")
-    if len(images) + len(ids) > MAX_IMAGES or len(captions) > MAX_CAPTIONS:
-        raise BadRequest("too many inputs", f"at most {MAX_IMAGES} images and {MAX_CAPTIONS} captions per request")
+    """Cosine of every image (uploads first, then ids) with every caption."""
+    asked = body()
+    captions = [caption.strip() for caption in asked.captions]
+    images = [read_image(upload) for upload in getattr(asked, "images", None) or ()]
+    ids = asked.image_ids or []
     result = service().similarity(captions, images, ids)
     return jsonify({"captions": captions, "image_ids": ids, "matrix": result.scores.astype(float).round(6).tolist(),
                     "pairs": result.pairs})
 
 
-@bp.get("/images/<int:image_id>")
+def group_json(group: DuplicateGroup) -> dict:
+    return {"group": group.number, "tier": group.tier, "bytes_freed": group.bytes_freed, "keeper": group.keeper.id,
+            "members": [{**asdict(m), "image_url": image_link("api.image", m.id),
+                         "thumbnail_url": image_link("api.thumbnail_of", m.id)} for m in group.members]}
+
+
+@bp.get("/duplicates")
+@operation(DuplicatesAnswer, query=DuplicatesQuery, errors=(400, 401, 404, 409))
+def duplicates():
+    """A page of the dataset's duplicate groups (of one tier, or all), with the totals of every tier."""
+    asked = query_args()
+    limit = min(asked.limit, settings().max_k)
+    finder: DuplicateFinder = current_app.extensions["duplicates"]
+    report = finder.report(asked.dataset, asked.near, asked.similar)
+    groups = [g for g in report.groups if asked.tier in (None, g.tier)]
+    end = asked.offset + limit
+    return jsonify({"dataset": report.dataset, "tier": asked.tier, "images": len(report.paths),
+                    "thresholds": report.thresholds.to_dict(),
+                    "totals": {name: asdict(total) for name, total in report.totals().items()},
+                    "total": len(groups), "offset": asked.offset, "limit": limit,
+                    "next_offset": end if end < len(groups) else None,
+                    "groups": [group_json(g) for g in groups[asked.offset:end]]})
+
+
+@bp.get("/evaluations")
+@operation(EvaluationsAnswer, query=EvaluationsQuery, errors=(400, 401, 404))
+def evaluations():
+    """The figures of each model evaluated on a dataset's class folders (python -m lib.evaluate --dataset)."""
+    found = dataset_evaluations(service().indexes, query_args().dataset)
+    return jsonify({"model": service().indexes.current().model.to_dict(),
+                    "datasets": [{"dataset": name, "evaluations": entries} for name, entries in found.items()]})
+
+
+@bp.get(f"/images/{IMAGE_ID}")
+@operation(query=SignedLink, errors=(400, 401, 404))
 def image(image_id: int):
+    """The indexed image's file, found through the catalog only."""
     path = service().image_path(service().record(image_id))
     if not path.is_file():
         raise NotFound(f"the file of image {image_id} is gone from the dataset; re-run the builder")
     return send_file(path, max_age=3600)
 
 
-@bp.get("/thumbnails/<int:image_id>")
+@bp.get(f"/thumbnails/{IMAGE_ID}")
+@operation(query=ThumbnailQuery, errors=(400, 401, 404))
 def thumbnail_of(image_id: int):
-    size = inputs.integer(request.args, "size", 256)
-    if not 16 <= size <= 1024:
-        raise BadRequest("bad size", f"size must be between 16 and 1024 pixels, not {size}")
+    """A JPEG thumbnail of an indexed image, made once and cached."""
     record = service().record(image_id)
-    path = thumbnail(service().image_path(record), record, size, settings().cache_dir / "thumbnails")
+    path = thumbnail(service().image_path(record), record, query_args().size, settings().cache_dir / "thumbnails")
     return send_file(path, mimetype="image/jpeg", max_age=3600)
 
 
+@bp.get("/metrics")
+@operation(errors=(401,))
+def metrics():
+    """Prometheus text format: requests, latency, encode time, index sizes, build and model identity."""
+    return metrics_text()
+
+
 @bp.get("/openapi.json")
+@public
 def openapi():
-    return Response(OPENAPI.read_text(), mimetype="application/json")
+    return jsonify(openapi_document())
 
 
 @bp.get("/config.json")
+@public
+@operation(ConfigAnswer, errors=())
 def config():
     """Where the pages find the API: here, unless they are opened as files and told otherwise."""
     return jsonify({"api": request.host_url.rstrip("/")})
 
 
 @bp.get("/")
+@public
 def index_page():
     return send_from_directory(FRONTEND, "index.html")
 
@@ -163,6 +258,7 @@ class FileNameConverter(PathConverter):
 
 
 @bp.get("/<file:name>")
+@public
 def page(name: str):
     """The pages and their assets; send_from_directory refuses any path that leaves frontend/."""
     return send_from_directory(FRONTEND, name)

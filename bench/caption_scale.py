@@ -89,9 +89,9 @@ def score(folder: Path, flags: list[str], args: argparse.Namespace) -> dict:
 
 
 def model_dim(spec: str) -> int:
-    from lib.model.loading import load_encoder
+    from lib.model.loading import open_checkpoint
 
-    return load_encoder(spec).dim
+    return int(open_checkpoint(spec).config.projection_dim)
 
 
 def print_tables(results: list[tuple[int, str, dict]], per_image: int) -> None:

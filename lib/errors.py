@@ -47,3 +47,13 @@ class EmbeddingsFolderError(ClipSearchError):
 
 class ClusterError(ClipSearchError):
     """A Ray cluster that cannot be reached, or that went away while a build was running."""
+
+
+class NotCalibratedError(ClipSearchError):
+    """Duplicate thresholds asked of a dataset that has none calibrated for the model in use, and none given."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (or its type's name): for one-line reports of what went wrong."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

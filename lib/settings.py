@@ -44,7 +44,12 @@ class Settings:
     target_recall: float = _setting(0.95, "recall@10 against exact search that IVF's nprobe is tuned to reach")
     embeddings_partition_size: int = _setting(100_000, "rows per partition when --from-embeddings splits a folder "
                                               "into chunks (without --class-column)")
-    precision: str = _setting("auto", "encoder arithmetic", choices=("auto", "fp32", "bf16"))
+    precision: str = _setting("auto", "encoder arithmetic: auto is bf16 where the CPU or GPU does it natively",
+                              choices=("auto", "fp32", "bf16"))
+    backend: str = _setting("auto", "what runs the encoder: auto is OpenVINO on CPU, PyTorch on CUDA",
+                            choices=("auto", "torch", "openvino"))
+    inference_threads: int = _setting(0, "threads the encoder computes with; 0: every core (the API divides "
+                                         "them between its workers)")
     batch_size: int = _setting(64, "images or texts encoded per forward pass")
     num_workers: int = _setting(2, "decoding and preprocessing worker processes")
     engine: str = _setting("local", "where images are encoded: in this process ('local') or on a Ray cluster ('ray')",
@@ -56,7 +61,29 @@ class Settings:
     workers: int = _setting(2, "gunicorn worker processes")
     threads: int = _setting(4, "threads per gunicorn worker")
     max_k: int = _setting(100, "most results one request may ask for; larger k is capped")
-    max_upload_mb: int = _setting(20, "largest accepted request body, in MiB")
+    max_upload_mb: int = _setting(20, "largest accepted request body (multipart uploads), in MiB")
+    max_json_kb: int = _setting(4096, "largest accepted JSON request body, in KiB")
+    max_json_depth: int = _setting(16, "deepest nesting of arrays and objects accepted in a JSON body")
+    max_query_chars: int = _setting(1000, "longest accepted search query, in characters")
+    max_caption_chars: int = _setting(1000, "longest accepted caption, in characters")
+    max_captions: int = _setting(256, "most captions in one /similarity request")
+    max_images: int = _setting(64, "most images (uploads and ids together) in one request")
+    max_upload_pixels: int = _setting(40_000_000, "largest uploaded picture, in pixels (width x height)")
+    max_request_pixels: int = _setting(256_000_000, "most pixels in all the pictures uploaded with one request (it "
+                                                    "bounds the decoding work of one request)")
+    api_key: str = _setting("", "key clients send as 'Authorization: Bearer KEY'; required to listen beyond loopback")
+    cors_origins: str = _setting("", "comma-separated origins allowed to call the API from a browser when a key "
+                                     "is set (without a key, any origin is)")
+    proxy: str = _setting("auto", "buffering front end started by scripts/api.sh: nginx when installed (auto), "
+                                  "always (nginx) or never (none)", choices=("auto", "nginx", "none"))
+    client_timeout: int = _setting(10, "seconds the front end waits for the next bytes of a request before "
+                                       "dropping it")
+    trim_after_kb: int = _setting(64, "after a request with a body of at least this many KiB, give freed memory back "
+                                      "to the system (malloc_trim); 0 never does")
+    max_requests: int = _setting(2000, "a worker is replaced after about this many requests (+-10 %), a backstop "
+                                       "against memory growth; 0 never replaces it")
+    calibration_images: int = _setting(48, "images whose edited copies calibrate a dataset's duplicate thresholds "
+                                       "at the end of a build (0: do not calibrate when building)")
 
     def resolve(self, path: Path | str) -> Path:
         """A path from the settings, made absolute against the workspace."""

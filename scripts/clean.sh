@@ -8,7 +8,7 @@ usage() {
 usage: scripts/clean.sh [--indexes] [--text-indexes] [--cache] [--data] [--all] [--yes] [--dry-run]
   --indexes       image indexes and the catalog (indexes/)
   --text-indexes  vocabulary indexes (indexes_text/)
-  --cache         downloads and thumbnails (cache/) and logs (logs/)
+  --cache         downloads, thumbnails and converted models (cache/) and logs (logs/)
   --data          generated datasets in data/; asks before any folder it did not generate
   --all           all of the above
   --yes           do not ask: also delete data/ folders the project did not generate

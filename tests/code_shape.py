@@ -34,8 +34,9 @@ def line_shapes(path: Path) -> list[tuple[int, str]]:
 
 
 def _declarative(shape: str) -> bool:
-    """Imports, decorators and field declarations (`name: type = value`) are data, not logic."""
-    return shape.startswith(("import ", "from ", "@")) or (shape.startswith("N : N") and "(" not in shape)
+    """Imports, decorators and field declarations (`name: type = value`, or `= field(...)` with plain values)
+    are data, not logic."""
+    return shape.startswith(("import ", "from ", "@")) or (shape.startswith("N : N") and shape.count("(") <= 1)
 
 
 def _counts(window: list[tuple[int, str]]) -> bool:

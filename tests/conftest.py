@@ -22,13 +22,20 @@ from lib.data.synthetic import SyntheticImage, generate_dataset  # noqa: E402
 from lib.data.synthetic_vectors import Mixture, write_mixture  # noqa: E402
 from lib.model.encoder import ClipEncoder  # noqa: E402
 from lib.model.loading import load_encoder  # noqa: E402
+from tests.helpers import share_model_cache  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def demo_encoder() -> ClipEncoder:
-    return load_encoder("demo")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One OpenVINO model cache for the session, so that each model converts once."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_encoder(model_cache: Path) -> ClipEncoder:
+    return load_encoder("demo", cache_dir=model_cache)
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +64,7 @@ def other_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> P
 
 
 @pytest.fixture(scope="session")
-def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo_encoder):
+def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo_encoder, model_cache):
     """A workspace with the tiny dataset's image indexes and its words.txt vocabulary, built with the demo model."""
     from lib.build.image_index import build_image_index
     from lib.build.text_index import build_text_index
@@ -65,7 +72,7 @@ def built_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, demo
     from lib.settings import load_settings
 
     root, _ = tiny_dataset
-    workspace = tmp_path_factory.mktemp("workspace")
+    workspace = share_model_cache(tmp_path_factory.mktemp("workspace"), model_cache)
     settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="tiny",
                                                         dataset_path=str(root), num_workers=0))
     build_image_index(settings, demo_encoder, progress=False)
@@ -113,32 +120,84 @@ def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f[:10]) & set(t[:10])) / 10 for f, t in zip(found, truth)]))
 
 
+@pytest.fixture(scope="session")
+def planted_workspace(tmp_path_factory: pytest.TempPathFactory, demo_encoder):
+    """A workspace whose dataset "planted" holds duplicates of known tier (lib/data/duplicate_set.py), built
+    with the demo model, which calibrates its duplicate thresholds; yields the settings and the planted files."""
+    from lib.build.image_index import build_image_index
+    from lib.data.duplicate_set import generate_duplicate_set
+    from lib.settings import load_settings
+
+    root = tmp_path_factory.mktemp("planted")
+    files = generate_duplicate_set(root, seed=2, per_class=4, planted_share=0.3)
+    workspace = tmp_path_factory.mktemp("planted-workspace")
+    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="planted",
+                                                        dataset_path=str(root), num_workers=0))
+    build_image_index(settings, demo_encoder, progress=False)
+    return settings, files
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
-    """scripts/api.sh on a free loopback port over the built workspace; yields its base URL and process."""
+def serve(workspace: Path, log: Path):
+    """scripts/api.sh (nginx in front of 2 gunicorn workers) on a free loopback port over the workspace,
+    dropping a stalled request after 3 s; yields its base URL and the api.sh process."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "api.log"
-    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(built_workspace.workspace)}
+    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(workspace), "CLIPSEARCH_CLIENT_TIMEOUT": "3"}
     process = subprocess.Popen([str(REPO / "scripts" / "api.sh"), "--port", str(port), "--workers", "2",
                                 "--threads", "2"], cwd=REPO, env=env, stdout=open(log, "w"),
                                stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
-    while time.time() < deadline:
+    while time.time() < deadline:  # nginx answers 502 until gunicorn is up
         try:
             if requests.get(f"{base}/health", timeout=2).ok:
                 break
-        except requests.ConnectionError:
-            time.sleep(0.5)
+        except (requests.ConnectionError, requests.Timeout):  # not bound yet, or workers still warming up
+            pass
+        time.sleep(0.5)
     else:
-        process.kill()
+        stop_group(process)
         pytest.fail("api.sh did not answer /health in 90 s:\n" + log.read_text()[-3000:])
     yield base, process
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    stop_group(process)
+
+
+@pytest.fixture(scope="session")
+def live_server(built_workspace, tmp_path_factory: pytest.TempPathFactory):
+    """scripts/api.sh over the built workspace."""
+    yield from serve(built_workspace.workspace, tmp_path_factory.mktemp("server") / "api.log")
+
+
+@pytest.fixture(scope="session")
+def planted_server(planted_workspace, tmp_path_factory: pytest.TempPathFactory):
+    """scripts/api.sh over the workspace with planted duplicates."""
+    yield from serve(planted_workspace[0].workspace, tmp_path_factory.mktemp("planted-server") / "api.log")
+
+
+def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """Stop api.sh and everything it started (nginx, gunicorn and its workers: one session), killing what a
+    SIGTERM has not stopped within the grace time, so no test leaves a server behind."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    deadline = time.time() + grace
+    while time.time() < deadline:  # api.sh is gone; its children may still be finishing
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=5)

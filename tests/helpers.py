@@ -2,6 +2,7 @@
 import io
 import struct
 import zlib
+from pathlib import Path
 
 from PIL import Image
 
@@ -17,3 +18,14 @@ def bomb_png(width: int, height: int) -> bytes:
     png = encoded(Image.new("L", (1, 1)), "PNG")
     ihdr = b"IHDR" + struct.pack(">II", width, height) + png[24:29]
     return png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:]
+
+
+def share_model_cache(workspace: Path, model_cache: Path) -> Path:
+    """`workspace` with its converted models (cache/openvino) linked to the session's, so that a build, a server
+    or a Ray actor there reads what the session has converted instead of converting again; returns it."""
+    (model_cache / "openvino").mkdir(parents=True, exist_ok=True)
+    (workspace / "cache").mkdir(parents=True, exist_ok=True)
+    link = workspace / "cache" / "openvino"
+    if not link.exists():
+        link.symlink_to(model_cache / "openvino", target_is_directory=True)
+    return workspace

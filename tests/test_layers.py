@@ -22,8 +22,9 @@ ALLOWED = {
     "captions": {"store", "data", "model"},
 }
 SHARED = {"lib.errors", "lib.settings", "lib.cli"}
-ENTRY_POINTS = ["build_image_index.py", "build_text_index.py", "score_captions.py", "lib/model/train.py",
-                "lib/model/evaluate.py", "lib/data/synthetic.py", "lib/build/export.py", *(p.relative_to(REPO).as_posix()
+ENTRY_POINTS = ["build_image_index.py", "build_text_index.py", "score_captions.py", "find_duplicates.py",
+                "lib/model/train.py", "lib/model/evaluate.py", "lib/data/synthetic.py", "lib/build/export.py",
+                *(p.relative_to(REPO).as_posix()
                                                                     for p in sorted((REPO / "bench").glob("[!_]*.py")))]
 
 
@@ -125,9 +126,10 @@ def test_user_errors_are_one_line_with_status_2(command, program, tmp_path):
     assert result.stderr.strip().startswith(f"{program}: error: ") and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("module", ["lib.evaluate", "lib.train", "lib.data.synthetic", "bench.build_throughput",
-                                    "bench.api_load", "bench.caption_scale", "bench.ray_engine",
-                                    "bench.large_collection", "lib.build.export"])
+@pytest.mark.parametrize("module", ["lib.evaluate", "lib.train", "lib.data.synthetic", "bench.encode_speed",
+                                    "bench.api_load", "bench.api_abuse", "bench.caption_scale", "bench.ray_engine",
+                                    "bench.duplicate_tiers", "bench.duplicates_scale", "bench.large_collection",
+                                    "lib.build.export"])
 def test_modules_run_with_python_m(module):
     result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
                             timeout=120)

@@ -1,5 +1,5 @@
 // Zero-shot classification of an uploaded or indexed image, shown as probability bars.
-import { apiUrl, postForm, postJSON } from "./api.js";
+import { apiUrl, getJSON, postForm, postJSON } from "./api.js";
 import { attachImageInput } from "./image-input.js";
 import { fillSelect, loadIndexes, renderNav, setStatus, showError } from "./ui.js";
 
@@ -85,7 +85,7 @@ async function find(query) {
       button.type = "button";
       button.setAttribute("aria-pressed", "false");
       const img = document.createElement("img");
-      img.src = await apiUrl(hit.thumbnail_url + "?size=96");
+      img.src = await apiUrl(hit.thumbnail_url, { size: 96 });
       img.alt = `indexed image ${hit.id}: ${hit.class_name || hit.path}`;
       button.append(img);
       button.addEventListener("click", () => {
@@ -101,6 +101,33 @@ async function find(query) {
     picker.replaceChildren(...buttons);
   } catch (err) {
     showError(status, err);
+  }
+}
+
+function figureRow(dataset, entry) {
+  const row = document.createElement("tr");
+  if (entry.in_use) row.className = "in-use";
+  const cells = [dataset, `${entry.model.spec}${entry.in_use ? " (in use)" : ""}`,
+    ...["zero_shot_top1", "zero_shot_top5", "precision_at_10", "map", "image_recall_at_10"]
+      .map((name) => `${(entry[name] * 100).toFixed(1)} %`),
+    String(entry.images), entry.computed_at.slice(0, 10)];
+  cells.forEach((text, i) => {
+    const cell = document.createElement(i === 0 ? "th" : "td");
+    if (i === 0) cell.scope = "row";
+    cell.textContent = text;
+    row.append(cell);
+  });
+  return row;
+}
+
+async function showEvaluations() {
+  const answer = await getJSON("/evaluations");
+  const rows = answer.datasets.flatMap((d) => d.evaluations.map((entry) => figureRow(d.dataset, entry)));
+  document.querySelector("#figures tbody").replaceChildren(...rows);
+  document.getElementById("figures").hidden = !rows.length;
+  document.getElementById("evaluation").hidden = !answer.datasets.length;
+  if (!rows.length) {
+    document.getElementById("evaluation-help").prepend("Not measured on your folders yet. ");
   }
 }
 
@@ -120,6 +147,7 @@ try {
     indexes.vocabularies.map((v) => [v.name, `${v.name} (${v.entries} labels)`]));
   if (!indexes.vocabularies.length) setStatus(status, "empty", "No vocabulary is indexed yet: run build_text_index.py.");
   if (indexes.datasets.length) find("a photo");
+  await showEvaluations();
 } catch (err) {
   showError(status, err);
 }

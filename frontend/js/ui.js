@@ -1,10 +1,11 @@
 // Pieces every page uses: the navigation bar, status messages, result cards, dataset selectors.
-import { apiBase, apiUrl, getJSON, setApiBase } from "./api.js";
+import { apiBase, apiKey, apiUrl, getJSON, setApiBase, setApiKey } from "./api.js";
 
 const PAGES = [
   ["image-search.html", "Search"],
   ["image-classification.html", "Classify"],
-  ["similar-images.html", "Similar & duplicates"],
+  ["similar-images.html", "Similar images"],
+  ["duplicates.html", "Duplicates"],
   ["caption-scoring.html", "Caption scores"],
 ];
 
@@ -24,19 +25,33 @@ export async function renderNav() {
   }
   const api = document.createElement("span");
   api.className = "api";
-  api.textContent = `API: ${await apiBase()} `;
+  const current = await apiBase();
+  api.textContent = `API: ${current} `;
   const change = document.createElement("button");
   change.type = "button";
   change.className = "secondary";
   change.textContent = "change";
   change.addEventListener("click", () => {
-    const address = prompt("Address of the CLIP search API", api.textContent.slice(5).trim());
+    const address = prompt("Address of the CLIP search API", current);
     if (address) {
       setApiBase(address);
       location.reload();
     }
   });
-  api.append(change);
+  const keyButton = document.createElement("button");
+  keyButton.type = "button";
+  keyButton.className = "secondary";
+  keyButton.id = "api-key";
+  keyButton.textContent = apiKey() ? "key ✓" : "key";
+  keyButton.setAttribute("aria-label", "API key");
+  keyButton.addEventListener("click", () => {
+    const value = prompt("API key of this server (leave empty to forget the saved one)", "");
+    if (value !== null) {
+      setApiKey(value);
+      location.reload();
+    }
+  });
+  api.append(change, " ", keyButton);
   nav.append(api);
   header.append(nav);
   document.body.prepend(header);

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.build.ivf_index import DatasetIvf
+from lib.build.calibrate import calibrate_duplicates, needs_calibration
 from lib.build.local_engine import LocalEngine
 from lib.build.report import BuildReport
 from lib.data.datasets import ImageFile, scan_dataset
@@ -226,5 +227,15 @@ class ImageIndexBuilder:
 
 def build_image_index(settings: Settings, encoder: ClipEncoder, rebuild: bool = False,
                       progress: bool = True, retrain: bool = False) -> BuildReport:
-    """Bring the index set of `settings.dataset_name` up to date; see ImageIndexBuilder."""
-    return ImageIndexBuilder(settings, encoder, progress).run(rebuild, retrain)
+    """Bring the index set of `settings.dataset_name` up to date (see ImageIndexBuilder), then calibrate its
+    duplicate thresholds where they are missing or stale (lib/build/calibrate.py)."""
+    report = ImageIndexBuilder(settings, encoder, progress).run(rebuild, retrain)
+    images = report.added + report.changed + report.unchanged
+    if settings.calibration_images and needs_calibration(settings.indexes_dir, report.dataset, encoder, images):
+        try:
+            report.thresholds = calibrate_duplicates(settings.indexes_dir, report.dataset, encoder,
+                                                     settings.calibration_images)
+        except ClipSearchError as err:  # the index is built; only the thresholds are missing
+            log.warning("duplicate thresholds not calibrated: %s (find_duplicates.py %s --calibrate retries)", err,
+                        report.dataset)
+    return report

@@ -36,7 +36,7 @@ class ActorPlan:
     actors: int
     actor_cpus: float
     actor_gpus: int
-    threads: int  # torch threads in each encoder actor
+    threads: int  # inference threads in each encoder actor
     decode_cpus: float  # logical CPUs one decode task holds
 
     @classmethod
@@ -55,7 +55,7 @@ class ActorPlan:
                    decode_cpus=min(1.0, per_node / 4))
 
     def describe(self) -> str:
-        device = "1 GPU" if self.actor_gpus else f"{self.threads} torch threads"
+        device = "1 GPU" if self.actor_gpus else f"{self.threads} inference threads"
         return f"{self.actors} encoder actor(s) with {device} each"
 
 
@@ -85,14 +85,20 @@ class RayConnection:
         self.gcs_address = ""
 
     def __enter__(self) -> Any:
+        # Ray starts a local instance on first use when none is connected. After a lost cluster, our
+        # results thread is still inside Ray Data's iterator when the build shuts Ray down; its next call
+        # then started a new local Ray in a dying process (a segfault at exit, seen in CI). Never here:
+        # this is what RAY_ENABLE_AUTO_CONNECT=0 sets, but Ray reads that variable once, at import.
         try:
             import ray
+            import ray._private.auto_init_hook as auto_init
             import ray.data
         except ImportError:
             raise ClusterError("--engine ray needs Ray: pip install -c constraints.txt -r requirements-cluster.txt")
         if self.address and not reachable(self.address):
             raise ClusterError(f"no Ray cluster answers at {self.address}; start one with `ray start --head` "
                                "there, or fix --ray-address")
+        auto_init.enable_auto_connect = False
         for name in RAY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()

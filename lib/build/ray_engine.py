@@ -38,7 +38,7 @@ def decode_batch(batch: Columns, root: str, transform: ClipTransform) -> Columns
     """Decode and crop a batch of files to uint8 pixels (normalised by the actor, so that a quarter of the bytes
     travel); a bad file gets an error and zero pixels, never an exception."""
     extensions = image_extensions()
-    items = [decode_file(int(i), Path(root) / str(path), transform.crop, extensions)
+    items = [decode_file(int(i), Path(root) / str(path), transform, extensions, crop_only=True)
              for i, path in zip(batch["i"], batch["path"])]
     shape = (transform.crop_height, transform.crop_width, 3)
     return {
@@ -58,11 +58,11 @@ class EncoderActor:
     A model that will not load here is raised on the first call, not in __init__: Ray reports a failed
     __init__ only as text, a failed call with the exception itself, which the driver shows as it is."""
 
-    def __init__(self, model: str, options: dict[str, str], weights_sha256: str, threads: int) -> None:
+    def __init__(self, model: str, options: dict[str, Any], weights_sha256: str, threads: int) -> None:
         torch.set_num_threads(threads)
         self.encoder, self.problem = None, None
         try:
-            self.encoder = load_encoder(model, **options)
+            self.encoder = load_encoder(model, threads=threads, **options)
         except ModelLoadError as err:
             self.problem = ModelLoadError(f"on a Ray worker: {err}")
             return
@@ -70,6 +70,8 @@ class EncoderActor:
             self.problem = ModelLoadError(f"model {model!r} on a Ray worker has other weights "
                                           f"({self.encoder.identity.weights_sha256[:12]}) than on the driver "
                                           f"({weights_sha256[:12]}); give every node the same model files")
+            return
+        self.encoder.warm_up(threads)  # compiled in this process, before the first batch
 
     def __call__(self, batch: Columns) -> Columns:
         if self.problem:
@@ -83,10 +85,13 @@ class EncoderActor:
                 "height": batch["height"], "sha256": batch["sha256"]}
 
 
-def encoder_options(settings: Settings) -> dict[str, str]:
-    """load_encoder's keyword arguments for the actors: those the driver loaded its encoder with. The one place
-    to add a setting that changes how the model runs (a backend, say)."""
-    return {"precision": settings.precision}
+def encoder_options(settings: Settings) -> dict[str, Any]:
+    """load_encoder's keyword arguments for the actors: those the driver loaded its encoder with (the threads
+    come from the actor plan). The one place to add a setting that changes how the model runs.
+
+    The OpenVINO cache is the workspace's: an actor on the driver's machine reads what the driver converted;
+    one on another node converts once into that path (or, where it cannot write there, converts in memory)."""
+    return {"precision": settings.precision, "backend": settings.backend, "cache_dir": settings.cache_dir}
 
 
 def actor_model_spec(spec: str) -> str:

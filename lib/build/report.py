@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lib.store.dataset_figures import DuplicateThresholds
+
 
 @dataclass
 class BuildReport:
@@ -22,12 +24,22 @@ class BuildReport:
     report_file: Path | None = None
     action: str = "encoded"  # or "imported", for embeddings read from a folder
     notes: list[str] = field(default_factory=list)  # advice for the user, printed after the summary
+    thresholds: DuplicateThresholds | None = None  # when the build (re)calibrated the duplicate thresholds
 
     def summary(self) -> str:
         rate = self.encoded / self.seconds if self.seconds else 0.0
         return (f"{self.dataset} ({self.layout}): {self.added} added, {self.changed} changed, {self.removed} removed, "
                 f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.encoded} images {self.action} into "
                 f"{self.partitions_written} partition(s) in {self.seconds:.1f} s ({rate:.1f} images/s)")
+
+    def calibration(self) -> str:
+        """The line about the duplicate thresholds, when this build calibrated them."""
+        if self.thresholds is None:
+            return ""
+        details = self.thresholds.details
+        return (f"duplicate thresholds calibrated on {details['edited_images']} images and "
+                f"{details['distinct_pairs']} distinct pairs: near {self.thresholds.near:.4f}, "
+                f"similar {self.thresholds.similar:.4f}")
 
     def write_skipped(self, path: Path) -> Path:
         """Skipped files with their reasons, one per line (a TSV with a header)."""

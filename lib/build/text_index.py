@@ -14,15 +14,14 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.data.vocabulary import VocabStats
-from lib.errors import ClipSearchError
 from lib.model.encoder import ClipEncoder
+from lib.model.prompts import DEFAULT_TEMPLATES, embed_labels
 from lib.store.files import build_lock, write_atomic
 from lib.store.index_files import text_index_name
 from lib.store.vocab_index import VocabEntry, recorded_model, write_text_index
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATES = ("a photo of a {}.",)
 CHUNK = 1024
 
 
@@ -40,26 +39,6 @@ class TextBuildReport:
         return (f"{self.vocab}: {self.entries} entries ({self.stats.blank} blank and {self.stats.duplicates} "
                 f"duplicate lines dropped); {self.chunks_encoded} chunk(s) encoded, {self.chunks_cached} reused, "
                 f"in {self.seconds:.1f} s -> {self.index_file}")
-
-
-def read_templates(path: Path | None) -> tuple[str, ...]:
-    """Prompt templates, one per line with a {} for the label; none given: CLIP's 'a photo of a {}.'."""
-    if path is None:
-        return DEFAULT_TEMPLATES
-    templates = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    bad = [t for t in templates if t.count("{}") != 1]
-    if not templates or bad:
-        raise ClipSearchError(f"template file {path}: every line needs exactly one {{}} for the label"
-                              + (f" (not: {bad[0]!r})" if bad else " and the file has none"))
-    return templates
-
-
-def embed_labels(encoder: ClipEncoder, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
-    """Mean of the normalised embeddings of every template filled with the label, normalised again."""
-    total = np.zeros((len(labels), encoder.dim), dtype=np.float32)
-    for template in templates:
-        total += encoder.encode_texts([template.format(label) for label in labels])
-    return total / np.linalg.norm(total, axis=1, keepdims=True).clip(1e-12)
 
 
 def _chunk_cache(cache_dir: Path, encoder: ClipEncoder, templates: Sequence[str], labels: Sequence[str]) -> Path:

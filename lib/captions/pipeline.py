@@ -51,11 +51,10 @@ def peak_memory_mib() -> tuple[float, float]:
 def model_summary(encoder: ClipEncoder, image_embeddings: Path | None) -> dict[str, Any]:
     """The model's identity and the preprocessing of images and captions, as recorded in every output."""
     transform = encoder.transform
-    dtype = str(getattr(encoder, "dtype", "")).replace("torch.", "")
     images = (f"read from {image_embeddings} (clip-retrieval embeddings)" if image_embeddings else
               f"RGB, short side resized to {transform.size} px (bicubic), centre crop {transform.crop_height}x"
               f"{transform.crop_width}, normalised with mean {list(transform.mean)} and std {list(transform.std)}")
-    return {"model": {**encoder.identity.to_dict(), "dtype": dtype},
+    return {"model": {**encoder.identity.to_dict(), "backend": encoder.backend, "precision": encoder.precision},
             "preprocessing": {"images": images, "captions": "encoded as written (no prompt template), "
                               "whitespace collapsed; identical captions encoded once",
                               "similarity": "cosine of L2-normalised embeddings"}}

@@ -3,15 +3,25 @@ from __future__ import annotations
 
 import io
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from lib.errors import UnreadableImageError
 
 DEFAULT_MAX_PIXELS = 64_000_000
+EXIF_IFD, DATE_TIME_ORIGINAL, DATE_TIME = 0x8769, 36867, 306
+TURNING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+class DecodedImage(NamedTuple):
+    """A decoded picture and the upright size of the file's full-resolution image (what the catalog records)."""
+
+    image: Image.Image
+    size: tuple[int, int]
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -30,8 +40,40 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def pixel_count(data: bytes) -> int | None:
+    """Width x height from the header alone (nothing is decoded); None for what Pillow cannot identify or
+    refuses to open (a decompression bomb): open_image says why."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return None
+    return width * height
+
+
+def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_side: int | None = None) -> Image.Image:
     """Decode the first frame of an image file, apply its EXIF orientation and return it as RGB.
+
+    With `max_side`, the picture is shrunk to fit in max_side x max_side (a JPEG is decoded at a reduced
+    scale to begin with), so that holding many of them, as a request with many uploads does, costs little.
+    Raises UnreadableImageError for empty, truncated, non-image and oversized (decompression bomb) input.
+    """
+    return decode_image(source, max_pixels, max_side=max_side).image
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    width, height = image.size
+    turned = image.getexif().get(ExifTags.Base.Orientation) in TURNING_ORIENTATIONS
+    return (height, width) if turned else (width, height)
+
+
+def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 min_side: int | None = None, max_side: int | None = None) -> DecodedImage:
+    """open_image, with JPEG draft mode when `min_side` is given: libjpeg decodes at 1/2, 1/4 or 1/8 scale
+    while both sides stay >= min_side, 2.3x (640x480) to 6.7x (12 MP) cheaper for CLIP's resize to come.
 
     Raises UnreadableImageError for empty, truncated, non-image and oversized (decompression bomb) input.
     """
@@ -47,8 +89,16 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_
                         f"image is {width}x{height} pixels, over the limit of {max_pixels:,} "
                         "(decompression bomb guard)")
                 image.seek(0)
+                size = _upright_size(image)
+                if min_side and image.format == "JPEG":
+                    image.draft(image.mode, (min_side, min_side))
+                elif max_side:
+                    image.draft("RGB", (max_side, max_side))
                 image.load()
-                return _to_rgb(ImageOps.exif_transpose(image))
+                picture = _to_rgb(ImageOps.exif_transpose(image))
+                if max_side:
+                    picture.thumbnail((max_side, max_side))
+                return DecodedImage(picture, size)
     except UnreadableImageError:
         raise
     except FileNotFoundError:
@@ -59,3 +109,18 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_
         raise UnreadableImageError(f"image is over the pixel limit (decompression bomb guard): {err}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise UnreadableImageError(f"damaged or truncated image: {err}") from None
+
+
+def capture_time_ns(path: Path) -> int | None:
+    """When the picture was taken (EXIF DateTimeOriginal, else DateTime), in ns since the epoch, its clock read
+    as UTC; None for a file without one or that cannot be read. Reads the header, not the pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                exif = image.getexif()
+                text = exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL) or exif.get(DATE_TIME)
+        taken = datetime.strptime(str(text).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S") if text else None
+    except (OSError, SyntaxError, ValueError, EOFError, UnidentifiedImageError, Image.DecompressionBombError):
+        return None
+    return None if taken is None else int(taken.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000_000

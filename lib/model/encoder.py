@@ -1,31 +1,53 @@
-"""A loaded CLIP model: batches of images or texts in, L2-normalised float32 embeddings out."""
+"""A loaded CLIP model: batches of images or texts in, L2-normalised float32 embeddings out.
+
+The arithmetic is done by a backend's towers (lib/model/torch_backend.py, lib/model/openvino_backend.py);
+everything else (tokenising, preprocessing, normalising, the model's identity) is the same whichever
+backend runs, so vectors from either mix in one index.
+"""
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from lib.model.preprocess import ClipTransform
 from lib.store.identity import ModelIdentity
 
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps its learned temperature here
+WARM_UP_TEXT = "a photo"
+
+
+class Towers(Protocol):
+    """A backend: projected, not yet normalised features of preprocessed pixels and of token ids."""
+
+    name: str  # "torch" or "openvino"
+    precision: str  # what it computes in, e.g. "bf16" or "fp32"; for logs and benchmarks
+    logit_scale: float  # the model's learned temperature, exp'd, before CLIP's clamp
+
+    def prepare(self, threads: int | None = None) -> None: ...
+
+    def image_features(self, pixels: np.ndarray) -> np.ndarray: ...
+
+    def text_features(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+def _normalised(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
 
 
 class ClipEncoder:
-    """Encodes with a Hugging Face CLIPModel; safe to share between threads."""
+    """Encodes images and texts with one backend; safe to share between threads."""
 
-    def __init__(self, model: Any, tokenizer: Any, transform: ClipTransform, identity: ModelIdentity,
-                 device: torch.device, dtype: torch.dtype) -> None:
-        self.model = model.eval().to(device)
+    def __init__(self, towers: Towers, tokenizer: Any, transform: ClipTransform, identity: ModelIdentity,
+                 context_length: int) -> None:
+        self.towers = towers
         self.tokenizer = tokenizer
         self.transform = transform
         self.identity = identity
-        self.device = device
-        self.dtype = dtype
-        self.context_length = int(model.config.text_config.max_position_embeddings)
+        self.context_length = context_length
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer fails ("Already borrowed") if shared by threads
 
     @property
@@ -33,28 +55,32 @@ class ClipEncoder:
         return self.identity.dim
 
     @property
+    def backend(self) -> str:
+        return self.towers.name
+
+    @property
+    def precision(self) -> str:
+        return self.towers.precision
+
+    @property
     def logit_scale(self) -> float:
         """The model's learned softmax temperature (as a multiplier of cosine), clamped as CLIP does."""
-        return float(self.model.logit_scale.detach().exp().clamp(max=MAX_LOGIT_SCALE))
+        return min(self.towers.logit_scale, MAX_LOGIT_SCALE)
 
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
-
-    @staticmethod
-    def _normalised(features: torch.Tensor) -> np.ndarray:
-        features = features.float()
-        features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return features.cpu().numpy().astype(np.float32, copy=False)
+    def warm_up(self, threads: int | None = None) -> None:
+        """Get ready in this process (compile, thread pools) and run one image and one query through, so
+        that the first real request is as fast as the later ones. Call it after a fork, never before."""
+        self.towers.prepare(threads)
+        size = (1, 3, self.transform.crop_height, self.transform.crop_width)
+        self.encode_pixels(np.zeros(size, dtype=np.float32))
+        self.encode_texts([WARM_UP_TEXT])
 
     def _empty(self) -> np.ndarray:
         return np.zeros((0, self.dim), dtype=np.float32)
 
-    def encode_pixels(self, pixels: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Embed a batch of preprocessed images (N, 3, H, W), as made by `transform`."""
-        pixels = torch.as_tensor(pixels, dtype=torch.float32).to(self.device)
-        with torch.inference_mode(), self._autocast():
-            pooled = self.model.vision_model(pixel_values=pixels).pooler_output
-            return self._normalised(self.model.visual_projection(pooled))
+    def encode_pixels(self, pixels: Any) -> np.ndarray:
+        """Embed a batch of preprocessed images (N, 3, H, W), as made by `transform` (an array or a CPU tensor)."""
+        return _normalised(self.towers.image_features(np.ascontiguousarray(pixels, dtype=np.float32)))
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
         """Embed PIL images, `batch_size` at a time."""
@@ -64,21 +90,17 @@ class ClipEncoder:
         ]
         return np.concatenate(batches) if batches else self._empty()
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Token ids padded to the longest text, truncated to the model's context length."""
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Token ids (int64) padded to the longest text, truncated to the model's context length."""
         with self._tokenizer_lock:
-            return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.context_length,
-                                  return_tensors="pt")
+            tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.context_length,
+                                    return_tensors="np")
+        return {name: np.ascontiguousarray(tokens[name], dtype=np.int64) for name in ("input_ids", "attention_mask")}
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Embed texts, `batch_size` at a time; texts longer than the context are truncated."""
         batches = []
         for start in range(0, len(texts), batch_size):
             tokens = self.tokenize(texts[start:start + batch_size])
-            with torch.inference_mode(), self._autocast():
-                pooled = self.model.text_model(
-                    input_ids=tokens["input_ids"].to(self.device),
-                    attention_mask=tokens["attention_mask"].to(self.device),
-                ).pooler_output
-                batches.append(self._normalised(self.model.text_projection(pooled)))
+            batches.append(_normalised(self.towers.text_features(tokens["input_ids"], tokens["attention_mask"])))
         return np.concatenate(batches) if batches else self._empty()

@@ -177,11 +177,11 @@ def save_model(out_dir: Path, model: Any, tokenizer: Any, transform: ClipTransfo
 
 
 def pretrained_model(spec: str) -> tuple[Any, Any, ClipTransform]:
-    """An existing model to fine-tune, loaded in fp32 through the same code the service uses."""
-    from lib.model.loading import load_encoder
+    """An existing model to fine-tune, loaded (fp32, on the CPU) through the same code the service uses."""
+    from lib.model.loading import open_checkpoint
 
-    encoder = load_encoder(spec, precision="fp32", device="cpu")
-    return encoder.model, encoder.tokenizer, encoder.transform
+    checkpoint = open_checkpoint(spec)
+    return checkpoint.model(), checkpoint.tokenizer, checkpoint.transform
 
 
 def make_loader(data_root: Path, transform: ClipTransform, tokenizer: Any, context_length: int, batch_size: int,

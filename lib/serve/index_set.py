@@ -14,16 +14,18 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
 import faiss
 import numpy as np
 
-from lib.errors import ClipSearchError, IndexFileError
+from lib.errors import ClipSearchError, IndexFileError, NotFoundError
 from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, IvfRecord, PartitionRecord
 from lib.store.dataset_index import DatasetIndex, open_dataset
 from lib.store.identity import ModelIdentity
+from lib.store.index_files import ids_of
 from lib.store.vocab_index import TextIndex, load_text_index
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,24 @@ def merge(results: Sequence[tuple[np.ndarray, np.ndarray]], depth: int) -> tuple
     scores, ids = np.hstack([r[0] for r in results]), np.hstack([r[1] for r in results])
     order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+
+class IdOrder:
+    """Image ids in a fixed order, and the way back from an id to its place (made once per loaded dataset)."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self._by_id = np.argsort(ids)
+        self._sorted = ids[self._by_id]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def places(self, ids: Sequence[int]) -> list[int | None]:
+        """The place of each id (None for an id the dataset does not hold)."""
+        found = np.searchsorted(self._sorted, ids)
+        return [int(self._by_id[f]) if f < len(self._sorted) and self._sorted[f] == i else None
+                for f, i in zip(found, ids)]
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,11 @@ class LoadedDataset:
         """The stored vector of an indexed image, as a (1, dim) array."""
         return self.index.exact.vectors(np.array([image_id]))
 
+    @cached_property
+    def order(self) -> "IdOrder":
+        """Every image's place in the dataset: partitions in name order, each in its index's order."""
+        return IdOrder(np.concatenate([ids_of(p.index) for p in self.partitions.values()] or [np.zeros(0, np.int64)]))
+
 
 @dataclass(frozen=True)
 class IndexSet:
@@ -100,6 +125,21 @@ def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord) -> Load
     partitions = {name: LoadedPartition(partition, names.get(name, ""), index.exact.stores[name])
                   for name, partition in index.partitions.items()}
     return LoadedDataset(record, partitions, index)
+
+
+def load_dataset(indexes_dir: Path, name: str) -> LoadedDataset:
+    """One dataset of an index folder, whatever model built it (for tools that read vectors, not encode)."""
+    if not (indexes_dir / CATALOG_NAME).is_file():
+        raise NotFoundError(f"no index set in {indexes_dir}; build one with build_image_index.py")
+    catalog = Catalog.in_folder(indexes_dir, readonly=True)
+    try:
+        record = catalog.dataset(name)
+        if record is None:
+            known = ", ".join(d.name for d in catalog.datasets()) or "none"
+            raise NotFoundError(f"unknown dataset {name!r} in {indexes_dir}; known: {known}")
+        return _load_dataset(catalog, indexes_dir, record)
+    finally:
+        catalog.close()
 
 
 def load_index_set(indexes_dir: Path, indexes_text_dir: Path, model: ModelIdentity) -> IndexSet:

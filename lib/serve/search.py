@@ -75,6 +75,10 @@ class SearchService:
             raise NotFoundError(f"no indexed image with id {image_id}")
         return record
 
+    def records(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        """The catalog rows of these ids (ids without one are left out)."""
+        return self._catalog().images_by_id(ids)
+
     def image_path(self, record: ImageRecord) -> Path:
         root = self.indexes.current().datasets[record.dataset].record.root
         if root is None:
@@ -105,7 +109,7 @@ class SearchService:
         return self._hits(picked[:k])
 
     def _hits(self, picked: list[tuple[int, float]]) -> list[SearchHit]:
-        records = self._catalog().images_by_id(i for i, _ in picked)
+        records = self.records([i for i, _ in picked])
         return [SearchHit(i, score, r.dataset, r.partition, r.class_name, r.path, r.width, r.height)
                 for i, score in picked if (r := records.get(i)) is not None]
 

@@ -174,6 +174,12 @@ class Catalog:
         db.execute("DELETE FROM ivf WHERE dataset = ?", (dataset,))
         db.execute("UPDATE partitions SET ivf_file = '', ivf_sha256 = '' WHERE dataset = ?", (dataset,))
 
+    def same_content(self, dataset: str) -> list[list[int]]:
+        """The ids of byte-identical images (one SHA-256), one list per content held more than once."""
+        rows = self.db.execute("SELECT group_concat(id) FROM images WHERE dataset = ? GROUP BY sha256 "
+                               "HAVING COUNT(*) > 1 ORDER BY MIN(id)", (dataset,))
+        return [sorted(int(i) for i in ids.split(",")) for ids, in rows]
+
     def class_names(self, dataset: str) -> dict[str, str]:
         """The class name of each partition of a dataset (the partitions of flat datasets have none)."""
         rows = self.db.execute("SELECT partition, MIN(class_name) FROM images WHERE dataset = ? GROUP BY partition",

@@ -92,9 +92,14 @@ def index_type_of(index: faiss.Index) -> str:
     return "fp16" if isinstance(inner, faiss.IndexScalarQuantizer) else "flat"
 
 
+def ids_of(index: faiss.Index) -> np.ndarray:
+    """The catalog ids an index holds, in the order of its vectors."""
+    return faiss.vector_to_array(index.id_map).astype(np.int64)
+
+
 def vectors_of(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
     """The ids and exact vectors an index holds (every type here keeps exact vectors)."""
-    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    ids = ids_of(index)
     inner = faiss.downcast_index(index.index)
     source = faiss.downcast_index(inner.refine_index) if isinstance(inner, faiss.IndexRefine) else inner
     vectors = source.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
@@ -155,6 +160,22 @@ def settle_partition(folder: Path, record: PartitionRecord, discard: bool = Fals
     """Finish interrupted publishes of a partition's files (see files.settle); a builder also drops strays."""
     settle(folder / record.index_file, record.index_sha256, discard)
     settle((folder / record.index_file).with_suffix(".ivf"), record.ivf_sha256, discard)
+
+
+def open_partition(folder: Path, partition: PartitionRecord) -> faiss.Index:
+    """A partition's index, memory-mapped, after finishing an interrupted publish; refused if not the recorded file."""
+    path = folder / partition.index_file
+    settle(path, partition.index_sha256)
+    return read_index(path, partition.index_sha256, mmap=True)
+
+
+def dataset_vectors(catalog: Catalog, folder: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every id and vector of a dataset, partition after partition (float32, as the index holds them)."""
+    parts = [vectors_of(open_partition(folder, partition)) for partition in catalog.partitions(dataset)]
+    if not parts:
+        record = catalog.dataset(dataset)
+        return np.zeros(0, np.int64), np.zeros((0, record.model.dim if record else 0), np.float32)
+    return np.concatenate([ids for ids, _ in parts]), np.concatenate([vectors for _, vectors in parts])
 
 
 def commit_partition(catalog: Catalog, folder: Path, dataset: str, partition: str, ids: np.ndarray,

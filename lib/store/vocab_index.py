@@ -72,3 +72,15 @@ def load_text_index(path: Path) -> TextIndex:
     entries = [VocabEntry(e["id"], e["label"]) for e in metadata["entries"]]
     return TextIndex(metadata["vocab"], index, entries, tuple(metadata["templates"]),
                      ModelIdentity.from_dict(metadata["model"]))
+
+
+def recorded_templates(folder: Path, model: ModelIdentity) -> tuple[str, ...] | None:
+    """The prompt templates of the vocabularies built with this model (the first by name), or None."""
+    for meta in sorted(folder.glob("text_*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(meta.read_text())
+            if ModelIdentity.from_dict(data["model"]).weights_sha256 == model.weights_sha256:
+                return tuple(data["templates"])
+        except (OSError, KeyError, TypeError, json.JSONDecodeError):
+            continue
+    return None

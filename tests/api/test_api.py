@@ -2,6 +2,7 @@
 import dataclasses
 import io
 import random
+import re
 
 import numpy as np
 import pytest
@@ -71,14 +72,18 @@ def test_search_in_chosen_partitions(client):
 
 
 @pytest.mark.parametrize("body, status, words", [
-    ({"k": 3}, 400, "missing query"),
-    ({"query": "   "}, 400, "missing query"),
-    ({"query": 5}, 400, "query must be a string"),
-    ({"query": "x", "k": 0}, 400, "k must be at least 1"),
-    ({"query": "x", "k": "ten"}, 400, "whole number"),
-    ({"query": "x", "k": True}, 400, "whole number"),
-    ({"query": "x", "partitions": "n90000000"}, 200, ""),
-    ({"query": "x", "partitions": [1, 2]}, 400, "list of strings"),
+    ({"k": 3}, 400, "query: Field required"),
+    ({"query": "   "}, 400, "query: must hold at least one non-space character"),
+    ({"query": "\x1e\ufeff"}, 400, "query: must hold at least one non-space character"),  # space to Python or to the spec
+    ({"query": 5}, 400, "query: Input should be a valid string"),
+    ({"query": "x", "k": 0}, 400, "k: Input should be greater than or equal to 1"),
+    ({"query": "x", "k": "ten"}, 400, "k: Input should be a valid integer"),
+    ({"query": "x", "k": True}, 400, "k: Input should be a valid integer"),
+    ({"query": "x", "k": 5.0}, 200, ""),
+    ({"query": "x", "partitions": ["n90000000"]}, 200, ""),
+    ({"query": "x", "partitions": "n90000000"}, 400, "partitions: Input should be a valid list"),
+    ({"query": "x", "partitions": [1, 2]}, 400, "partitions.0: Input should be a valid string"),
+    ({"query": "x", "querry": "y"}, 400, "querry: Extra inputs are not permitted"),
 ])
 def test_search_bad_input(client, body, status, words):
     response = client.post("/search", json=body)
@@ -131,7 +136,9 @@ def test_classify_bad_uploads(client, data, name, words):
 
 def test_upload_too_large_and_missing_image(client):
     assert_error(upload(client, "/classify", b"\0" * (2 * 1024 * 1024)), 413, "too large")
-    assert_error(client.post("/classify", json={"k": 3}), 400, "missing image")
+    assert_error(client.post("/classify", json={"k": 3}), 400, "image_id: Field required")
+    assert_error(client.post("/classify", data={"k": "3"}), 400,
+                 "upload an image in the field 'image' or give an image_id")
     assert_error(client.post("/classify", json={"image_id": 10**9}), 404, "no indexed image")
     assert_error(upload(client, "/classify", drawn("red", "ring"), vocab="klingon"), 404, "unknown vocabulary")
 
@@ -152,7 +159,8 @@ def test_near_duplicates_of_an_upload(client):
     results = response.json["results"]
     assert results and results[0]["id"] == first["id"] and results[0]["score"] > 0.99
     assert all(r["score"] >= 0.99 for r in results)
-    assert_error(upload(client, "/similar", copy, threshold=3), 400, "between -1 and 1")
+    assert_error(upload(client, "/similar", copy, threshold=3), 400,
+                 "threshold: Input should be less than or equal to 1")
 
 
 def test_similarity_matrix(client):
@@ -165,9 +173,13 @@ def test_similarity_matrix(client):
     assert response.json["pairs"] == pytest.approx([matrix[0, 0], matrix[1, 1]], abs=1e-5)
     by_id = client.post("/similarity", json={"image_ids": [1, 2, 3], "captions": ["red"]}).json
     assert np.array(by_id["matrix"]).shape == (3, 1) and by_id["pairs"] is None
-    assert_error(client.post("/similarity", json={"image_ids": [1], "captions": ["", " "]}), 400, "missing input")
-    assert_error(client.post("/similarity", json={"image_ids": [1], "captions": ["x"] * 300}), 400, "too many")
-    assert_error(client.post("/similarity", json={"image_ids": ["one"], "captions": ["x"]}), 400, "whole number")
+    assert_error(client.post("/similarity", json={"image_ids": [1], "captions": ["", " "]}), 400,
+                 "captions.0: String should have at least 1 character; captions.1: must hold at least one non-space")
+    assert_error(client.post("/similarity", json={"image_ids": [1], "captions": ["x"] * 300}), 400,
+                 "captions: at most 256 items, not 300")
+    assert_error(client.post("/similarity", json={"image_ids": ["one"], "captions": ["x"]}), 400,
+                 "image_ids.0: Input should be a valid integer")
+    assert_error(client.post("/similarity", data={"captions": "x"}), 400, "give at least one image")
 
 
 @pytest.mark.parametrize("path", [
@@ -182,16 +194,18 @@ def test_no_path_from_the_client_reaches_the_file_system(client, path):
 
 
 def test_thumbnail_size_bounds(client):
-    assert_error(client.get("/thumbnails/1?size=5"), 400, "between 16 and 1024")
-    assert_error(client.get("/thumbnails/1?size=big"), 400, "whole number")
+    assert_error(client.get("/thumbnails/1?size=5"), 400, "size: Input should be greater than or equal to 16")
+    assert_error(client.get("/thumbnails/1?size=big"), 400, "size: Input should be a valid integer")
 
 
 def test_openapi_documents_every_route(client, app):
     spec = client.get("/openapi.json").json
-    documented = {path.replace("{", "<").replace("}", ">") for path in spec["paths"]}
-    routes = {rule.rule.replace("<int:", "<") for rule in app.url_map.iter_rules()
-              if rule.endpoint.startswith("api.") and rule.endpoint not in ("api.page", "api.index_page")}
+    documented = {(path, method.upper()) for path, operations in spec["paths"].items() for method in operations}
+    routes = {(re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), method) for rule in app.url_map.iter_rules()
+              if rule.endpoint not in ("api.page", "api.index_page", "api.openapi")
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
     assert routes == documented
+    assert ("/api/search", "POST") in documented and ("/images/{image_id}", "GET") in documented
 
 
 def test_pages_and_config(client):
@@ -209,3 +223,22 @@ def test_random_bodies_never_make_a_500(client):
         for route in ("/search", "/classify", "/similar", "/similarity"):
             response = client.post(route, json=body)
             assert response.status_code < 500, (route, body, response.json)
+
+
+def test_each_gunicorn_worker_warms_up_before_it_accepts_requests(built_workspace, model_cache, monkeypatch):
+    """gunicorn calls post_worker_init in the worker, after the fork and before its accept loop: the encoder is
+    compiled there, with the worker's share of the cores, and has run a query, so the first request is not
+    the one that pays for it."""
+    import os
+    from types import SimpleNamespace
+
+    import api.gunicorn_conf as gunicorn_conf
+    from lib.model.loading import load_encoder
+
+    encoder = load_encoder("demo", cache_dir=model_cache)  # as the master loads it: not compiled yet
+    queries = []
+    monkeypatch.setattr(encoder, "encode_texts", lambda texts: queries.append(texts) or np.zeros((1, encoder.dim)))
+    gunicorn_conf.post_worker_init(SimpleNamespace(wsgi=create_app(built_workspace, encoder=encoder)))
+    threads = max(1, (os.cpu_count() or 1) // gunicorn_conf.workers)
+    assert len(queries) == 1 and encoder.towers.compiled_property("INFERENCE_NUM_THREADS") == {
+        "image": str(threads), "text": str(threads)}

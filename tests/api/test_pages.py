@@ -1,10 +1,14 @@
 """The pages in headless Chromium (Debian's, driven by Playwright) against the live server."""
+import dataclasses
 import random
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
+from api import create_app
 from lib.data.synthetic import Scene, draw_scene
 from tests.conftest import REPO
 
@@ -116,6 +120,50 @@ def test_near_duplicates_page(page, live_server, tmp_path):
     assert "No indexed image is that close" in page.inner_text("#status")
 
 
+def test_duplicates_page_shows_groups_by_tier_with_the_keeper_marked(page, planted_server):
+    base, _ = planted_server
+    page.goto(f"{base}/duplicates.html")
+    page.wait_for_selector("#groups li.dup-group img")
+    assert page.locator("#totals tbody tr").count() == 3 and "Space to free" in page.inner_text("#totals")
+    groups = page.locator("#groups li.dup-group")
+    assert groups.count() == 20 and page.is_visible("#more")  # one page of 20; more to come
+    assert page.locator("#groups .member.keep").count() == 20  # one suggested keeper per group
+    first = page.inner_text("#groups li.dup-group >> nth=0")
+    assert first.startswith("EXACT") and "Keep" in first and "frees" in first and "cosine 1.0000" in first
+    page.wait_for_function("() => [...document.querySelectorAll('#groups li:first-child img')].every(i => i.complete)")
+    assert loaded_images(page, "#groups li:first-child img") >= 2
+    shot(page, "duplicates")
+    page.click("#more")
+    page.wait_for_function("() => document.querySelectorAll('#groups li.dup-group').length > 20")
+    page.select_option("#tier", "near")
+    page.wait_for_function("() => document.querySelectorAll('#groups li.dup-group').length > 0 && "
+                           "[...document.querySelectorAll('#groups li.dup-group')].every(g => g.dataset.tier === 'near')")
+    assert "tier=near" in page.url
+    page.fill("#near", "0.99")
+    page.fill("#similar", "0.85")
+    page.select_option("#tier", "similar")
+    page.wait_for_function("() => document.querySelectorAll('#groups li[data-tier=similar]').length > 0")
+    assert "given here" in page.inner_text("#thresholds")
+    page.reload()
+    page.wait_for_selector("#groups li[data-tier=similar]")
+    assert page.input_value("#tier") == "similar" and page.input_value("#near") == "0.99"
+
+
+def test_classification_page_shows_the_evaluation_on_the_folders(page, live_server, built_workspace):
+    from lib.model.folder_eval import evaluate_folders
+
+    base, _ = live_server
+    page.goto(f"{base}/image-classification.html")
+    page.wait_for_selector("#evaluation:not([hidden])")
+    assert "Not measured on your folders yet" in page.inner_text("#evaluation")
+    figures = evaluate_folders(built_workspace.indexes_dir, built_workspace.indexes_text_dir, "tiny", progress=False)
+    page.reload()
+    page.wait_for_selector("#figures tbody tr")
+    row = page.inner_text("#figures tbody tr")
+    assert row.startswith("tiny") and "demo (in use)" in row
+    assert f"{figures.figures.zero_shot_top1 * 100:.1f} %" in row and f"{figures.figures.map * 100:.1f} %" in row
+
+
 def test_caption_scoring_heat_map(page, live_server, tmp_path):
     base, _ = live_server
     page.goto(f"{base}/caption-scoring.html")
@@ -139,7 +187,7 @@ def test_phone_width_has_no_sideways_scroll(browser, live_server):
     base, _ = live_server
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
-    for name in ("image-search", "image-classification", "similar-images", "caption-scoring"):
+    for name in ("image-search", "image-classification", "similar-images", "duplicates", "caption-scoring"):
         page.goto(f"{base}/{name}.html?q=blue")
         page.wait_for_load_state("networkidle")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), name
@@ -151,10 +199,38 @@ def test_phone_width_has_no_sideways_scroll(browser, live_server):
 
 def test_inputs_have_labels(page, live_server):
     base, _ = live_server
-    for name in ("image-search", "image-classification", "similar-images", "caption-scoring"):
+    for name in ("image-search", "image-classification", "similar-images", "duplicates", "caption-scoring"):
         page.goto(f"{base}/{name}.html")
         page.wait_for_selector("nav.site a")
         unlabeled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
             .filter(e => !e.labels?.length && !e.getAttribute('aria-label')).map(e => e.id)""")
         assert unlabeled == [], (name, unlabeled)
         assert page.locator("nav.site a[aria-current=page]").count() == 1
+
+
+@pytest.fixture(scope="module")
+def keyed_server(built_workspace, demo_encoder):
+    """The app with an API key, served by werkzeug in a thread (the key, not the server, is under test)."""
+    app = create_app(dataclasses.replace(built_workspace, api_key="page-key-123"), encoder=demo_encoder)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_pages_send_the_key_given_once_in_the_address(page, keyed_server):
+    page.goto(f"{keyed_server}/image-search.html?q=red+circle&key=page-key-123")
+    page.wait_for_selector("#results li img")
+    page.wait_for_function("() => [...document.querySelectorAll('#results img')].every(i => i.complete)")
+    assert loaded_images(page, "#results img") >= 10  # signed image links open without the header
+    assert "key=" not in page.url and "q=red+circle" in page.url
+    page.goto(f"{keyed_server}/image-classification.html")  # remembered in this browser
+    page.wait_for_selector("#picker button img")
+    assert page.inner_text("#api-key") == "key ✓"
+
+
+def test_pages_say_how_to_give_the_key(page, keyed_server):
+    page.goto(f"{keyed_server}/image-search.html?q=red")
+    page.wait_for_selector("#status.error")
+    assert "This API needs a key" in page.inner_text("#status") and "?key=" in page.inner_text("#status")

@@ -10,6 +10,7 @@ import pytest
 from lib.data.synthetic import generate_dataset
 from tests.build.test_image_index import assert_consistent, settings_for
 from tests.conftest import REPO
+from tests.helpers import share_model_cache
 
 pytestmark = pytest.mark.slow
 
@@ -43,10 +44,10 @@ def kill_after(process, folder, partitions_written: int, deadline: float = 120) 
     return kill_when(process, lambda: len(list(folder.glob("image_killed_*.index"))) >= partitions_written, deadline)
 
 
-def test_kill_9_mid_build_then_rerun_finishes(tmp_path):
+def test_kill_9_mid_build_then_rerun_finishes(tmp_path, model_cache):
     root = tmp_path / "data"
     images = generate_dataset(root, seed=5, per_class=6)
-    workspace = tmp_path / "ws"
+    workspace = share_model_cache(tmp_path / "ws", model_cache)
     killed = [kill_after(start_build(workspace, root), workspace / "indexes", n) for n in (1, 12)]
     assert killed[0], "the build finished before it could be killed; use a bigger dataset"
     settings = settings_for(workspace, root, dataset_name="killed")

@@ -193,10 +193,10 @@ def test_bad_files_are_skipped_and_reported(tmp_path, folders_dataset, demo_enco
     assert build(settings, demo_encoder).added == 1
 
 
-def test_refuses_to_mix_models(tmp_path, folders_dataset, demo_encoder, other_model_dir):
+def test_refuses_to_mix_models(tmp_path, folders_dataset, demo_encoder, other_model_dir, model_cache):
     settings = settings_for(tmp_path, folders_dataset)
     build(settings, demo_encoder)
-    other = load_encoder(str(other_model_dir))
+    other = load_encoder(str(other_model_dir), cache_dir=model_cache)
     with pytest.raises(IndexMismatchError, match="dataset 'test' was built with model 'demo'"):
         build(settings, other)
     report = build(settings, other, rebuild=True)

@@ -17,6 +17,7 @@ from lib.store.catalog import CATALOG_NAME, Catalog
 from lib.store.dataset_index import open_dataset
 from lib.store.index_files import read_index, vectors_of
 from tests.build.test_image_index import assert_consistent, settings_for
+from tests.helpers import share_model_cache
 
 
 def vectors_by_path(settings, dataset: str) -> dict[str, np.ndarray]:
@@ -54,9 +55,11 @@ def test_decode_batch_keeps_bad_files_as_errors(tmp_path, demo_encoder):
     np.testing.assert_array_equal(normalised, demo_encoder.transform(Image.open(tmp_path / "good.png")))
 
 
-def test_an_actor_with_other_model_weights_refuses_to_encode(demo_encoder):
+def test_an_actor_with_other_model_weights_refuses_to_encode(demo_encoder, model_cache):
     """Raised on the first call, where Ray hands the exception itself back to the driver (see RayConnection)."""
-    actor = EncoderActor("demo", encoder_options(settings_for(Path("."), Path("."))), "f" * 64, threads=1)
+    options = encoder_options(settings_for(Path("/workspace"), Path("."), backend="openvino"))
+    assert options == {"precision": "auto", "backend": "openvino", "cache_dir": Path("/workspace/cache")}
+    actor = EncoderActor("demo", {**options, "cache_dir": model_cache}, "f" * 64, threads=1)
     batch = {"i": np.array([0]), "pixels": np.zeros((1, 64, 64, 3), np.uint8), "error": np.array([""], dtype=object)}
     with pytest.raises(ModelLoadError, match=r"model 'demo' on a Ray worker has other weights \(3c6883aa4702\) "
                                              r"than on the driver \(ffffffffffff\)"):
@@ -90,19 +93,21 @@ def two_node_cluster():
     cluster.shutdown()
 
 
-def ray_settings(workspace: Path, root: Path, cluster, **overrides):
-    return settings_for(workspace, root, engine="ray", ray_address=cluster.address, **overrides)
+def ray_settings(workspace: Path, root: Path, cluster, model_cache: Path, **overrides):
+    """Settings for a Ray build in `workspace`, whose actors read the session's converted models."""
+    return settings_for(share_model_cache(workspace, model_cache), root, engine="ray", ray_address=cluster.address,
+                        **overrides)
 
 
 @pytest.mark.slow
 def test_a_two_node_cluster_builds_what_the_local_engine_builds(tmp_path, tiny_dataset, demo_encoder,
-                                                                 two_node_cluster):
+                                                                 two_node_cluster, model_cache):
     """With the crossover lowered under the dataset's 72 images, so that index_type auto gives it an IVF layer
     (and the target recall, so that so few vectors are searched through their lists rather than exactly)."""
     root, images = tiny_dataset
     ivf = dict(dataset_name="tiny", ivf_min_vectors=40, target_recall=0.5)
     local = settings_for(tmp_path / "local", root, **ivf)
-    on_ray = ray_settings(tmp_path / "ray", root, two_node_cluster, **ivf)
+    on_ray = ray_settings(tmp_path / "ray", root, two_node_cluster, model_cache, **ivf)
     build_image_index(local, demo_encoder, progress=False)
     report = build_image_index(on_ray, demo_encoder, progress=False)
     assert report.encoded == len(images) and not report.skipped
@@ -161,14 +166,14 @@ class KillingEngine:
 
 @pytest.mark.slow
 def test_an_encoder_actor_killed_mid_build_still_indexes_every_image_once(tmp_path, tiny_dataset,
-                                                                         two_node_cluster):
-    """ViT-B/32 (random weights) on one thread per actor: slow enough that most batches are still to do."""
+                                                                         two_node_cluster, model_cache):
+    """ViT-B/32 (random weights, PyTorch) on one thread per actor: slow enough that most batches are still to do."""
     from lib.model.loading import load_encoder
 
     root, images = tiny_dataset
-    encoder = load_encoder("random:ViT-B/32")
-    settings = ray_settings(tmp_path, root, two_node_cluster, dataset_name="tiny", batch_size=2,
-                            model="random:ViT-B/32")
+    encoder = load_encoder("random:ViT-B/32", backend="torch")
+    settings = ray_settings(tmp_path, root, two_node_cluster, model_cache, dataset_name="tiny", batch_size=2,
+                            model="random:ViT-B/32", backend="torch")
     engine = KillingEngine(RayEngine(settings, encoder), two_node_cluster)
     report = ImageIndexBuilder(settings, encoder, progress=False, engine=engine).run()
     assert engine.killed and engine.restarted and engine.after_kill > len(images) / 2
@@ -189,10 +194,11 @@ class CountingEngine:
 
 @pytest.mark.slow
 def test_an_incremental_run_on_the_cluster_encodes_only_the_changed_files(tmp_path, tiny_dataset, demo_encoder,
-                                                                         two_node_cluster):
+                                                                         two_node_cluster, model_cache):
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset[0], root)
-    settings = ray_settings(tmp_path / "ws", root, two_node_cluster, dataset_name="tiny", ivf_min_vectors=40)
+    settings = ray_settings(tmp_path / "ws", root, two_node_cluster, model_cache, dataset_name="tiny",
+                            ivf_min_vectors=40)
     first = build_image_index(replace(settings, engine="local"), demo_encoder, progress=False)  # either engine
     trained = assert_ivf_layer(settings, "tiny", demo_encoder.dim)
     folder = root / "train" / "n90000000" / "images"

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from build_text_index import main
-from lib.build.text_index import build_text_index, read_templates
+from lib.build.text_index import build_text_index
 from lib.data.vocabulary import VocabEntry, VocabStats
 from lib.errors import ClipSearchError, IndexMismatchError
 from lib.model.loading import load_encoder
+from lib.model.prompts import read_templates
 from lib.store.index_files import vectors_of
 from lib.store.vocab_index import load_text_index
 
@@ -52,9 +53,9 @@ def test_template_file(tmp_path):
         read_templates(bad)
 
 
-def test_refuses_to_mix_models(tmp_path, demo_encoder, other_model_dir):
+def test_refuses_to_mix_models(tmp_path, demo_encoder, other_model_dir, model_cache):
     build(tmp_path, demo_encoder)
-    other = load_encoder(str(other_model_dir))
+    other = load_encoder(str(other_model_dir), cache_dir=model_cache)
     with pytest.raises(IndexMismatchError, match="vocabulary 'colours'"):
         build(tmp_path, other)
     assert load_text_index(build(tmp_path, other, rebuild=True).index_file).model == other.identity

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import share_model_cache
 
 pytestmark = pytest.mark.slow
 
@@ -20,13 +21,15 @@ GROWTH_LIMIT_MIB = 40  # measured 8 MiB from 2,000 to 40,000 rows
 
 
 def peak_memory(tmp_path, root, images, rows: int) -> float:
+    """The run's peak, in a workspace whose converted model is the session's (no run converts it)."""
     path = tmp_path / f"pairs-{rows}.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "caption"])
         writer.writerows([images[i % len(images)], f"a photo of shape number {i % 2000}"] for i in range(rows))
     result = subprocess.run([sys.executable, "score_captions.py", str(path), "--images-dir", str(root), "--out-dir",
-                             str(tmp_path / f"out-{rows}"), "--no-progress", "--suggest", "2"], cwd=REPO,
+                             str(tmp_path / f"out-{rows}"), "--no-progress", "--suggest", "2", "--workspace",
+                             str(tmp_path)], cwd=REPO,
                             capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -34,8 +37,9 @@ def peak_memory(tmp_path, root, images, rows: int) -> float:
     return summary["peak_memory_mib"]
 
 
-def test_peak_memory_does_not_grow_with_rows(tmp_path, tiny_dataset):
+def test_peak_memory_does_not_grow_with_rows(tmp_path, tiny_dataset, demo_encoder, model_cache):
     root, items = tiny_dataset
+    share_model_cache(tmp_path, model_cache)
     images = [item.path.relative_to(root).as_posix() for item in items]
     small, large = peak_memory(tmp_path, root, images, 2_000), peak_memory(tmp_path, root, images, 40_000)
     assert large < PEAK_LIMIT_MIB

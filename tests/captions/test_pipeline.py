@@ -16,6 +16,7 @@ from lib.captions.pairs import open_pairs
 from lib.captions.pipeline import score_captions
 from score_captions import main
 from tests.captions.conftest import HEADER, MISSING, read_csv
+from tests.helpers import share_model_cache
 
 EMBEDDING_FILES = ("img_emb", "metadata")
 
@@ -188,13 +189,14 @@ def test_rows_without_an_image_or_a_caption_keep_their_reason(pairs_table, demo_
     assert rows[0]["rank_of_own_caption"] == "1" and rows[0]["best_other_caption"] == ""  # no caption of another
 
 
-def test_command_line_ends_with_a_json_summary(pairs_table, tmp_path, capsys):
+def test_command_line_ends_with_a_json_summary(pairs_table, tmp_path, capsys, model_cache):
     main([str(pairs_table.path), "--images-dir", str(pairs_table.root), "--out-dir", str(tmp_path), "--no-progress",
-          "--num-workers", "0", "--outliers", "5"])
+          "--num-workers", "0", "--outliers", "5", "--workspace", str(share_model_cache(tmp_path, model_cache))])
     printed = capsys.readouterr().out.strip().splitlines()
     assert "1 with a missing or unreadable image" in printed[-2]
     summary = json.loads(printed[-1])
     assert summary["model"]["spec"] == "demo" and len(summary["model"]["weights_sha256"]) == 64
+    assert summary["model"]["backend"] in ("openvino", "torch") and summary["model"]["precision"] in ("fp32", "bf16")
     assert "centre crop 64x64" in summary["preprocessing"]["images"]
     assert "no prompt template" in summary["preprocessing"]["captions"]
     assert summary["wall_time_s"] > 0 and summary["peak_memory_mib"] > 0 and summary["outliers"] == 5

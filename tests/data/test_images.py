@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.data.images import open_image
+from lib.data.images import capture_time_ns, open_image, pixel_count
 from lib.errors import UnreadableImageError
 from tests.helpers import bomb_png, encoded
 
@@ -60,3 +60,33 @@ def test_decompression_bomb_is_refused_before_decoding():
 def test_missing_file(tmp_path):
     with pytest.raises(UnreadableImageError, match="not found"):
         open_image(tmp_path / "nope.jpg")
+
+
+def test_capture_time_from_exif_date_time_original_else_date_time(tmp_path):
+    def saved(name: str, tags: dict) -> object:
+        exif = Image.Exif()
+        for tag, value in tags.items():
+            (exif.get_ifd(0x8769) if tag == 36867 else exif)[tag] = value
+        Image.new("RGB", (8, 8)).save(tmp_path / name, exif=exif)
+        return capture_time_ns(tmp_path / name)
+
+    assert saved("both.jpg", {36867: "2001:02:03 04:05:06", 306: "2020:01:01 00:00:00"}) == 981173106 * 10**9
+    assert saved("edited.png", {306: "2020:01:01 00:00:00"}) == 1577836800 * 10**9
+    assert saved("none.jpg", {}) is None and saved("blank.jpg", {36867: "    :  :     :  :  "}) is None
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    assert capture_time_ns(tmp_path / "broken.jpg") is None and capture_time_ns(tmp_path / "gone.jpg") is None
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_max_side_shrinks_while_decoding(fmt):
+    big = Image.linear_gradient("L").resize((3000, 2000)).convert("RGB")
+    image = open_image(encoded(big, fmt), max_side=512)
+    assert image.size == (512, 341) and image.mode == "RGB"
+    assert open_image(encoded(big, fmt)).size == (3000, 2000)
+
+
+def test_pixel_count_reads_only_the_header():
+    assert pixel_count(bomb_png(7_000, 7_000)) == 49_000_000  # counted without decoding
+    assert pixel_count(bomb_png(50_000, 50_000)) is None  # Pillow refuses to open it; open_image says why
+    assert pixel_count(encoded(Image.new("RGB", (30, 20)), "JPEG")) == 600
+    assert pixel_count(b"not an image") is None and pixel_count(b"") is None

@@ -2,7 +2,8 @@ import json
 
 import numpy as np
 
-from lib.model.evaluate import average_precision, evaluate, main, retrieval_scores
+from lib.model.evaluate import evaluate, main
+from lib.model.metrics import average_precision, retrieval_scores
 
 
 def test_average_precision_by_hand():
@@ -30,4 +31,5 @@ def test_demo_model_is_far_above_chance(demo_encoder):
 def test_cli_ends_with_a_json_line(capsys):
     main(["--model", "demo", "--seed", "3", "--per-class", "2"])
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(last) >= {"zero_shot_top1", "precision_at_10", "map", "attribute_precision_at_10"}
+    assert set(last) >= {"zero_shot_top1", "zero_shot_top5", "precision_at_10", "map", "image_recall_at_10",
+                         "attribute_precision_at_10"}

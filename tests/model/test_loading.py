@@ -51,10 +51,13 @@ def test_texts_find_their_images(demo_encoder):
     assert (np.argmax(images @ texts.T, axis=1) == np.arange(len(pairs))).all()
 
 
-def test_local_model_folder_is_the_same_model(tmp_path: Path, demo_encoder):
+def test_local_model_folder_is_the_same_model(tmp_path: Path, demo_encoder, model_cache):
+    """A copy of a model is the same model: the same identity, and the conversion cached for the original."""
     folder = tmp_path / "my-model"
     shutil.copytree(DEMO_MODEL_DIR, folder)
-    encoder = load_encoder(str(folder))
+    converted = set((model_cache / "openvino").iterdir())
+    encoder = load_encoder(str(folder), cache_dir=model_cache)
+    assert set((model_cache / "openvino").iterdir()) == converted
     assert encoder.identity.weights_sha256 == demo_encoder.identity.weights_sha256
     assert encoder.identity.spec == str(folder)
     np.testing.assert_allclose(encoder.encode_texts(["red"]), demo_encoder.encode_texts(["red"]), atol=1e-6)
@@ -115,11 +118,14 @@ def test_transform_matches_the_transformers_processor():
 
 def test_random_full_size_architecture_for_timing():
     """random:ViT-B/32 is the full architecture with seeded random weights, identified by their digest."""
-    encoder = load_encoder("random:ViT-B/32", precision="fp32")
+    encoder = load_encoder("random:ViT-B/32", precision="fp32", backend="torch")
     assert encoder.dim == 512 and encoder.transform.crop_height == 224
     assert len(encoder.identity.weights_sha256) == 64
     vectors = encoder.encode_images([scene_image("red", "circle")])
     assert vectors.shape == (1, 512) and abs(float(np.linalg.norm(vectors)) - 1.0) < 1e-5
-    assert load_encoder("random:ViT-B/32").identity == encoder.identity
+    # It pools each text at its own EOS token (the demo tokenizer's), so different texts differ.
+    texts = encoder.encode_texts(["red circle", "two blue squares on a striped background", "a photo"])
+    assert (texts @ texts.T)[np.triu_indices(3, 1)].max() < 0.99
+    assert load_encoder("random:ViT-B/32", backend="torch").identity == encoder.identity
     with pytest.raises(ModelLoadError, match="no random architecture"):
         load_encoder("random:ViT-H/14")

@@ -55,3 +55,15 @@ def test_cli_writes_a_model_that_loads_like_any_clip(tmp_path):
     assert len((out / "train_log.csv").read_text().splitlines()) == 3
     encoder = load_encoder(str(out))
     assert encoder.encode_texts(["red circle"]).shape == (1, 16)
+
+
+def test_fine_tuning_starts_from_the_service_model(demo_encoder):
+    """--init loads the same weights the service encodes with, in fp32, as a trainable CLIPModel."""
+    from lib.model.torch_backend import TorchTowers
+    from lib.model.train import pretrained_model
+
+    model, tokenizer, transform = pretrained_model("demo")
+    assert transform == demo_encoder.transform and next(model.parameters()).dtype == torch.float32
+    tokens = demo_encoder.tokenize(["two red circles"])
+    features = TorchTowers(model, torch.device("cpu"), torch.float32).text_features(**tokens)[0]
+    assert float(features @ demo_encoder.encode_texts(["two red circles"])[0]) / np.linalg.norm(features) > 0.999

@@ -28,8 +28,9 @@ def test_a_new_build_is_picked_up_without_a_restart(tmp_path, tiny_dataset, demo
     assert partition.index.search(demo_encoder.encode_texts(["red"]), 1)[1][0][0] > 0
 
 
-def test_datasets_of_another_model_are_left_out_with_the_reason(built_workspace, other_model_dir, demo_encoder):
-    other = load_encoder(str(other_model_dir))
+def test_datasets_of_another_model_are_left_out_with_the_reason(built_workspace, other_model_dir, demo_encoder,
+                                                                 model_cache):
+    other = load_encoder(str(other_model_dir), cache_dir=model_cache)
     live = LiveIndexSet(built_workspace.indexes_dir, built_workspace.indexes_text_dir, other.identity)
     current = live.current()
     assert not current.datasets and not current.vocabularies

@@ -1,0 +1,186 @@
+"""The answer models: what each route returns, validated on the way out (so the spec cannot drift from the code)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: a short error and why (for invalid fields, 'field: why; ...')."""
+
+    error: str
+    detail: str
+
+
+class ModelInfo(BaseModel):
+    spec: str
+    weights_sha256: str
+    dim: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model: ModelInfo
+    datasets: int
+    vocabularies: int
+
+
+class PartitionInfo(BaseModel):
+    name: str
+    class_name: str
+    count: int
+
+
+class SearchMode(BaseModel):
+    """How a dataset is searched: exact, or IVF as tuned at build time (only `method` when exact)."""
+
+    method: Literal["exact", "ivf"]
+    storage: str | None = Field(None, description="codes in the IVF lists: flat, sq8 or pq<m>")
+    nlist: int | None = None
+    nprobe: int | None = Field(None, description="lists probed per query; 0 means searched exactly")
+    nprobe_filtered: int | None = Field(None, description="the same when partitions are chosen")
+    rerank: int | None = Field(None, description="candidates re-scored exactly = rerank x k (1: none)")
+    recall_at_10: float | None = Field(None, description="against exact search, measured when tuned")
+    recall_at_10_filtered: float | None = None
+    tuned_on: int | None = None
+    trained_on: int | None = None
+    exact_partitions: int | None = Field(None, description="partitions without IVF lists yet")
+    retrain: str | None = Field(None, description="why the quantizer should be trained again")
+
+
+class DatasetInfo(BaseModel):
+    name: str
+    layout: str
+    index_type: str
+    count: int
+    search: SearchMode
+    partitions: list[PartitionInfo]
+
+
+class VocabularyInfo(BaseModel):
+    name: str
+    entries: int
+    templates: list[str]
+
+
+class LeftOut(BaseModel):
+    what: str
+    why: str
+
+
+class IndexesAnswer(BaseModel):
+    model: ModelInfo
+    datasets: list[DatasetInfo]
+    vocabularies: list[VocabularyInfo]
+    left_out: list[LeftOut]
+
+
+class Hit(BaseModel):
+    id: int
+    score: float
+    dataset: str
+    partition: str
+    class_name: str
+    path: str = Field(description="relative to the dataset's folder")
+    width: int
+    height: int
+    image_url: str
+    thumbnail_url: str = Field(description="add size=N (16-1024) for another size")
+
+
+class SearchAnswer(BaseModel):
+    query: str
+    k: int
+    results: list[Hit]
+    notes: list[str]
+
+
+class SimilarAnswer(BaseModel):
+    k: int
+    image_id: int | None
+    results: list[Hit]
+    notes: list[str]
+
+
+class LabelScore(BaseModel):
+    id: str
+    label: str
+    score: float = Field(description="cosine similarity of the image and the label's prompt")
+    probability: float = Field(description="softmax over the whole vocabulary")
+
+
+class ClassifyAnswer(BaseModel):
+    vocab: str
+    k: int
+    labels: list[LabelScore]
+    notes: list[str]
+
+
+class SimilarityAnswer(BaseModel):
+    captions: list[str]
+    image_ids: list[int]
+    matrix: list[list[float]] = Field(description="one row per image (uploads first, then ids), one column per caption")
+    pairs: list[float] | None = Field(description="image i with caption i, when there are as many of each")
+
+
+class ConfigAnswer(BaseModel):
+    api: str = Field(description="where the pages find the API")
+
+
+class GroupMember(BaseModel):
+    id: int
+    path: str = Field(description="relative to the dataset's folder")
+    bytes: int
+    width: int
+    height: int
+    score: float = Field(description="cosine to the group's keeper")
+    keep: bool = Field(description="the suggested keeper (largest, then earliest capture, then shortest path)")
+    image_url: str
+    thumbnail_url: str
+
+
+class DuplicateGroupAnswer(BaseModel):
+    group: int
+    tier: Literal["exact", "near", "similar"]
+    bytes_freed: int = Field(description="what removing every member but the keeper would free")
+    keeper: int
+    members: list[GroupMember]
+
+
+class TierTotals(BaseModel):
+    groups: int
+    images: int
+    bytes_freed: int
+
+
+class Thresholds(BaseModel):
+    near: float | None
+    similar: float | None
+    calibrated_at: str | None
+    model: ModelInfo | None
+    details: dict
+
+
+class DuplicatesAnswer(BaseModel):
+    dataset: str
+    tier: Literal["exact", "near", "similar"] | None
+    images: int
+    thresholds: Thresholds
+    totals: dict[str, TierTotals]
+    total: int = Field(description="groups of the asked tier (or of all)")
+    offset: int
+    limit: int
+    next_offset: int | None
+    groups: list[DuplicateGroupAnswer]
+
+
+class DatasetEvaluations(BaseModel):
+    dataset: str
+    evaluations: list[dict] = Field(description="each model's figures (python -m lib.evaluate --dataset); `in_use` "
+                                                "marks the server's model")
+
+
+class EvaluationsAnswer(BaseModel):
+    model: ModelInfo
+    datasets: list[DatasetEvaluations]

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""The largest inputs the API accepts: what each costs, and whether the workers' memory comes back after them.
+
+scripts/api.sh (nginx in front of 2 gunicorn workers) over 10,000 synthetic vectors. First the cost of each
+largest accepted request (one at a time, median of 3) beside the same route with a small input, and the
+time to refuse inputs over the limits (the issue's 10 MB query among them). Then a
+bounded abuse run: CLIENTS threads send only largest inputs for SECONDS; the workers' RSS is sampled as
+it runs and read again after 5 s idle. Once per allocator set-up: as shipped (MALLOC_ARENA_MAX=2 and
+malloc_trim after large bodies), without malloc_trim, and with glibc's defaults.
+Target (issue 14): every worker's RSS after the run within 1.5x its baseline.
+
+    .venv/bin/python -m bench.api_abuse [--model demo] [--seconds 20] [--clients 4] [--setups shipped no-trim glibc]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+from bench.api_load import gunicorn_processes, start_server, synthetic_index
+from lib.cli import new_parser, run
+from lib.model.loading import load_encoder
+from lib.settings import Settings
+
+SETUPS = {  # environment of scripts/api.sh
+    "shipped": {},
+    "no-trim": {"CLIPSEARCH_TRIM_AFTER_KB": "0"},
+    "glibc": {"CLIPSEARCH_TRIM_AFTER_KB": "0", "MALLOC_ARENA_MAX": str(8 * (os.cpu_count() or 1))},
+}
+
+
+def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def largest_jpeg(limit: int) -> bytes:
+    """Noise JPEG of nearly `limit` bytes (noise does not compress), as large a photo as an upload may be."""
+    side = 1000
+    while True:
+        noise = np.random.default_rng(side).integers(0, 256, (side, side * 4 // 3, 3), dtype=np.uint8)
+        data = encoded(Image.fromarray(noise), "JPEG", quality=95)
+        if len(data) > 0.8 * limit or side > 8000:
+            return data
+        side = int(side * (0.9 * limit / len(data)) ** 0.5)
+
+
+def pixels_png(pixels: int) -> bytes:
+    """A plain picture of about `pixels` pixels: a small file that decodes large."""
+    side = int(pixels ** 0.5)
+    return encoded(Image.new("RGB", (side, pixels // side), (20, 90, 200)), "PNG")
+
+
+def requests_of(limits: Settings) -> dict[str, tuple[str, dict, dict]]:
+    """For each case: (route, largest accepted request, the same with a small input), as requests kwargs."""
+    small_png = encoded(Image.new("RGB", (96, 96), (200, 30, 30)), "PNG")
+    many_pixels, share = (pixels_png(n) for n in (limits.max_upload_pixels,
+                                                  limits.max_request_pixels // limits.max_images))
+    captions = ["a long caption " * (limits.max_caption_chars // 15)] * limits.max_captions
+    ids = list(range(1, limits.max_images + 1))
+    return {
+        "search, longest query": ("/search", {"json": {"query": "q" * limits.max_query_chars, "k": limits.max_k}},
+                                  {"json": {"query": "red circle", "k": 10}}),
+        "similarity, most captions and ids": (
+            "/similarity", {"json": {"captions": captions, "image_ids": ids}},
+            {"json": {"captions": captions[:2], "image_ids": ids[:2]}}),
+        "classify, largest upload": ("/classify", {"files": {"image": ("big.jpg", largest_jpeg(
+            limits.max_upload_mb * 2**20))}}, {"files": {"image": ("small.png", small_png)}}),
+        "classify, most pixels": ("/classify", {"files": {"image": ("pixels.png", many_pixels)}},
+                                  {"files": {"image": ("small.png", small_png)}}),
+        "similarity, most uploads and captions": (
+            "/similarity", {"files": [("images", (f"{i}.png", share)) for i in range(limits.max_images)],
+                            "data": {"captions": captions}},
+            {"files": [("images", ("0.png", small_png))], "data": {"captions": captions[:2]}}),
+    }
+
+
+def refusals_of(limits: Settings) -> dict[str, tuple[str, dict]]:
+    """Inputs over the limits, among them the issue's 10 MB query (19 s and GBs of memory before the limits)."""
+    over = limits.max_json_kb * 1024 - 64
+    return {
+        "search, 10 MB query": ("/search", {"json": {"query": "q" * 10_000_000}}),
+        "search, query just under max_json_kb": ("/search", {"json": {"query": "q" * over}}),
+        "search, one character over max_query_chars": ("/search", {"json": {"query": "q" * (limits.max_query_chars
+                                                                                          + 1)}}),
+        "similarity, captions over max_captions": ("/similarity", {"json": {"captions": ["a"] * (limits.max_captions
+                                                                                                  + 1)}}),
+        "search, JSON nested 100,000 deep": ("/search", {"data": "[" * 100_000, "headers": {
+            "Content-Type": "application/json"}}),
+    }
+
+
+def refusal_costs(base: str, cases: dict) -> list[tuple]:
+    """Each refusal's body size, median time of 3 and statuses."""
+    rows = []
+    for name, (route, kwargs) in cases.items():
+        answers = [timed(base, route, kwargs) for _ in range(3)]
+        size = len(requests.Request("POST", base + route, **kwargs).prepare().body or b"")
+        rows.append((name, size, statistics.median(t for t, _ in answers), {status for _, status in answers}))
+    return rows
+
+
+def worker_rss_mb(root: int) -> list[float]:
+    found = gunicorn_processes(root)
+    workers = [pid for pid in found if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) in found]
+    return [int(line.split()[1]) / 1024 for pid in sorted(workers)
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:")]
+
+
+def timed(base: str, route: str, kwargs: dict) -> tuple[float, int]:
+    started = time.perf_counter()
+    response = requests.post(base + route, timeout=300, **kwargs)
+    return (time.perf_counter() - started) * 1000, response.status_code
+
+
+def costs(base: str, cases: dict) -> list[tuple]:
+    rows = []
+    for name, (route, largest, small) in cases.items():
+        big = [timed(base, route, largest) for _ in range(3)]
+        normal = [timed(base, route, small) for _ in range(3)]
+        size = len(requests.Request("POST", base + route, **largest).prepare().body or b"")
+        rows.append((name, size, statistics.median(t for t, _ in big), statistics.median(t for t, _ in normal),
+                     {status for _, status in big + normal}))
+    return rows
+
+
+def abuse(base: str, root: int, cases: dict, clients: int, seconds: float) -> tuple[float, int]:
+    """Largest inputs only, from `clients` threads for `seconds`; the peak worker RSS and the request count."""
+    stop, sent, peak = threading.Event(), [0], [0.0]
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            route, largest, _ = rng.choice(list(cases.values()))
+            timed(base, route, largest)
+            sent[0] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        peak[0] = max([peak[0], *worker_rss_mb(root)])
+        time.sleep(0.25)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return peak[0], sent[0]
+
+
+def one_setup(workspace: Path, args: argparse.Namespace, setup: str, cases: dict) -> tuple[list, list, tuple]:
+    os.environ.update(SETUPS[setup])
+    try:
+        process, base = start_server(workspace, args.model, 2, 4)
+    finally:
+        for name in SETUPS[setup]:
+            os.environ.pop(name)
+    try:
+        for route, _, small in cases.values():
+            for _ in range(5):
+                timed(base, route, small)
+        time.sleep(3)
+        baseline = worker_rss_mb(process.pid)
+        first = setup == args.setups[0]
+        cost_rows = costs(base, cases) if first else []
+        refused = refusal_costs(base, refusals_of(Settings())) if first else []
+        peak, sent = abuse(base, process.pid, cases, args.clients, args.seconds)
+        time.sleep(5)
+        after = worker_rss_mb(process.pid)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=120)
+    return cost_rows, refused, (setup, baseline, peak, after, sent)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__)
+    parser.add_argument("--model", default="demo", help="model spec the server loads (random:ViT-B/32 for full size)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the abuse run")
+    parser.add_argument("--clients", type=int, default=4, help="threads sending largest inputs in the abuse run")
+    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    return parser
+
+
+def bench(args: argparse.Namespace) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    encoder = load_encoder(args.model)
+    cases = requests_of(Settings())
+    with tempfile.TemporaryDirectory(prefix="bench-abuse-") as tmp:
+        synthetic_index(Path(tmp), encoder, 10_000, 10)
+        results = [one_setup(Path(tmp), args, setup, cases) for setup in args.setups]
+    print(f"\nmodel {args.model}; 2 workers x 4 threads behind nginx; default limits; costs with the "
+          f"{args.setups[0]} set-up, median of 3, one request at a time")
+    print("| request | body bytes | largest ms | small ms | ratio | statuses |")
+    print("|---|---|---|---|---|---|")
+    for name, size, big, small, statuses in results[0][0]:
+        print(f"| {name} | {size:,} | {big:.0f} | {small:.1f} | {big / small:.0f}x | {sorted(statuses)} |")
+    print("\nrefused inputs, median of 3")
+    print("| request | body bytes | ms | statuses |")
+    print("|---|---|---|---|")
+    for name, size, took, statuses in results[0][1]:
+        print(f"| {name} | {size:,} | {took:.1f} | {sorted(statuses)} |")
+    print(f"\nabuse run: {args.clients} clients x {args.seconds:.0f} s of largest inputs; RSS per worker in MiB, "
+          "read after 5 s idle")
+    print("| set-up | requests | baseline | peak | after | after / baseline |")
+    print("|---|---|---|---|---|---|")
+    for _, _, (setup, baseline, peak, after, sent) in results:
+        ratio = max(a / b for a, b in zip(after, baseline))
+        print(f"| {setup} | {sent} | {' / '.join(f'{b:.0f}' for b in baseline)} | {peak:.0f} | "
+              f"{' / '.join(f'{a:.0f}' for a in after)} | {ratio:.2f} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run("api_abuse", make_parser(), bench, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""How fast each backend encodes, and how close build_image_index gets to it, in one run on this machine.
+
+On generated photo-like JPEGs (640x480 by default), for each model:
+  loads     seconds of a first load with the default backend (converts and caches) and of a cached load
+  forward   images/s of the image tower alone on preprocessed tensors, best batch size, for PyTorch fp32,
+            PyTorch bf16, OpenVINO f32 and OpenVINO bf16 (bf16 only where the CPU has it natively),
+            with the minimum cosine of each to PyTorch fp32
+  text      ms of one text query, per backend
+  build     images/s of build_image_index end to end with the default backend, and an unchanged re-run
+  balance   (first model only) the build with other decode workers x inference threads
+Targets (issue 11, ViT-B/32): build >= 2.5x PyTorch fp32 forward (>= 4x on a CPU with bf16); build >= 85 % of
+the default backend's own forward; a text query <= 0.4x PyTorch fp32's time. Issue 3: re-run < 5 % of the build.
+
+    flock -w 3600 /tmp/clipsearch-cpu.lock .venv/bin/python -m bench.encode_speed [--images 2000] [--models ...]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from lib.build.image_index import build_image_index
+from lib.cli import new_parser, run
+from lib.data.photos import write_photos
+from lib.model.backends import cpu_has_bf16
+from lib.model.encoder import ClipEncoder
+from lib.model.loading import load_encoder
+from lib.settings import Settings, load_settings
+
+QUERY = "a photo of two small blue squares on a striped background"  # 12 tokens with BOS and EOS
+
+
+class Variant(NamedTuple):
+    backend: str
+    precision: str
+
+
+def variants() -> list[Variant]:
+    """Every backend and precision this CPU runs natively."""
+    precisions = ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
+    return [Variant(backend, precision) for backend in ("torch", "openvino") for precision in precisions]
+
+
+def cpu_features() -> str:
+    import openvino as ov
+
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    found = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
+    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return f"CPU flags: {', '.join(found) or 'none of avx2/avx512'}; OpenVINO CPU capabilities: {capabilities}"
+
+
+def forward_rate(encoder: ClipEncoder, batch_sizes: list[int], seconds: float) -> tuple[float, int]:
+    """Best images/s of encode_pixels on random preprocessed input, and the batch size that gave it."""
+    best = (0.0, batch_sizes[0])
+    for batch in batch_sizes:
+        pixels = np.random.default_rng(batch).standard_normal((batch, 3, encoder.transform.crop_height,
+                                                               encoder.transform.crop_width)).astype(np.float32)
+        encoder.encode_pixels(pixels)  # warm-up: compiles kernels for this shape
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            encoder.encode_pixels(pixels)
+            done += batch
+        best = max(best, (done / (time.perf_counter() - started), batch))
+    return best
+
+
+def text_ms(encoder: ClipEncoder, repeats: int = 30) -> float:
+    encoder.encode_texts([QUERY])
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        encoder.encode_texts([QUERY])
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def timed_load(spec: str, cache: Path) -> tuple[ClipEncoder, float]:
+    started = time.perf_counter()
+    encoder = load_encoder(spec, cache_dir=cache)
+    return encoder, time.perf_counter() - started
+
+
+def build_settings(workspace: Path, root: Path, batch: int, workers: int) -> Settings:
+    return load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="bench",
+                                                    dataset_path=str(root), batch_size=batch, num_workers=workers))
+
+
+def build_rate(encoder: ClipEncoder, settings: Settings, count: int) -> tuple[float, float]:
+    """Images/s of a first build, and seconds of an unchanged re-run."""
+    first = build_image_index(settings, encoder, progress=False, rebuild=True)
+    rerun = build_image_index(settings, encoder, progress=False)
+    assert first.encoded == count and rerun.encoded == 0, "the benchmark dataset did not build cleanly"
+    return first.encoded / first.seconds, rerun.seconds
+
+
+def measure(spec: str, root: Path, count: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    cache = tmp / "cache"
+    default, first_load = timed_load(spec, cache)
+    default, cached_load = timed_load(spec, cache)
+    default.warm_up()
+    found: dict[str, Any] = {"spec": spec, "loads": (first_load, cached_load, default.backend, default.precision),
+                             "forward": {}, "text": {}}
+    pixels = np.random.default_rng(0).standard_normal((8, 3, default.transform.crop_height,
+                                                       default.transform.crop_width)).astype(np.float32)
+    reference = None
+    for variant in variants():
+        encoder = load_encoder(spec, backend=variant.backend, precision=variant.precision, cache_dir=cache)
+        encoder.warm_up()
+        vectors = encoder.encode_pixels(pixels)
+        reference = vectors if reference is None else reference  # the first variant is PyTorch fp32
+        rate, batch = forward_rate(encoder, args.batch_sizes, args.seconds)
+        found["forward"][variant] = (rate, batch, float((vectors * reference).sum(axis=1).min()))
+        found["text"][variant] = (text_ms(encoder), getattr(encoder.towers, "precisions", {}).get("text",
+                                                                                          encoder.precision))
+    own = found["forward"][Variant(default.backend, default.precision)]
+    settings = build_settings(tmp / "workspace", root, own[1], args.num_workers)
+    found["build"] = (default.backend, default.precision, args.num_workers, *build_rate(default, settings, count))
+    found["balance"] = []
+    for workers, threads in args.balance if spec == args.models[0] else []:
+        default.warm_up(threads)  # compiles again with this many inference threads
+        settings = build_settings(tmp / "workspace", root, own[1], workers)
+        found["balance"].append((workers, threads, *build_rate(default, settings, count)))
+    return found
+
+
+def table(header: tuple[str, ...], rows: list[tuple]) -> None:
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) and v < 10 else
+                                (f"{v:.1f}" if isinstance(v, float) else str(v)) for v in row) + " |")
+
+
+def report(results: list[dict[str, Any]], count: int, args: argparse.Namespace) -> None:
+    print(f"\n{count} photo-like JPEGs of {args.width}x{args.height}; {cpu_features()}")
+    table(("model", "default backend", "first load s (converts)", "cached load s"),
+          [(r["spec"], f"{r['loads'][2]} {r['loads'][3]}", r["loads"][0], r["loads"][1]) for r in results])
+    table(("model", "backend", "precision", "batch", "forward img/s", "x PyTorch fp32", "min cos to PyTorch fp32"),
+          [(r["spec"], v.backend, v.precision, batch, rate, rate / r["forward"][Variant("torch", "fp32")][0],
+            f"{cos:.6f}") for r in results for v, (rate, batch, cos) in r["forward"].items()])
+    table(("model", "backend", "precision", "text tower computes in", "text query ms", "x PyTorch fp32"),
+          [(r["spec"], v.backend, v.precision, text, ms, ms / r["text"][Variant("torch", "fp32")][0])
+           for r in results for v, (ms, text) in r["text"].items()])
+    bf16 = cpu_has_bf16()
+    rows = []
+    for r in results:
+        backend, precision, workers, rate, rerun = r["build"]
+        own = r["forward"][Variant(backend, precision)][0]
+        torch_fp32 = r["forward"][Variant("torch", "fp32")][0]
+        rows.append((r["spec"], f"{backend} {precision}", workers, rate, f"{rate / own:.0%}", rate / torch_fp32,
+                     f"{'4' if bf16 else '2.5'}x / 85%", rerun, f"{rerun * rate / count:.1%}"))
+    table(("model", "backend", "decode workers", "build img/s", "build / own forward", "build / PyTorch fp32 forward",
+           "targets (ViT-B/32)", "re-run s", "re-run / first"), rows)
+    for r in results:
+        if r["balance"]:
+            own = r["forward"][Variant(r["build"][0], r["build"][1])][0]
+            table(("model", "decode workers", "inference threads", "build img/s", "build / own forward"),
+                  [(r["spec"], w, t, rate, f"{rate / own:.0%}") for w, t, rate, _ in r["balance"]])
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = new_parser(__doc__)
+    parser.add_argument("--images", type=int, default=2000, help="JPEGs in the generated dataset (>= 2000)")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--models", nargs="+", default=["random:ViT-B/32", "demo"])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--seconds", type=float, default=6.0, help="timing window per forward batch size")
+    parser.add_argument("--num-workers", type=int, default=Settings().num_workers, help="decode workers of the build")
+    parser.add_argument("--balance", type=lambda s: tuple(int(x) for x in s.split("x")), nargs="*",
+                        default=[(0, 2), (1, 2), (2, 2), (3, 2), (2, 1)],
+                        help="WORKERSxTHREADS builds for the first model (e.g. 1x2 2x2)")
+    return parser
+
+
+def bench(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
+        root = Path(tmp) / "photos"
+        started = time.perf_counter()
+        count = len(write_photos(root, args.images, args.width, args.height))
+        print(f"generated {count} JPEGs in {time.perf_counter() - started:.0f} s", flush=True)
+        results = [measure(spec, root, count, Path(tmp) / spec.replace("/", "-").replace(":", "-"), args)
+                   for spec in args.models]
+    report(results, count, args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run("encode_speed", make_parser(), bench, argv)
+
+
+if __name__ == "__main__":
+    main()

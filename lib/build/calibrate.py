@@ -1,0 +1,205 @@
+"""Calibrate the near and similar thresholds of duplicate finding for one dataset, from its model itself.
+
+Two score distributions, measured on the dataset's own images with the model it was built with:
+- edits: the cosine between an image and each of its light edits (lib/data/variants.near_variants:
+  JPEG q90/70/50, resized to 50 and 75 %, cropped 5 and 10 %, rotated by +-3 degrees), for a sample;
+- distinct: the cosine between two different images of one class (two images of one partition; the
+  partitions of a flat folder are chunks of neighbouring files), byte-identical pairs left out.
+The rule is precision first, because groups are connected components and one false link merges two
+groups: `similar` is the lowest cosine that at most one pair of distinct images of a class in a thousand
+reaches (DISTINCT_RATE); `near` is the 5th percentile of edits (95 % of light edits reach it), but never
+below `similar`. Where the model cannot tell edits from distinct images, near equals similar, the similar
+tier is empty and the recorded details say which share of edits near still catches.
+
+The distinct pairs of a real library hold its duplicates too (that is why one runs the tool), and a few
+percent of them would lift a plain 99.9th percentile up to the edits (measured on a generated set with
+10 % of such pairs: 0.9999 instead of 0.991). So their share is estimated from the pairs that score above
+the median edit, where distinct images hardly reach, and a tail of that share shaped like the edits' tail
+is subtracted before the rate is read off (the same set gives 0.994). The share is capped at
+MAX_DUPLICATE_SHARE: with a weak model, distinct pairs do reach the median edit and would be taken for
+copies (uniform test distributions: 0.937 instead of 0.95, where no cap gives 0.80).
+
+Calibration runs at the end of a build (lib/build/image_index.build_image_index) when a dataset has no
+thresholds for its model or has grown or shrunk by RECALIBRATE_GROWTH since, and on demand
+(find_duplicates.py DATASET --calibrate). It lives on the write side: it loads the model, generates
+images and writes the thresholds beside the index set, where lib/serve only reads them.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from lib.data.images import open_image
+from lib.data.variants import near_variants
+from lib.errors import ClipSearchError, NotFoundError, UnreadableImageError
+from lib.model.encoder import ClipEncoder
+from lib.store.catalog import Catalog, ImageRecord
+from lib.store.dataset_figures import DuplicateThresholds, load_thresholds, now, save_thresholds
+from lib.store.index_files import dataset_vectors
+
+log = logging.getLogger(__name__)
+
+EDIT_PERCENTILE = 5.0
+EDIT_SIDE = 1024  # photos are reduced to this first: a 12 MP photo takes ~0.5 s per edit, to the same effect
+DISTINCT_RATE = 0.001
+MAX_DUPLICATE_SHARE = 0.1  # a library whose same-class pairs are more often copies than this is implausible
+DISTINCT_SAMPLE = 2000  # images whose indexed vectors give the distinct pairs (no encoding needed)
+RECALIBRATE_GROWTH = 2.0
+
+
+def spread_sample(records: Sequence[ImageRecord], count: int, rng: random.Random) -> list[ImageRecord]:
+    """Up to `count` images taken in turn from every partition, so that each class is represented."""
+    by_partition = defaultdict(list)
+    for record in records:
+        by_partition[record.partition].append(record)
+    for members in by_partition.values():
+        rng.shuffle(members)
+    queues = [by_partition[name] for name in sorted(by_partition)]
+    picked = []
+    for turn in range(max((len(q) for q in queues), default=0)):
+        picked += [q[turn] for q in queues if turn < len(q)]
+        if len(picked) >= count:
+            break
+    return picked[:count]
+
+
+def _readable(root: Path, sample: Sequence[ImageRecord]) -> Iterator[Image.Image]:
+    """The sampled images, reduced to at most EDIT_SIDE pixels a side; an unreadable one is logged and passed."""
+    for record in sample:
+        try:
+            image = open_image(root / record.path)
+        except UnreadableImageError as err:
+            log.warning("calibration skips %s: %s", record.path, err)
+            continue
+        image.thumbnail((EDIT_SIDE, EDIT_SIDE), Image.Resampling.LANCZOS)
+        yield image
+
+
+def edit_scores(encoder: ClipEncoder, root: Path, sample: Sequence[ImageRecord], rng: random.Random,
+                batch_size: int = 64) -> dict[str, list[float]]:
+    """Per kind of edit, the cosine of each sampled image (encoded afresh) with its edited copy.
+
+    Images are turned into model input as they are made, and encoded a batch at a time.
+    """
+    kinds: list[str] = []
+    pixels: list[np.ndarray] = []
+    vectors = []
+    for image in _readable(root, sample):
+        variants = near_variants(image, rng)
+        kinds += ["", *(v.kind for v in variants)]
+        pixels += [encoder.transform(i) for i in (image, *(v.image for v in variants))]
+        while len(pixels) >= batch_size:
+            vectors.append(encoder.encode_pixels(np.stack(pixels[:batch_size])))
+            pixels = pixels[batch_size:]
+    if pixels:
+        vectors.append(encoder.encode_pixels(np.stack(pixels)))
+    if not kinds:
+        raise ClipSearchError(f"no image of the calibration sample could be read under {root}; is the dataset "
+                              "folder still there?")
+    scores: dict[str, list[float]] = defaultdict(list)
+    embedded = np.concatenate(vectors)
+    for row, kind in enumerate(kinds):
+        if kind == "":
+            original = embedded[row]
+        else:
+            scores[kind].append(float(embedded[row] @ original))
+    return dict(scores)
+
+
+def distinct_scores(sample: Sequence[ImageRecord], vectors: np.ndarray) -> np.ndarray:
+    """Cosines of pairs of different images in one partition (of any two images where no partition has two)."""
+    partitions = np.array([r.partition for r in sample])
+    contents = np.array([r.sha256 for r in sample])
+    upper = np.triu(np.ones((len(sample), len(sample)), bool), k=1) & (contents[:, None] != contents[None, :])
+    same_class = upper & (partitions[:, None] == partitions[None, :])
+    return (vectors @ vectors.T)[same_class if same_class.any() else upper]
+
+
+def share_at_or_above(scores: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    ordered = np.sort(scores)
+    return 1.0 - np.searchsorted(ordered, cuts, side="left") / len(ordered)
+
+
+def duplicate_share(distinct: np.ndarray, edits: np.ndarray) -> float:
+    """The estimated share of distinct pairs that are really duplicates: pairs above the median edit, doubled."""
+    median = np.median(edits)
+    return min(MAX_DUPLICATE_SHARE, float(share_at_or_above(distinct, np.array([median]))[0] / 0.5))
+
+
+def distinct_cut(distinct: np.ndarray, edits: np.ndarray, share: float) -> float:
+    """The lowest cosine above which at most DISTINCT_RATE of the truly distinct pairs lie, once the
+    expected duplicates (`share` of the pairs, scoring like edits) are taken out."""
+    cuts = np.unique(distinct)
+    rate = (share_at_or_above(distinct, cuts) - share * share_at_or_above(edits, cuts)) / (1.0 - share)
+    within = np.flatnonzero(rate <= DISTINCT_RATE)  # the first from below: the estimate is noisy near the top
+    return float(cuts[within[0]]) if len(within) else float(cuts[-1])
+
+
+def choose_thresholds(edits: np.ndarray, distinct: np.ndarray) -> tuple[float, float, float]:
+    """(near, similar, estimated duplicate share of the distinct pairs) by the rule in the module docstring."""
+    share = duplicate_share(distinct, edits)
+    similar = distinct_cut(distinct, edits, share)
+    return max(float(np.percentile(edits, EDIT_PERCENTILE)), similar), similar, share
+
+
+def _details(edits: dict[str, list[float]], distinct: np.ndarray, near: float, similar: float, share: float,
+             images: int) -> dict:
+    pooled = np.concatenate([np.asarray(v) for v in edits.values()])
+    return {
+        "images": images, "edited_images": len(next(iter(edits.values()))), "distinct_pairs": int(len(distinct)),
+        "rule": f"similar: reached by {DISTINCT_RATE:.1%} of distinct same-class pairs, duplicates among them "
+                f"taken out; near: p{EDIT_PERCENTILE:g} of light edits, at least similar",
+        "edits": {kind: {"p5": round(float(np.percentile(v, 5)), 4), "median": round(float(np.median(v)), 4)}
+                  for kind, v in edits.items()},
+        "distinct": {name: round(float(np.percentile(distinct, q)), 4)
+                     for name, q in (("median", 50), ("p99", 99), ("p99.9", 99.9), ("max", 100))},
+        "edits_caught_by_near": round(float((pooled >= near).mean()), 4),
+        "distinct_reaching_similar": round(float((distinct >= similar).mean()), 4),
+        "duplicate_share_of_distinct_pairs": round(share, 4),
+        "separable": bool(near > similar),
+    }
+
+
+def calibrate_duplicates(indexes_dir: Path, dataset: str, encoder: ClipEncoder, sample_size: int = 48,
+                         seed: int = 0) -> DuplicateThresholds:
+    """Measure both distributions for `dataset`, choose the thresholds and record them beside its index set."""
+    catalog = Catalog.in_folder(indexes_dir, readonly=True)
+    try:
+        record = catalog.dataset(dataset)
+        if record is None:
+            raise NotFoundError(f"unknown dataset {dataset!r}; build it first with build_image_index.py")
+        encoder.identity.check_same(record.model, f"dataset {dataset!r}")
+        ids, vectors = dataset_vectors(catalog, indexes_dir, dataset)
+        records = {r.id: r for r in catalog.images(dataset)}
+    finally:
+        catalog.close()
+    if len(records) < 2:
+        raise ClipSearchError(f"dataset {dataset!r} has {len(records)} image(s); calibration needs at least two")
+    rng = random.Random(seed)
+    row = {int(i): n for n, i in enumerate(ids)}
+    pool = [records[int(i)] for i in ids if int(i) in records]
+    distinct_sample = spread_sample(pool, DISTINCT_SAMPLE, rng)
+    distinct = distinct_scores(distinct_sample, vectors[[row[r.id] for r in distinct_sample]])
+    edits = edit_scores(encoder, record.root, spread_sample(pool, sample_size, rng), rng)
+    near, similar, share = choose_thresholds(np.concatenate([np.asarray(v) for v in edits.values()]), distinct)
+    thresholds = DuplicateThresholds(round(near, 4), round(similar, 4), record.model, now(),
+                                     _details(edits, distinct, near, similar, share, len(pool)))
+    save_thresholds(indexes_dir, dataset, thresholds)
+    log.info("duplicate thresholds of %r: near %.4f, similar %.4f (%d edited images, %d distinct pairs)", dataset,
+             thresholds.near, thresholds.similar, thresholds.details["edited_images"], len(distinct))
+    return thresholds
+
+
+def needs_calibration(indexes_dir: Path, dataset: str, encoder: ClipEncoder, images: int) -> bool:
+    """True without thresholds for this model, or when the dataset has grown or shrunk a lot since."""
+    recorded = load_thresholds(indexes_dir, dataset, encoder.identity)
+    if recorded is None:
+        return images >= 2
+    before = max(1, int(recorded.details.get("images", 0)))
+    return not (1 / RECALIBRATE_GROWTH <= images / before <= RECALIBRATE_GROWTH)

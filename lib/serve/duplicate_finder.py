@@ -1,0 +1,91 @@
+"""Duplicate groups of a loaded dataset: its vectors, its catalog rows and its own index, put together.
+
+`group_dataset` is what find_duplicates.py runs once; `DuplicateFinder` is what the server runs, keeping
+the last few answers, because a grouping reads every vector and searches the index once per vector
+(seconds at 100,000 images) while the pages of one answer are asked for one after another.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lib.data.images import capture_time_ns
+from lib.errors import NotFoundError
+from lib.serve.duplicates import DuplicateReport, group_duplicates, resolve_thresholds
+from lib.serve.index_set import LiveIndexSet, LoadedDataset
+from lib.serve.neighbours import NEIGHBOURS, close_pairs, positions_of
+from lib.store.catalog import Catalog, ImageRecord
+from lib.store.dataset_figures import DuplicateThresholds, load_thresholds
+from lib.store.index_files import vectors_of
+
+CACHED_REPORTS = 4
+
+
+def group_dataset(dataset: LoadedDataset, catalog: Catalog, thresholds: DuplicateThresholds,
+                  neighbours: int = NEIGHBOURS) -> DuplicateReport:
+    """Group every image of the dataset into tiers, searching its index for each image's neighbours."""
+    parts = [vectors_of(p.index) for p in dataset.partitions.values()]
+    ids = np.concatenate([i for i, _ in parts]) if parts else np.zeros(0, np.int64)
+    vectors = np.concatenate([v for _, v in parts]) if parts else np.zeros((0, dataset.record.model.dim), np.float32)
+    records = {r.id: r for r in catalog.images(dataset.record.name)}
+    present = np.array([int(i) in records for i in ids], bool)  # rows a newer build has dropped are left out
+    ids, vectors = ids[present], vectors[present]
+    pairs = close_pairs(dataset.search, ids, vectors, thresholds.similar, neighbours)
+    same = [positions_of(ids, np.asarray(group, np.int64)) for group in catalog.same_content(dataset.record.name)]
+    same = [group[group >= 0] for group in same if (group >= 0).sum() > 1]
+    return group_duplicates(dataset.record.name, [records[int(i)] for i in ids], vectors, same, pairs, thresholds,
+                            partial(capture_times, dataset.record.root))
+
+
+def capture_times(root: Path, records: Sequence[ImageRecord]) -> np.ndarray:
+    """Each image's EXIF capture time (ns), its modification time where the file has none."""
+    return np.array([capture_time_ns(root / r.path) or r.mtime_ns for r in records], np.int64)
+
+
+class DuplicateFinder:
+    """Duplicate groups of the datasets of a live index set; safe to share between threads."""
+
+    def __init__(self, indexes: LiveIndexSet, neighbours: int = NEIGHBOURS) -> None:
+        self.indexes = indexes
+        self.neighbours = neighbours
+        self._lock = threading.Lock()
+        self._reports: OrderedDict[tuple, tuple[LoadedDataset, DuplicateReport]] = OrderedDict()
+
+    def dataset(self, name: str | None) -> LoadedDataset:
+        datasets = self.indexes.current().datasets
+        if name is None and len(datasets) == 1:
+            return next(iter(datasets.values()))
+        if name not in datasets:
+            raise NotFoundError(f"unknown dataset {name!r}; known: {', '.join(datasets) or 'none is built'}"
+                                if name else f"say which dataset: {', '.join(datasets) or 'none is built'}")
+        return datasets[name]
+
+    def thresholds(self, dataset: LoadedDataset, near: float | None = None,
+                   similar: float | None = None) -> DuplicateThresholds:
+        """The dataset's calibrated thresholds, with the ones given in their place."""
+        recorded = load_thresholds(self.indexes.indexes_dir, dataset.record.name, self.indexes.model)
+        return resolve_thresholds(recorded, dataset.record.name, near, similar)
+
+    def report(self, name: str | None, near: float | None = None, similar: float | None = None) -> DuplicateReport:
+        """The grouping of a dataset of the current index set, computed once per index set and thresholds."""
+        dataset = self.dataset(name)
+        thresholds = self.thresholds(dataset, near, similar)
+        key = (id(dataset), thresholds.near, thresholds.similar)
+        with self._lock:  # one grouping at a time: a second request for the same one waits and reuses it
+            if key in self._reports and self._reports[key][0] is dataset:
+                self._reports.move_to_end(key)
+                return self._reports[key][1]
+            catalog = Catalog.in_folder(self.indexes.indexes_dir, readonly=True)
+            try:
+                report = group_dataset(dataset, catalog, thresholds, self.neighbours)
+            finally:
+                catalog.close()
+            self._reports[key] = (dataset, report)
+            while len(self._reports) > CACHED_REPORTS:
+                self._reports.popitem(last=False)
+            return report

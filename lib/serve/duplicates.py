@@ -1,0 +1,186 @@
+"""A whole dataset grouped into duplicates in three tiers, each group with the image to keep and the bytes to free.
+
+Three nested levels of connected components over the dataset's images:
+- exact: byte-identical files (one SHA-256, from the catalog);
+- near: linked by exact or by a cosine >= `near` (the same picture re-encoded, resized, lightly cropped);
+- similar: linked by exact or by a cosine >= `similar` (a burst, a re-take of the same scene).
+Each component of a level is made of whole components of the level below (its *units*, each stood for
+by its keeper). A level reports a group where a component joins two units or more, so an image is a
+non-keeper in at most one group, and deleting every non-keeper leaves exactly one image of each set
+of related pictures. Nothing here deletes anything: the groups are a suggestion for a person to review.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from lib.errors import NotCalibratedError
+from lib.serve.neighbours import ClosePairs
+from lib.store.catalog import ImageRecord
+from lib.store.dataset_figures import DuplicateThresholds
+from lib.store.files import write_atomic
+
+TIERS = ("exact", "near", "similar")
+CSV_HEADER = ("group", "tier", "keep", "path", "bytes", "score")
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    id: int
+    path: str
+    bytes: int
+    width: int
+    height: int
+    score: float  # cosine to the group's keeper
+    keep: bool
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    number: int
+    tier: str
+    members: tuple[GroupMember, ...]  # the keeper first, then by score
+
+    @property
+    def keeper(self) -> GroupMember:
+        return self.members[0]
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(member.bytes for member in self.members if not member.keep)
+
+
+@dataclass(frozen=True)
+class TierTotal:
+    groups: int
+    images: int
+    bytes_freed: int
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    dataset: str
+    thresholds: DuplicateThresholds
+    groups: list[DuplicateGroup]
+    paths: list[str]  # of every image searched, in the order of `levels`
+    levels: dict[str, np.ndarray]  # per tier, the component of every image
+
+    def totals(self) -> dict[str, TierTotal]:
+        return {tier: TierTotal(len(found), sum(len(g.members) for g in found), sum(g.bytes_freed for g in found))
+                for tier in TIERS for found in [[g for g in self.groups if g.tier == tier]]}
+
+    def components_by_path(self) -> dict[str, dict[str, int]]:
+        """Per tier, the component of each image that has company at the similar tier (the loosest)."""
+        similar = self.levels["similar"]
+        grouped = np.bincount(similar)[similar] > 1
+        return {tier: {self.paths[i]: int(labels[i]) for i in np.flatnonzero(grouped)}
+                for tier, labels in self.levels.items()}
+
+
+def resolve_thresholds(recorded: DuplicateThresholds | None, dataset: str, near: float | None = None,
+                       similar: float | None = None) -> DuplicateThresholds:
+    """The calibrated thresholds with the ones given in their place; both must be known one way or the other."""
+    if recorded is None and (near is None or similar is None):
+        raise NotCalibratedError(f"dataset {dataset!r} has no calibrated duplicate thresholds for the model in use; "
+                                 f"run find_duplicates.py {dataset} --calibrate, or give both near and similar")
+    if recorded is not None and near is None and similar is None:
+        return recorded
+    near = recorded.near if near is None else near
+    similar = min(near, recorded.similar) if similar is None else similar
+    return DuplicateThresholds(near, similar, recorded.model if recorded else None, "",
+                               {"given": True, **({"calibrated": recorded.to_dict()} if recorded else {})})
+
+
+def keeper_ranks(records: Sequence[ImageRecord], taken_ns: np.ndarray | None = None) -> np.ndarray:
+    """Rank 0 is the best image to keep: most pixels, then earliest capture, then shortest path.
+
+    `taken_ns` is each image's capture time; without it, the file's modification time from the catalog.
+    """
+    taken = np.array([r.mtime_ns for r in records], np.int64) if taken_ns is None else taken_ns
+    order = sorted(range(len(records)), key=lambda i: (-records[i].width * records[i].height, int(taken[i]),
+                                                       len(records[i].path), records[i].path, records[i].id))
+    ranks = np.empty(len(records), np.int64)
+    ranks[order] = np.arange(len(records))
+    return ranks
+
+
+def components(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    graph = coo_matrix((np.ones(len(first), np.int8), (first, second)), shape=(count, count))
+    return connected_components(graph, directed=False)[1]
+
+
+def _chain(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Edges that link each list of positions into one component (each to the next)."""
+    if not groups:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate([g[:-1] for g in groups]), np.concatenate([g[1:] for g in groups])
+
+
+def tier_levels(count: int, same_content: list[np.ndarray], pairs: ClosePairs,
+                thresholds: DuplicateThresholds) -> dict[str, np.ndarray]:
+    """The component of every image at each tier; each tier's edges include the stricter tiers' edges."""
+    exact_first, exact_second = _chain(same_content)
+    levels = {"exact": components(count, exact_first, exact_second)}
+    for tier, cut in (("near", thresholds.near), ("similar", thresholds.similar)):
+        close = pairs.score >= cut
+        levels[tier] = components(count, np.concatenate([exact_first, pairs.first[close]]),
+                                  np.concatenate([exact_second, pairs.second[close]]))
+    return levels
+
+
+def _group(tier: str, positions: np.ndarray, records: Sequence[ImageRecord], vectors: np.ndarray) -> DuplicateGroup:
+    scores = vectors[positions] @ vectors[positions[0]]
+    order = [0, *sorted(range(1, len(positions)), key=lambda i: -scores[i])]
+    members = tuple(GroupMember(r.id, r.path, r.bytes, r.width, r.height, round(float(scores[i]), 6), i == 0)
+                    for i in order for r in [records[positions[i]]])
+    return DuplicateGroup(0, tier, members)
+
+
+def group_duplicates(dataset: str, records: Sequence[ImageRecord], vectors: np.ndarray, same_content: list[np.ndarray],
+                     pairs: ClosePairs, thresholds: DuplicateThresholds,
+                     capture_times: Callable[[list[ImageRecord]], np.ndarray] | None = None) -> DuplicateReport:
+    """Group images (records and vectors in one order; same_content and pairs as positions in it) into tiers.
+
+    `capture_times` gives the capture time (ns) of the images the keeper is chosen among (those in a
+    group only, since reading them may mean opening files); without it, their modification times.
+    """
+    levels = tier_levels(len(records), same_content, pairs, thresholds)
+    taken = np.array([r.mtime_ns for r in records], np.int64)
+    grouped = np.flatnonzero(np.bincount(levels["similar"])[levels["similar"]] > 1)
+    if capture_times is not None and len(grouped):
+        taken[grouped] = capture_times([records[i] for i in grouped])
+    ranks = keeper_ranks(records, taken)
+    units = np.arange(len(records))
+    groups = []
+    for tier in TIERS:
+        labels = levels[tier]
+        ordered = units[np.lexsort((ranks[units], labels[units]))]
+        starts = np.flatnonzero(np.r_[True, labels[ordered][1:] != labels[ordered][:-1]])
+        ends = np.r_[starts[1:], len(ordered)]
+        groups += [_group(tier, ordered[s:e], records, vectors) for s, e in zip(starts, ends) if e - s > 1]
+        units = ordered[starts]  # the keeper of each component stands for it at the next tier
+    groups.sort(key=lambda g: (TIERS.index(g.tier), -g.bytes_freed, g.keeper.path))
+    numbered = [DuplicateGroup(n, g.tier, g.members) for n, g in enumerate(groups, 1)]
+    return DuplicateReport(dataset, thresholds, numbered, [r.path for r in records], levels)
+
+
+def csv_text(groups: Sequence[DuplicateGroup]) -> str:
+    """One row per image in a group: group,tier,keep,path,bytes,score (path relative to the dataset root)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for group in groups:
+        writer.writerows((group.number, group.tier, int(m.keep), m.path, m.bytes, f"{m.score:.6f}")
+                         for m in group.members)
+    return buffer.getvalue()
+
+
+def write_csv(groups: Sequence[DuplicateGroup], path: Path) -> Path:
+    return write_atomic(csv_text(groups).encode(), path)
