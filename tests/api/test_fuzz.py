@@ -49,7 +49,9 @@ def thresholds_out_of_order(query: dict) -> bool:
 
 @pytest.mark.slow
 @schema.parametrize()
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomized: the same examples every run, so CI cannot fail on a draw nobody can reproduce (once, a "negative"
+# query whose extra property the client dropped on the wire arrived as a valid one and was accepted).
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_the_api_keeps_to_its_spec(case):
     excluded = []
     if case.media_type == "multipart/form-data":
