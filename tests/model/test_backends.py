@@ -59,6 +59,9 @@ def built_vectors(encoder, root: Path, workspace: Path) -> dict[str, np.ndarray]
     return found
 
 
+RANK_TIE = 0.002  # cosine: 1 - MIN_COSINE of each vector, twice
+
+
 def assert_backends_agree(openvino, pytorch, photos: Path, tmp_path: Path) -> None:
     """Same identity, same vectors for pixels, texts and a built index, whichever backend made them."""
     assert (openvino.backend, pytorch.backend) == ("openvino", "torch")
@@ -73,13 +76,15 @@ def assert_backends_agree(openvino, pytorch, photos: Path, tmp_path: Path) -> No
     assert sorted(by_openvino) == sorted(by_torch) and len(by_torch) == 6
     for path, vector in by_openvino.items():
         assert float(vector @ by_torch[path]) >= MIN_COSINE, path
-    # An index built by either backend, queried by either: the same answers.
+    # An index built by either backend, queried by either: the same top 3, but for images the other query
+    # scores within RANK_TIE of its third (two images that close may swap under bf16 rounding).
     for built in (by_torch, by_openvino):
         image_matrix = np.stack([built[path] for path in sorted(built)])
         for query in TEXTS[:3]:
-            ranked = [np.argsort(-(image_matrix @ encoder.encode_texts([query])[0]))
-                      for encoder in (openvino, pytorch)]
-            np.testing.assert_array_equal(ranked[0][:3], ranked[1][:3])
+            scores = [image_matrix @ encoder.encode_texts([query])[0] for encoder in (openvino, pytorch)]
+            for mine, theirs in (scores, scores[::-1]):
+                third = np.sort(theirs)[-3]
+                assert all(theirs[i] >= third - RANK_TIE for i in np.argsort(-mine)[:3]), (query, mine, theirs)
 
 
 def test_demo_backends_agree(demo_encoder, demo_torch, photos, tmp_path):
