@@ -31,7 +31,7 @@ from lib.serve.duplicates import DuplicateGroup
 from lib.serve.figures import dataset_evaluations
 from lib.serve.index_set import LoadedDataset
 from lib.serve.search import SearchHit, SearchService
-from lib.serve.thumbnails import thumbnail
+from lib.serve.thumbnails import browser_copy, thumbnail
 
 bp = Blueprint("api", __name__)
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
@@ -208,11 +208,13 @@ def evaluations():
 @bp.get(f"/images/{IMAGE_ID}")
 @operation(query=SignedLink, errors=(400, 401, 404))
 def image(image_id: int):
-    """The indexed image's file, found through the catalog only."""
-    path = service().image_path(service().record(image_id))
+    """The indexed image's file (a HEIC as a JPEG, which every browser shows), found through the catalog only."""
+    record = service().record(image_id)
+    path = service().image_path(record)
     if not path.is_file():
         raise NotFound(f"the file of image {image_id} is gone from the dataset; re-run the builder")
-    return send_file(path, max_age=3600)
+    converted = browser_copy(path, record, settings().cache_dir / "converted")
+    return send_file(converted or path, mimetype="image/jpeg" if converted else None, max_age=3600)
 
 
 @bp.get(f"/thumbnails/{IMAGE_ID}")

@@ -9,6 +9,7 @@ from typing import Mapping
 
 from PIL import Image
 
+from lib.data.images import register_formats
 from lib.errors import ClipSearchError
 
 LAYOUTS = ("tiny-imagenet", "folders", "flat")
@@ -26,6 +27,8 @@ class ImageFile:
 
 
 def image_extensions() -> set[str]:
+    """What Pillow can open here, HEIC and AVIF included."""
+    register_formats()
     Image.init()
     return {ext.lower() for ext in Image.registered_extensions()}
 

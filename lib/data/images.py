@@ -1,6 +1,7 @@
 """Open any image Pillow reads as a safe RGB picture, or say exactly why it cannot be used."""
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from datetime import datetime, timezone
@@ -15,6 +16,17 @@ from lib.errors import UnreadableImageError
 DEFAULT_MAX_PIXELS = 64_000_000
 EXIF_IFD, DATE_TIME_ORIGINAL, DATE_TIME = 0x8769, 36867, 306
 TURNING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+@functools.cache
+def register_formats() -> None:
+    """Let Pillow open HEIC/HEIF (phone photos) through pillow-heif; AVIF is Pillow's own. Once per process,
+    on first use rather than at import, so that importing this module changes nothing global."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:  # without it, HEIC files are reported as not images Pillow can read
+        return
+    register_heif_opener()
 
 
 class DecodedImage(NamedTuple):
@@ -43,6 +55,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def pixel_count(data: bytes) -> int | None:
     """Width x height from the header alone (nothing is decoded); None for what Pillow cannot identify or
     refuses to open (a decompression bomb): open_image says why."""
+    register_formats()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -77,6 +90,7 @@ def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAUL
 
     Raises UnreadableImageError for empty, truncated, non-image and oversized (decompression bomb) input.
     """
+    register_formats()
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
@@ -114,6 +128,7 @@ def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAUL
 def capture_time_ns(path: Path) -> int | None:
     """When the picture was taken (EXIF DateTimeOriginal, else DateTime), in ns since the epoch, its clock read
     as UTC; None for a file without one or that cannot be read. Reads the header, not the pixels."""
+    register_formats()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -21,3 +21,14 @@ def thumbnail(source: Path, record: ImageRecord, size: int, cache_dir: Path) -> 
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85)
     return write_atomic(buffer.getvalue(), path)
+
+
+NOT_FOR_BROWSERS = {".heic", ".heif"}  # most browsers cannot show them (Safari alone does)
+
+
+def browser_copy(source: Path, record: ImageRecord, cache_dir: Path) -> Path | None:
+    """For a file most browsers cannot show (HEIC), a full-size JPEG of it, made once and cached; else None."""
+    if source.suffix.lower() not in NOT_FOR_BROWSERS:
+        return None
+    return thumbnail(source, record, max(record.width, record.height, 1), cache_dir)
+

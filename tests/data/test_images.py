@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.data.images import capture_time_ns, open_image, pixel_count
+from lib.data.datasets import image_extensions
+from lib.data.images import capture_time_ns, open_image, pixel_count, register_formats
 from lib.errors import UnreadableImageError
 from tests.helpers import bomb_png, encoded
 
@@ -25,6 +26,16 @@ RED = Image.new("RGB", (40, 30), (255, 0, 0))
 def test_formats_open_as_rgb(name, data):
     image = open_image(data)
     assert image.mode == "RGB" and image.size == (40, 30)
+
+
+@pytest.mark.parametrize("fmt, extension", [("HEIF", ".heic"), ("AVIF", ".avif")])
+def test_phone_formats_open_as_rgb_and_are_found_by_extension(fmt, extension):
+    register_formats()  # pillow-heif's encoder, to make the test file
+    image = open_image(encoded(RED, fmt, quality=90))
+    assert image.mode == "RGB" and image.size == (40, 30)
+    red, green, blue = image.getpixel((20, 15))
+    assert red > 200 and green < 60 and blue < 60
+    assert extension in image_extensions()
 
 
 def test_transparent_pixels_become_white():
