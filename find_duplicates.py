@@ -11,7 +11,6 @@ Tiers: exact (byte-identical), near (the same picture re-encoded, resized, light
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 from lib.cli import new_parser, run
@@ -52,7 +51,7 @@ def calibrated(settings, dataset, force: bool, needed: bool):
     if recorded is not None or not needed:
         return recorded
     print(f"calibrating the duplicate thresholds with {dataset.record.model.spec} ...")
-    encoder = encoder_for(replace(settings, model=dataset.record.model.spec))
+    encoder = encoder_for(settings, dataset.record.model.spec)
     return calibrate_duplicates(settings.indexes_dir, dataset.record.name, encoder, settings.calibration_images or 48)
 
 

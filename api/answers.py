@@ -76,17 +76,22 @@ class IndexesAnswer(BaseModel):
     left_out: list[LeftOut]
 
 
-class Hit(BaseModel):
+class LinkedImage(BaseModel):
+    """An indexed image, with the links to it and to its thumbnail."""
+
     id: int
-    score: float
-    dataset: str
-    partition: str
-    class_name: str
     path: str = Field(description="relative to the dataset's folder")
     width: int
     height: int
     image_url: str
     thumbnail_url: str = Field(description="add size=N (16-1024) for another size")
+
+
+class Hit(LinkedImage):
+    score: float
+    dataset: str
+    partition: str
+    class_name: str
 
 
 class SearchAnswer(BaseModel):
@@ -128,16 +133,10 @@ class ConfigAnswer(BaseModel):
     api: str = Field(description="where the pages find the API")
 
 
-class GroupMember(BaseModel):
-    id: int
-    path: str = Field(description="relative to the dataset's folder")
+class GroupMember(LinkedImage):
     bytes: int
-    width: int
-    height: int
     score: float = Field(description="cosine to the group's keeper")
     keep: bool = Field(description="the suggested keeper (largest, then earliest capture, then shortest path)")
-    image_url: str
-    thumbnail_url: str
 
 
 class DuplicateGroupAnswer(BaseModel):

@@ -27,7 +27,7 @@ from api.security import public, signature
 from api.validation import body, operation, query_args
 from lib.data.images import open_image, pixel_count
 from lib.serve.duplicate_finder import DuplicateFinder
-from lib.serve.duplicates import DuplicateGroup
+from lib.serve.duplicates import DuplicateGroup, GroupMember
 from lib.serve.figures import dataset_evaluations
 from lib.serve.index_set import LoadedDataset
 from lib.serve.search import SearchHit, SearchService
@@ -53,13 +53,14 @@ def image_link(endpoint: str, image_id: int) -> str:
     return url_for(endpoint, image_id=image_id, **({"sig": signature(key, image_id)} if key else {}))
 
 
-def hit_json(hit: SearchHit) -> dict:
-    return {**asdict(hit), "image_url": image_link("api.image", hit.id),
-            "thumbnail_url": image_link("api.thumbnail_of", hit.id)}
+def with_links(image: SearchHit | GroupMember) -> dict:
+    """An image's fields, with the links to the image and its thumbnail."""
+    return {**asdict(image), "image_url": image_link("api.image", image.id),
+            "thumbnail_url": image_link("api.thumbnail_of", image.id)}
 
 
 def hits_answer(k: int, hits: list[SearchHit], notes: list[str], **fields: Any):
-    return jsonify({**fields, "k": k, "results": [hit_json(h) for h in hits], "notes": notes})
+    return jsonify({**fields, "k": k, "results": [with_links(h) for h in hits], "notes": notes})
 
 
 def asked_with_k() -> tuple[Any, int, list[str]]:
@@ -174,8 +175,7 @@ def similarity():
 
 def group_json(group: DuplicateGroup) -> dict:
     return {"group": group.number, "tier": group.tier, "bytes_freed": group.bytes_freed, "keeper": group.keeper.id,
-            "members": [{**asdict(m), "image_url": image_link("api.image", m.id),
-                         "thumbnail_url": image_link("api.thumbnail_of", m.id)} for m in group.members]}
+            "members": [with_links(m) for m in group.members]}
 
 
 @bp.get("/duplicates")

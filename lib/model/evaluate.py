@@ -13,7 +13,7 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -85,7 +85,7 @@ def report(args: argparse.Namespace) -> None:
         from lib.model.folder_eval import evaluate_folders
 
         evaluation = evaluate_folders(settings.indexes_dir, settings.indexes_text_dir, args.dataset, args.model,
-                                      templates, lambda spec: encoder_for(replace(settings, model=spec)),
+                                      templates, partial(encoder_for, settings),
                                       settings.num_workers, progress=not args.no_progress)
         summary = evaluation.to_dict()
         source = "vectors of its index" if evaluation.from_index else "images encoded afresh, index untouched"
@@ -93,7 +93,7 @@ def report(args: argparse.Namespace) -> None:
               f"{evaluation.model.spec} ({source}); {evaluation.unreadable} unreadable")
         print(f"templates: {' | '.join(evaluation.templates)}")
     else:
-        encoder = encoder_for(replace(settings, model=args.model or "demo"))
+        encoder = encoder_for(settings, args.model or "demo")
         summary = evaluate(encoder, args.seed, args.per_class, templates=templates or DEFAULT_TEMPLATES)._asdict()
         print(f"held-out set: seed {args.seed}, {args.per_class} images x {len(class_names())} classes")
         print(f"attribute precision@10 / mAP          {summary['attribute_precision_at_10']:.3f} / "

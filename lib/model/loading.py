@@ -210,7 +210,8 @@ def load_encoder(spec: str = "demo", precision: str = "auto", device: str | None
                        int(checkpoint.config.text_config.max_position_embeddings))
 
 
-def encoder_for(settings: Settings) -> ClipEncoder:
-    """The encoder the settings ask for: model, backend, precision, inference threads, the workspace's cache."""
-    return load_encoder(settings.model, precision=settings.precision, backend=settings.backend,
+def encoder_for(settings: Settings, model: str | None = None) -> ClipEncoder:
+    """The encoder the settings ask for: model (or `model`), backend, precision, inference threads, the
+    workspace's cache."""
+    return load_encoder(model or settings.model, precision=settings.precision, backend=settings.backend,
                         cache_dir=settings.cache_dir, threads=settings.inference_threads or None)
