@@ -40,6 +40,10 @@ def user_errors(program: str) -> Iterator[None]:
         yield
     except (ClipSearchError, FileNotFoundError) as err:
         print(f"{program}: error: {err}", file=sys.stderr)
+        if getattr(err, "leave_at_once", False):  # no interpreter teardown (see lib.errors.ClusterLostError)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"{program}: interrupted; what was finished is kept, run again to do the rest", file=sys.stderr)

@@ -49,6 +49,14 @@ class ClusterError(ClipSearchError):
     """A Ray cluster that cannot be reached, or that went away while a build was running."""
 
 
+class ClusterLostError(ClusterError):
+    """The Ray cluster went away mid-build. Ray's state in this process can no longer be torn down safely
+    (its C++ teardown against a dead cluster ended the process with SIGSEGV now and then, in CI), so the
+    command line leaves at once after its one line: everything finished is already committed."""
+
+    leave_at_once = True
+
+
 class NotCalibratedError(ClipSearchError):
     """Duplicate thresholds asked of a dataset that has none calibrated for the model in use, and none given."""
 

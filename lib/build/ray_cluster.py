@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
-from lib.errors import ClipSearchError, ClusterError
+from lib.errors import ClipSearchError, ClusterError, ClusterLostError
 from lib.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ class RayConnection:
         self.gcs_address = ray.get_runtime_context().gcs_address
         return ray
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, ClusterLostError):
+            return  # no teardown against a cluster that is gone (see ClusterLostError)
         import ray
 
         ray.shutdown()
@@ -142,8 +144,8 @@ class RayConnection:
         finally:
             stop.set()
 
-    def _stopped(self, what: str) -> ClusterError:
-        return ClusterError(f"the Ray cluster at {self.where} {what} mid-build; the partitions finished so far "
+    def _stopped(self, what: str) -> ClusterLostError:
+        return ClusterLostError(f"the Ray cluster at {self.where} {what} mid-build; the partitions finished so far "
                             "are kept: run the build again to do the rest")
 
 
