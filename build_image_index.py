@@ -44,9 +44,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def build(args: argparse.Namespace) -> None:
-    from lib.build.embeddings_import import import_embeddings
-    from lib.build.image_index import build_image_index
     from lib.data.datasets import check_name
+    from lib.ingest.embeddings_import import import_embeddings
+    from lib.ingest.image_index import build_image_index
     from lib.model.loading import encoder_for
 
     if args.from_embeddings and args.dataset_path:

@@ -30,9 +30,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def build(args: argparse.Namespace) -> None:
-    from lib.build.text_index import build_text_index
     from lib.data.datasets import safe_name
     from lib.data.vocabulary import is_url, read_vocabulary
+    from lib.ingest.text_index import build_text_index
     from lib.model.loading import encoder_for
     from lib.model.prompts import read_templates
 

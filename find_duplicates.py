@@ -43,7 +43,7 @@ def size_text(count: float) -> str:
 
 def calibrated(settings, dataset, force: bool, needed: bool):
     """The recorded thresholds, or new ones calibrated with the dataset's own model when asked or needed."""
-    from lib.build.calibrate import calibrate_duplicates
+    from lib.ingest.calibrate import calibrate_duplicates
     from lib.model.loading import encoder_for
     from lib.store.dataset_figures import load_thresholds
 

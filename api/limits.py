@@ -35,7 +35,7 @@ class Limits:
     k: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Limits":
+    def from_settings(cls, settings: Settings) -> Limits:
         return cls(query_chars=settings.max_query_chars, caption_chars=settings.max_caption_chars,
                    captions=settings.max_captions, images=settings.max_images,
                    upload_pixels=settings.max_upload_pixels, request_pixels=settings.max_request_pixels,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Flask, Response, request
 

@@ -168,7 +168,7 @@ class OneImage(BaseModel):
     model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["image"]}, {"required": ["image_id"]}]})
 
     @model_validator(mode="after")
-    def _needs_an_image(self) -> "OneImage":
+    def _needs_an_image(self) -> OneImage:
         if getattr(self, "image", None) is None and getattr(self, "image_id", None) is None:
             raise ValueError("upload an image in the field 'image' or give an image_id")
         return self
@@ -180,7 +180,7 @@ class SomeImages(BaseModel):
     model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["images"]}, {"required": ["image_ids"]}]})
 
     @model_validator(mode="after")
-    def _needs_images(self) -> "SomeImages":
+    def _needs_images(self) -> SomeImages:
         count = len(getattr(self, "images", None) or ()) + len(getattr(self, "image_ids", None) or ())
         if count == 0:
             raise ValueError("give at least one image: uploads in 'images' or ids in 'image_ids'")

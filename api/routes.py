@@ -15,13 +15,34 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import PathConverter
 
-from api.answers import (ClassifyAnswer, ConfigAnswer, DuplicatesAnswer, EvaluationsAnswer, Health, IndexesAnswer,
-                         SearchAnswer, SimilarAnswer, SimilarityAnswer)
+from api.answers import (
+    ClassifyAnswer,
+    ConfigAnswer,
+    DuplicatesAnswer,
+    EvaluationsAnswer,
+    Health,
+    IndexesAnswer,
+    SearchAnswer,
+    SimilarAnswer,
+    SimilarityAnswer,
+)
 from api.errors import BadRequest
 from api.limits import MAX_IMAGE_ID, current_limits
 from api.metrics import metrics_text
-from api.models import (ClassifyBody, ClassifyForm, DuplicatesQuery, EvaluationsQuery, SearchBody, SearchForm,
-                        SignedLink, SimilarBody, SimilarForm, SimilarityBody, SimilarityForm, ThumbnailQuery)
+from api.models import (
+    ClassifyBody,
+    ClassifyForm,
+    DuplicatesQuery,
+    EvaluationsQuery,
+    SearchBody,
+    SearchForm,
+    SignedLink,
+    SimilarBody,
+    SimilarForm,
+    SimilarityBody,
+    SimilarityForm,
+    ThumbnailQuery,
+)
 from api.openapi import openapi_document
 from api.security import public, signature
 from api.validation import body, operation, query_args

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Flask, Response, current_app, request
 

@@ -7,7 +7,8 @@ and documents both in the spec; it keeps Flask's app, blueprints and error handl
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Response as FlaskResponse
 from flask import request
@@ -16,9 +17,9 @@ from spectree import Response, SpecTree
 from spectree.model_adapter.pydantic_adapter import PydanticModelAdapter
 from spectree.plugins.flask_plugin import FlaskPlugin
 
+from api.answers import ErrorBody
 from api.bodies import read_json_body
 from api.errors import BadRequest
-from api.answers import ErrorBody
 
 JSON, MULTIPART, URLENCODED = "application/json", "multipart/form-data", "application/x-www-form-urlencoded"
 ERROR_TEXT = {

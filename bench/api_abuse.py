@@ -217,7 +217,7 @@ def bench(args: argparse.Namespace) -> None:
     print("| set-up | requests | baseline | peak | after | after / baseline |")
     print("|---|---|---|---|---|---|")
     for _, _, (setup, baseline, peak, after, sent) in results:
-        ratio = max(a / b for a, b in zip(after, baseline))
+        ratio = max(a / b for a, b in zip(after, baseline, strict=True))
         print(f"| {setup} | {sent} | {' / '.join(f'{b:.0f}' for b in baseline)} | {peak:.0f} | "
               f"{' / '.join(f'{a:.0f}' for a in after)} | {ratio:.2f} |")
 

@@ -38,10 +38,10 @@ import numpy as np
 import requests
 from PIL import Image
 
-from lib.build.text_index import build_text_index
 from lib.cli import new_parser, run
 from lib.data.synthetic import class_names
 from lib.data.vocabulary import VocabStats
+from lib.ingest.text_index import build_text_index
 from lib.model.loading import load_encoder
 from lib.store.catalog import Catalog, DatasetRecord, ImageRecord
 from lib.store.index_files import commit_partition
@@ -122,7 +122,7 @@ class SlowClients:
         except OSError:
             self.dropped += 1
 
-    def __enter__(self) -> "SlowClients":
+    def __enter__(self) -> SlowClients:
         for thread in self.threads:
             thread.start()
         time.sleep(2.0 if self.count else 0)  # let them connect and start trickling

@@ -55,7 +55,7 @@ def make_pairs(folder: Path, rows: int, per_image: int, distinct: int, files: bo
     scenes = [random_scene(rng.choice(list(COLOURS)), rng.choice(SHAPES), rng) for _ in range(images)]
     names = [f"images/{i // 1000:04d}/{i:07d}.jpg" for i in range(images)]
     if files:
-        for name, scene in zip(names, scenes):
+        for name, scene in zip(names, scenes, strict=True):
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             draw_scene(scene, rng).save(folder / name, quality=90)
     captions = [f"{describe(scenes[i // per_image], rng)}, photo {i}" for i in range(min(rows, distinct))]
@@ -101,8 +101,9 @@ def print_tables(results: list[tuple[int, str, dict]], per_image: int) -> None:
     for rows, source, s in results:
         t = s["seconds"]
         print(f"| {rows:,} | {s['distinct_images']:,} | {s['distinct_captions']:,} | {source} | {s['wall_time_s']:.1f} "
-              f"| {rows / s['wall_time_s']:,.0f} | {s['peak_memory_mib']:,.0f} | {s['workers_peak_memory_mib']:,.0f} | "
-              f"{t['read rows']:.1f} | {t['images']:.1f} | {t['captions']:.1f} | {t['search']:.1f} | {t['write']:.1f} | "
+              f"| {rows / s['wall_time_s']:,.0f} | {s['peak_memory_mib']:,.0f} | "
+              f"{s['workers_peak_memory_mib']:,.0f} | {t['read rows']:.1f} | {t['images']:.1f} | {t['captions']:.1f} | "
+              f"{t['search']:.1f} | {t['write']:.1f} | "
               f"{t['figures and report']:.1f} |")
     print("\nCost per item, and a fully distinct set of this size (captions all distinct, "
           f"{per_image} per image) projected from it:")
@@ -128,8 +129,8 @@ def bench(args: argparse.Namespace) -> None:
             flags = make_pairs(Path(tmp), rows, args.captions_per_image, args.max_distinct_captions, files, dim)
             results.append((rows, "JPEG files" if files else "embeddings folder", score(Path(tmp), flags, args)))
         print(f"{rows:,} rows done: {json.dumps(results[-1][2])}", file=sys.stderr, flush=True)
-    print(f"\nmodel {args.model} ({dim}-d), {torch.get_num_threads()} torch threads, {args.num_workers} decode workers, "
-          f"--suggest {args.suggest}, {os.cpu_count()} CPUs")
+    print(f"\nmodel {args.model} ({dim}-d), {torch.get_num_threads()} torch threads, "
+          f"{args.num_workers} decode workers, --suggest {args.suggest}, {os.cpu_count()} CPUs")
     print_tables(results, args.captions_per_image)
 
 

@@ -20,9 +20,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from lib.build.image_index import build_image_index
 from lib.cli import new_parser, run
 from lib.data.duplicate_set import SAME_PICTURE, generate_duplicate_set, predicted_tier, tier_scores
+from lib.ingest.image_index import build_image_index
 from lib.model.loading import load_encoder
 from lib.serve.duplicate_finder import group_dataset
 from lib.serve.duplicates import resolve_thresholds
@@ -56,7 +56,8 @@ def kind_table(files, levels) -> list[str]:
     for kind, count in sorted(Counter(f.kind for f in files if f.kind != "original").items()):
         found = [predicted_tier(originals[f.family], f.path, levels) for f in files if f.kind == kind]
         right = sum(t == SAME_PICTURE[kind] for t in found) / count
-        rows.append(f"| {kind} | {SAME_PICTURE[kind]} | {count} | {right:.0%} | {sum(t is not None for t in found) / count:.0%} |")
+        grouped = sum(t is not None for t in found) / count
+        rows.append(f"| {kind} | {SAME_PICTURE[kind]} | {count} | {right:.0%} | {grouped:.0%} |")
     return rows
 
 

@@ -103,7 +103,8 @@ def bench(args: argparse.Namespace) -> None:
     import faiss
 
     print(f"\nfaiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; dim {args.dim}, "
-          f"{args.partitions} partitions ({args.index_type}); near >= {THRESHOLDS.near}, similar >= {THRESHOLDS.similar}")
+          f"{args.partitions} partitions ({args.index_type}); "
+          f"near >= {THRESHOLDS.near}, similar >= {THRESHOLDS.similar}")
     print("| vectors | load s | grouping s | vs smallest | groups | images in groups | peak RSS added MiB "
           "| vectors MiB | N x N float32 MiB |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -25,9 +25,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lib.build.image_index import build_image_index
 from lib.cli import new_parser, run
 from lib.data.photos import write_photos
+from lib.ingest.image_index import build_image_index
 from lib.model.backends import cpu_has_bf16
 from lib.model.encoder import ClipEncoder
 from lib.model.loading import load_encoder

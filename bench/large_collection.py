@@ -34,9 +34,9 @@ import requests
 import torch
 
 from bench.api_load import REPO, memory_mb, percentile, start_server, text_encoder_ms
-from lib.build.ivf_tune import exact_top
 from lib.cli import new_parser, run
 from lib.data.synthetic_vectors import Mixture, write_mixture
+from lib.ingest.ivf_tune import exact_top
 from lib.model.loading import load_encoder
 from lib.serve.index_set import load_index_set
 
@@ -103,7 +103,8 @@ def single(search, queries: np.ndarray) -> float:
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / max((t >= 0).sum(), 1) for f, t in zip(found, truth)]))
+    return float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / max((t >= 0).sum(), 1)
+                          for f, t in zip(found, truth, strict=True)]))
 
 
 def in_process(workspace: Path, mixture: Mixture, model, count: int = QUERIES) -> dict:
@@ -123,7 +124,7 @@ def in_process(workspace: Path, mixture: Mixture, model, count: int = QUERIES) -
         truth = exact_top(dataset.index.exact, queries, 10, chosen)
         faiss.omp_set_num_threads(1)
         out[f"recall {label}"] = recall(dataset.search(queries, 10, chosen)[1], truth)
-        out[f"ms {label}"] = single(lambda q: dataset.search(q, 10, chosen), queries)
+        out[f"ms {label}"] = single(lambda q, chosen=chosen: dataset.search(q, 10, chosen), queries)
     out["ms exact"] = single(lambda q: dataset.search(q, 10, exact=True), queries[:30])
     return out
 

@@ -17,19 +17,19 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
-import lib.build.image_index as image_index
-from lib.model.decode import EncodedFile
-from lib.build.image_index import ImageIndexBuilder, make_engine
-from lib.build.report import BuildReport
+import lib.ingest.image_index as image_index
 from lib.cli import new_parser, run
 from lib.data.datasets import ImageFile
 from lib.data.synthetic import class_names, generate_dataset
+from lib.ingest.image_index import ImageIndexBuilder, make_engine
+from lib.ingest.report import BuildReport
+from lib.model.decode import EncodedFile
 from lib.model.encoder import ClipEncoder
 from lib.model.loading import cpu_has_bf16, load_encoder
 from lib.settings import Settings, load_settings

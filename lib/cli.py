@@ -6,8 +6,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from lib.errors import ClipSearchError
 
@@ -25,7 +25,7 @@ def new_parser(description: str | None) -> argparse.ArgumentParser:
 def setup_logging(verbose: bool = False) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers reads it too, when first imported
-    if not verbose:  # Ray's C++ core logs retries and lost nodes to stderr; lib/build/ray_cluster says it in one line
+    if not verbose:  # Ray's C++ core logs retries and lost nodes to stderr; lib/ingest/ray_cluster says it in one line
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -38,7 +38,7 @@ def test_tiers_can_be_chosen_and_thresholds_given(planted_workspace, tmp_path, c
 
 
 def test_a_dataset_without_thresholds_is_calibrated_first(tmp_path, tiny_dataset, demo_encoder, capsys):
-    from lib.build.image_index import build_image_index
+    from lib.ingest.image_index import build_image_index
     from lib.settings import load_settings
 
     root, _ = tiny_dataset

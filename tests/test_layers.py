@@ -17,13 +17,13 @@ ALLOWED = {
     "store": set(),
     "data": {"store"},
     "model": {"store", "data"},
-    "build": {"store", "data", "model"},
+    "ingest": {"store", "data", "model"},
     "serve": {"store", "data", "model"},
     "captions": {"store", "data", "model"},
 }
 SHARED = {"lib.errors", "lib.settings", "lib.cli"}
 ENTRY_POINTS = ["build_image_index.py", "build_text_index.py", "score_captions.py", "find_duplicates.py",
-                "lib/model/train.py", "lib/model/evaluate.py", "lib/data/synthetic.py", "lib/build/export.py",
+                "lib/model/train.py", "lib/model/evaluate.py", "lib/data/synthetic.py", "lib/ingest/export.py",
                 *(p.relative_to(REPO).as_posix()
                                                                     for p in sorted((REPO / "bench").glob("[!_]*.py")))]
 
@@ -129,7 +129,7 @@ def test_user_errors_are_one_line_with_status_2(command, program, tmp_path):
 @pytest.mark.parametrize("module", ["lib.evaluate", "lib.train", "lib.data.synthetic", "bench.encode_speed",
                                     "bench.api_load", "bench.api_abuse", "bench.caption_scale", "bench.ray_engine",
                                     "bench.duplicate_tiers", "bench.duplicates_scale", "bench.large_collection",
-                                    "lib.build.export"])
+                                    "lib.ingest.export"])
 def test_modules_run_with_python_m(module):
     result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
                             timeout=120)

@@ -1,4 +1,5 @@
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def test_file_then_environment_then_flags(tmp_path: Path):
 
 def test_config_file_from_environment_and_json(tmp_path: Path):
     config = tmp_path / "settings.json"
-    config.write_text('{"dataset_name": "photos", "workspace": "%s"}' % tmp_path)
+    config.write_text(json.dumps({"dataset_name": "photos", "workspace": str(tmp_path)}))
     settings = load_settings(environ={"CLIPSEARCH_CONFIG": str(config)})
     assert settings.dataset_name == "photos"
     assert settings.resolve("data/x") == tmp_path / "data" / "x"

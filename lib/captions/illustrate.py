@@ -79,7 +79,7 @@ def outlier_entries(outliers: Outliers, originals: dict[int, Original], encoded:
                     scores: RowScores, best: BestOther, options: ScoreOptions, limit: int) -> list[OutlierEntry]:
     """The first `limit` outliers with thumbnails, for the report."""
     entries = []
-    for row, reason in zip(outliers.rows[:limit].tolist(), outliers.reasons[:limit]):
+    for row, reason in zip(outliers.rows[:limit].tolist(), outliers.reasons[:limit], strict=True):
         image, caption = originals[row]
         similarity, other, other_score = added_values(encoded, scores, best, row)[:3]
         picture = load_image(options.images_dir, image)

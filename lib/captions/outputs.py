@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -40,7 +41,7 @@ class BestOther:
     score: np.ndarray
 
     @classmethod
-    def empty(cls, images: int) -> "BestOther":
+    def empty(cls, images: int) -> BestOther:
         return cls(np.full(images, -1, dtype=np.int64), np.full(images, np.nan, dtype=np.float32))
 
 
@@ -83,7 +84,7 @@ def write_output(source: PairsSource, encoded: EncodedPairs, scores: RowScores, 
                                                    disable=not progress) as bar:
         for chunk in source.chunks(chunk_rows):
             for row in chunk:
-                values = {**row, **dict(zip(ADDED_COLUMNS, added_values(encoded, scores, best, at)))}
+                values = {**row, **dict(zip(ADDED_COLUMNS, added_values(encoded, scores, best, at), strict=True))}
                 writer.writerow([values.get(c, "") for c in columns])
                 if at in keep:
                     kept[at] = Original(row.get(source.image_column, ""), row.get(source.caption_column, ""))
@@ -95,7 +96,7 @@ def write_output(source: PairsSource, encoded: EncodedPairs, scores: RowScores, 
 def write_outliers(path: Path, outliers: Outliers, originals: dict[int, Original], encoded: EncodedPairs,
                    scores: RowScores, best: BestOther) -> None:
     with staged_csv(path, OUTLIER_COLUMNS) as writer:
-        for row, reason in zip(outliers.rows, outliers.reasons):
+        for row, reason in zip(outliers.rows, outliers.reasons, strict=True):
             image, caption = originals[int(row)]
             similarity, other, other_score = added_values(encoded, scores, best, int(row))[:3]
             writer.writerow([image, caption, similarity, other, other_score, reason])
@@ -114,8 +115,8 @@ class SuggestionWriter:
         queries, suggestions = ((self.encoded.images, self.encoded.captions) if query_kind == "image"
                                 else (self.encoded.captions, self.encoded.images))
         suggestion_kind = "caption" if query_kind == "image" else "image"
-        for query, ids, scores in zip(top.queries, top.ids, top.scores):
-            for rank, (found, score) in enumerate(zip(ids, scores), start=1):
+        for query, ids, scores in zip(top.queries, top.ids, top.scores, strict=True):
+            for rank, (found, score) in enumerate(zip(ids, scores, strict=True), start=1):
                 if found >= 0:
                     self.writer.writerow([query_kind, queries[query], rank, suggestion_kind, suggestions[found],
                                           number(score)])

@@ -18,16 +18,21 @@ from tqdm import tqdm
 
 from lib.captions.encode import EncodedPairs, encode_pairs
 from lib.captions.illustrate import draw_figures, outlier_entries
-from lib.captions.outputs import (SUGGESTION_COLUMNS, BestOther, SuggestionWriter, staged_csv, write_outliers,
-                                  write_output)
 from lib.captions.options import ScoreOptions
+from lib.captions.outputs import (
+    SUGGESTION_COLUMNS,
+    BestOther,
+    SuggestionWriter,
+    staged_csv,
+    write_outliers,
+    write_output,
+)
 from lib.captions.pairs import PairsSource
 from lib.captions.report import write_report
 from lib.captions.scores import Pairs, find_outliers, row_scores, score_pairs
 from lib.captions.search import OwnGroups, top_others
 from lib.captions.timing import Stopwatch
 from lib.model.encoder import ClipEncoder
-
 
 REPORT_OUTLIERS = 50
 

@@ -33,7 +33,7 @@ class Distribution:
     spread: float
 
     @classmethod
-    def of(cls, values: np.ndarray) -> "Distribution":
+    def of(cls, values: np.ndarray) -> Distribution:
         values = values[np.isfinite(values)]
         if len(values) == 0:
             return cls(float("nan"), float("nan"))

@@ -9,8 +9,9 @@ that one image with a thousand captions does not make every batch wide.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -28,7 +29,7 @@ class OwnGroups:
     pool_size: int
 
     @classmethod
-    def from_pairs(cls, queries: np.ndarray, pool: np.ndarray, query_count: int, pool_size: int) -> "OwnGroups":
+    def from_pairs(cls, queries: np.ndarray, pool: np.ndarray, query_count: int, pool_size: int) -> OwnGroups:
         """From the distinct (query id, pool id) pairs."""
         keys = np.unique(queries.astype(np.int64) * pool_size + pool)
         return cls(keys, np.bincount(keys // pool_size, minlength=query_count), pool_size)

@@ -11,8 +11,9 @@ import itertools
 import random
 import shutil
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 from PIL import Image
 

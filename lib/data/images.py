@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import io
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -138,4 +138,4 @@ def capture_time_ns(path: Path) -> int | None:
         taken = datetime.strptime(str(text).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S") if text else None
     except (OSError, SyntaxError, ValueError, EOFError, UnidentifiedImageError, Image.DecompressionBombError):
         return None
-    return None if taken is None else int(taken.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000_000
+    return None if taken is None else int(taken.replace(tzinfo=UTC).timestamp()) * 1_000_000_000

@@ -1,6 +1,6 @@
 """Edited copies of a picture, as people make them: re-encoded, resized, lightly cropped, slightly rotated.
 
-The duplicate thresholds are calibrated on these (lib/build/calibrate.py) and the duplicate finder is
+The duplicate thresholds are calibrated on these (lib/ingest/calibrate.py) and the duplicate finder is
 measured on them (lib/data/duplicate_set.py): they are what "the same picture" means in this project.
 """
 from __future__ import annotations

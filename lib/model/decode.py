@@ -3,9 +3,9 @@ preprocessed in DataLoader worker processes, then encoded in batches in this pro
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -92,6 +92,6 @@ def encoded_batches(encoder: ClipEncoder, root: Path, paths: Sequence[str], batc
         good = [item for item in batch if item.pixels is not None]
         if good:
             vectors = encoder.encode_pixels(torch.stack([item.pixels for item in good]))
-            for item, vector in zip(good, vectors):
+            for item, vector in zip(good, vectors, strict=True):
                 item.vector, item.pixels = vector, None
         yield batch

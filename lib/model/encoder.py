@@ -7,7 +7,8 @@ backend runs, so vectors from either mix in one index.
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image

@@ -13,9 +13,10 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,7 +28,6 @@ from lib.model.loading import encoder_for
 from lib.model.metrics import ClassFigures, class_figures, retrieval_scores
 from lib.model.prompts import DEFAULT_TEMPLATES, read_templates
 from lib.settings import add_settings_arguments, settings_from_args
-
 
 # The figures of any class-labelled set, plus the synthetic set's attribute queries ("red", "star").
 Scores = NamedTuple("Scores", [*ClassFigures.__annotations__.items(), ("attribute_precision_at_10", float),
@@ -61,8 +61,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", help="evaluate on this indexed dataset's class folders (not a synthetic set)")
     parser.add_argument("--model", help="model spec (default: demo; with --dataset, the model it was built with; "
                                         "another one is evaluated on the same images without touching the index)")
-    parser.add_argument("--templates", type=Path, help="prompt templates, one per line with {} (default: those of "
-                                                       "the vocabularies built with the model, else 'a photo of a {}.')")
+    parser.add_argument("--templates", type=Path,
+                        help="prompt templates, one per line with {} (default: those of the vocabularies built "
+                             "with the model, else 'a photo of a {}.')")
     parser.add_argument("--seed", type=int, default=12345, help="seed of the held-out synthetic set")
     parser.add_argument("--per-class", type=int, default=20, help="held-out synthetic images per class")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

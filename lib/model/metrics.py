@@ -3,7 +3,8 @@ precision@10 and mAP, image-to-image recall@10. The synthetic held-out evaluatio
 user's own class folders compute them here, the same way, so that their figures compare."""
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import faiss
 import numpy as np

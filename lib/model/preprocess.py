@@ -29,7 +29,7 @@ class ClipTransform:
     std: tuple[float, float, float] = CLIP_STD
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, **hub_kwargs) -> "ClipTransform":
+    def from_pretrained(cls, model_dir: str | Path, **hub_kwargs) -> ClipTransform:
         """Read the preprocessing of a model folder or Hugging Face id (its preprocessor_config.json)."""
         from transformers import CLIPImageProcessorPil
 

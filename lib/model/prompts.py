@@ -1,8 +1,8 @@
 """Prompts for labels: the templates a label is put into, and the ensemble of their embeddings (CLIP paper, 3.1.4)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

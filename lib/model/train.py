@@ -15,8 +15,9 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -136,7 +137,7 @@ def train_steps(model: Any, loader: DataLoader, steps: int, lr: float, log_path:
         log_file.write("step,loss,lr,logit_scale,seconds\n")
     start = time.perf_counter()
     bar = tqdm(total=steps, desc="training", unit="step")
-    for step, (pixels, tokens, caption_ids) in zip(range(steps), endless(loader)):
+    for step, (pixels, tokens, caption_ids) in zip(range(steps), endless(loader), strict=False):
         loss = clip_loss(model, pixels, tokens, caption_ids)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,1 +1,1 @@
-"""The read side: the index set the server searches and the queries it answers (never imports lib/build)."""
+"""The read side: the index set the server searches and the queries it answers (never imports lib/ingest)."""

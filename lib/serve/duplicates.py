@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -164,7 +164,7 @@ def group_duplicates(dataset: str, records: Sequence[ImageRecord], vectors: np.n
         ordered = units[np.lexsort((ranks[units], labels[units]))]
         starts = np.flatnonzero(np.r_[True, labels[ordered][1:] != labels[ordered][:-1]])
         ends = np.r_[starts[1:], len(ordered)]
-        groups += [_group(tier, ordered[s:e], records, vectors) for s, e in zip(starts, ends) if e - s > 1]
+        groups += [_group(tier, ordered[s:e], records, vectors) for s, e in zip(starts, ends, strict=True) if e - s > 1]
         units = ordered[starts]  # the keeper of each component stands for it at the next tier
     groups.sort(key=lambda g: (TIERS.index(g.tier), -g.bytes_freed, g.keeper.path))
     numbered = [DuplicateGroup(n, g.tier, g.members) for n, g in enumerate(groups, 1)]

@@ -13,10 +13,10 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
 
 import faiss
 import numpy as np
@@ -62,7 +62,7 @@ class IdOrder:
         """The place of each id (None for an id the dataset does not hold)."""
         found = np.searchsorted(self._sorted, ids)
         return [int(self._by_id[f]) if f < len(self._sorted) and self._sorted[f] == i else None
-                for f, i in zip(found, ids)]
+                for f, i in zip(found, ids, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class LoadedDataset:
         return self.index.exact.vectors(np.array([image_id]))
 
     @cached_property
-    def order(self) -> "IdOrder":
+    def order(self) -> IdOrder:
         """Every image's place in the dataset: partitions in name order, each in its index's order."""
         return IdOrder(np.concatenate([ids_of(p.index) for p in self.partitions.values()] or [np.zeros(0, np.int64)]))
 

@@ -7,7 +7,8 @@ at one batch of results plus the pairs kept; nothing of size N x N is ever made.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 

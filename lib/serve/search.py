@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -105,7 +105,7 @@ class SearchService:
         if not dataset.partitions:
             return []
         scores, ids = dataset.search(vectors, k + (exclude is not None), partitions, exact)
-        picked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0 and i != exclude]
+        picked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and i != exclude]
         return self._hits(picked[:k])
 
     def _hits(self, picked: list[tuple[int, float]]) -> list[SearchHit]:
@@ -154,7 +154,7 @@ class SearchService:
         probabilities = np.exp(logits - logits.max())
         probabilities /= probabilities.sum()
         return vocabulary, [LabelScore(text.entries[i].id, text.entries[i].label, float(s), float(p))
-                            for i, s, p in zip(ids[0][:k], scores[0][:k], probabilities[:k])]
+                            for i, s, p in zip(ids[0][:k], scores[0][:k], probabilities[:k], strict=True)]
 
     def similarity(self, captions: Sequence[str], images: Sequence[Image.Image] = (),
                    image_ids: Sequence[int] = ()) -> SimilarityMatrix:

@@ -8,8 +8,8 @@ merged index. Here a dataset's order is its partitions in name order, each in it
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class SeedView:
         """Ids as (position, file path), in the given order; ids no longer indexed are left out."""
         records, found, offset = self.service.records(ids), {}, 0
         for dataset in datasets:
-            for image_id, place in zip(ids, dataset.order.places(ids)):
+            for image_id, place in zip(ids, dataset.order.places(ids), strict=True):
                 if place is not None:
                     found[image_id] = offset + place
             offset += len(dataset.order)
@@ -95,8 +95,8 @@ class SeedView:
         scored, offset = [], 0
         for vocabulary in vocabularies:
             scores, ids = vocabulary.index.search(vector, min(n, vocabulary.index.ntotal))
-            scored += [(float(s), offset + int(i), vocabulary.entries[i].label) for s, i in zip(scores[0], ids[0])
-                       if i >= 0]
+            scored += [(float(s), offset + int(i), vocabulary.entries[i].label)
+                       for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             offset += len(vocabulary.entries)
         return [Placed(position, label) for _, position, label in sorted(scored, key=lambda s: -s[0])[:n]]
 

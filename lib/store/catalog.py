@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import astuple, fields
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 from lib.store.identity import ModelIdentity
 from lib.store.records import DatasetRecord, ImageRecord, IvfRecord, PartitionRecord, SkippedFile
@@ -110,7 +110,7 @@ class Catalog:
                         self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     @classmethod
-    def in_folder(cls, indexes_dir: Path, readonly: bool = False) -> "Catalog":
+    def in_folder(cls, indexes_dir: Path, readonly: bool = False) -> Catalog:
         """The catalog of an index folder (indexes/catalog.sqlite)."""
         return cls(indexes_dir / CATALOG_NAME, readonly)
 

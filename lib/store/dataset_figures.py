@@ -1,7 +1,7 @@
 """Figures measured on a dataset and recorded beside its index set, each with the model it holds for.
 
 `indexes/duplicates_<dataset>.json`: the near and similar cosine thresholds calibrated for the model
-the dataset was built with (lib/build/calibrate.py writes them; the duplicate finder reads them).
+the dataset was built with (lib/ingest/calibrate.py writes them; the duplicate finder reads them).
 `indexes/evaluation_<dataset>.json`: how well each model evaluated on the dataset's class folders did
 (lib/model/evaluate.py writes them; the classification page shows them), one entry per model weights.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ class DuplicateThresholds:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def figures_path(folder: Path, kind: str, dataset: str) -> Path:

@@ -7,7 +7,7 @@ faiss's own IndexIDMap2 reverse map would take about 40, in every worker).
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import faiss
 import numpy as np
@@ -53,7 +53,7 @@ class ExactSet:
         self._inner = [faiss.downcast_index(store.index) for store in stores.values()]
         self._rows = [rows_of(inner) for inner in self._inner]
         ids = [faiss.vector_to_array(store.id_map) for store in stores.values()]
-        self.counts = dict(zip(stores, map(len, ids)))
+        self.counts = dict(zip(stores, map(len, ids), strict=True))
         self._starts = np.cumsum([0] + [len(i) for i in ids])
         every = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         self._position = np.argsort(every, kind="stable").astype(np.int64)

@@ -6,9 +6,9 @@ import fcntl
 import hashlib
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 

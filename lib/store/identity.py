@@ -19,10 +19,10 @@ class ModelIdentity:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelIdentity":
+    def from_dict(cls, data: dict[str, Any]) -> ModelIdentity:
         return cls(spec=str(data["spec"]), weights_sha256=str(data["weights_sha256"]), dim=int(data["dim"]))
 
-    def check_same(self, other: "ModelIdentity", what: str) -> None:
+    def check_same(self, other: ModelIdentity, what: str) -> None:
         """Raise IndexMismatchError unless `other` (the identity `what` was built with) has our weights."""
         if (self.weights_sha256, self.dim) != (other.weights_sha256, other.dim):
             raise IndexMismatchError(

@@ -15,8 +15,8 @@ handing it back to Python corrupted the heap in the prototype; memory-mapped lis
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import faiss
 import numpy as np
@@ -87,7 +87,7 @@ class TrainedIVF:
         self.fit_sum, self.fit_count = 0.0, 0  # of the vectors encoded through this object
 
     @classmethod
-    def read(cls, path: Path) -> "TrainedIVF":
+    def read(cls, path: Path) -> TrainedIVF:
         index = _read(path, 0)
         if not isinstance(index, faiss.IndexIVF):
             raise IndexFileError(f"{path} is not a trained IVF quantizer; re-run the builder with --retrain")

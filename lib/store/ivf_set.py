@@ -14,8 +14,8 @@ recorded at build time is the recall of the code that serves.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import faiss
 import numpy as np

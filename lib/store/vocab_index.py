@@ -6,9 +6,9 @@ identity and the SHA-256 of the index file it belongs to, so a reader never pair
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import faiss
 import numpy as np

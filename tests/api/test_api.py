@@ -74,7 +74,8 @@ def test_search_in_chosen_partitions(client):
 @pytest.mark.parametrize("body, status, words", [
     ({"k": 3}, 400, "query: Field required"),
     ({"query": "   "}, 400, "query: must hold at least one non-space character"),
-    ({"query": "\x1e\ufeff"}, 400, "query: must hold at least one non-space character"),  # space to Python or to the spec
+    # space to Python or to the spec:
+    ({"query": "\x1e\ufeff"}, 400, "query: must hold at least one non-space character"),
     ({"query": 5}, 400, "query: Input should be a valid string"),
     ({"query": "x", "k": 0}, 400, "k: Input should be greater than or equal to 1"),
     ({"query": "x", "k": "ten"}, 400, "k: Input should be a valid integer"),

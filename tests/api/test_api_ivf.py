@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from api import create_app
-from lib.build.embeddings_import import import_embeddings
 from lib.data.embeddings_folder import EmbeddingsPartWriter
+from lib.ingest.embeddings_import import import_embeddings
 from tests.conftest import ivf_settings
 
 
@@ -28,7 +28,8 @@ def test_exact_true_scans_everything(client):
     approximate = client.post("/search", json={"query": "red circle", "k": 10}).json["results"]
     exact = client.post("/search", json={"query": "red circle", "k": 10, "exact": True}).json["results"]
     assert len(exact) == len(approximate) == 10
-    assert all(e["score"] >= a["score"] - 1e-6 for e, a in zip(exact, approximate))  # exact dominates rank by rank
+    # exact dominates rank by rank
+    assert all(e["score"] >= a["score"] - 1e-6 for e, a in zip(exact, approximate, strict=True))
     first = exact[0]["id"]
     similar = client.post("/similar", json={"image_id": first, "k": 5, "exact": True}).json["results"]
     assert len(similar) == 5 and first not in [hit["id"] for hit in similar]

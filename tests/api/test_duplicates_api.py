@@ -53,7 +53,7 @@ def test_bad_requests(client, query, status, words):
 
 
 def test_without_calibration_the_answer_says_what_to_do(tmp_path, tiny_dataset, demo_encoder):
-    from lib.build.image_index import build_image_index
+    from lib.ingest.image_index import build_image_index
     from lib.settings import load_settings
 
     root, _ = tiny_dataset

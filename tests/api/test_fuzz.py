@@ -62,5 +62,6 @@ def test_the_api_keeps_to_its_spec(case):
             # with an image encoding, and '' for the array of captions beside it. Its fuzzing phase keeps the check.
             excluded.append(positive_data_acceptance)
     if case.path == "/duplicates" and thresholds_out_of_order(case.query or {}):
-        excluded.append(positive_data_acceptance)  # similar <= near: a rule across two fields, which a spec cannot state
+        # similar <= near: a rule across two fields, which a spec cannot state
+        excluded.append(positive_data_acceptance)
     case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"}, excluded_checks=excluded)

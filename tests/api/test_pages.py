@@ -137,7 +137,8 @@ def test_duplicates_page_shows_groups_by_tier_with_the_keeper_marked(page, plant
     page.wait_for_function("() => document.querySelectorAll('#groups li.dup-group').length > 20")
     page.select_option("#tier", "near")
     page.wait_for_function("() => document.querySelectorAll('#groups li.dup-group').length > 0 && "
-                           "[...document.querySelectorAll('#groups li.dup-group')].every(g => g.dataset.tier === 'near')")
+                           "[...document.querySelectorAll('#groups li.dup-group')]"
+                           ".every(g => g.dataset.tier === 'near')")
     assert "tier=near" in page.url
     page.fill("#near", "0.99")
     page.fill("#similar", "0.85")

@@ -6,9 +6,9 @@ import random
 from PIL import Image
 
 from api import create_app
-from lib.build.image_index import build_image_index
 from lib.data.images import register_formats
 from lib.data.synthetic import draw_scene, random_scene
+from lib.ingest.image_index import build_image_index
 from lib.settings import load_settings
 
 

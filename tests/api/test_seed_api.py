@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from api import create_app
-from lib.build.image_index import build_image_index
+from lib.ingest.image_index import build_image_index
 from lib.settings import load_settings
 from tests.api.test_api import assert_error
 

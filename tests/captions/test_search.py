@@ -30,7 +30,7 @@ def test_matches_a_dense_search_without_the_own_ones(monkeypatch):
     found = {}
     for top in top_others(queries, np.arange(100), pool, groups, 4):
         assert top.ids.shape == (len(top.queries), 4)
-        found.update({int(q): (ids, scores) for q, ids, scores in zip(top.queries, top.ids, top.scores)})
+        found.update({int(q): (ids, scores) for q, ids, scores in zip(top.queries, top.ids, top.scores, strict=True)})
     best, scores = dense_answer(queries, pool, own, 4)
     assert sorted(found) == list(range(100))
     for q in range(100):
@@ -42,8 +42,8 @@ def test_a_small_pool_pads_with_minus_one():
     queries, pool = unit(rng, 3), unit(rng, 4)
     groups = OwnGroups.from_pairs(np.array([0, 0, 0]), np.array([0, 1, 2]), 3, 4)
     tops = list(top_others(queries, np.array([0, 2]), pool, groups, 3))
-    ids = {int(q): list(row) for top in tops for q, row in zip(top.queries, top.ids)}
+    ids = {int(q): list(row) for top in tops for q, row in zip(top.queries, top.ids, strict=True)}
     assert ids[0] == [3, -1, -1]
     assert ids[2] == list(dense_answer(queries, pool, {}, 3)[0][2])
-    scores = {int(q): row for top in tops for q, row in zip(top.queries, top.scores)}
+    scores = {int(q): row for top in tops for q, row in zip(top.queries, top.scores, strict=True)}
     assert np.isnan(scores[0][1:]).all() and not np.isnan(scores[2]).any()

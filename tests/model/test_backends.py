@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import lib.model.openvino_backend as openvino_backend
-from lib.build.image_index import build_image_index
 from lib.data.photos import write_photos
 from lib.errors import ModelLoadError
+from lib.ingest.image_index import build_image_index
 from lib.model.backends import cpu_has_bf16, pick_backend
 from lib.model.loading import load_encoder
 from lib.settings import load_settings
@@ -55,7 +55,7 @@ def built_vectors(encoder, root: Path, workspace: Path) -> dict[str, np.ndarray]
     found = {}
     for partition in catalog.partitions("mix"):
         ids, vectors = vectors_of(read_index(settings.indexes_dir / partition.index_file))
-        found.update({paths[int(i)]: vector for i, vector in zip(ids, vectors)})
+        found.update({paths[int(i)]: vector for i, vector in zip(ids, vectors, strict=True)})
     return found
 
 
@@ -115,7 +115,7 @@ def test_encoding_from_many_threads_gives_the_same_vectors(demo_encoder):
         thread.start()
     for thread in threads:
         thread.join()
-    for want, have in zip(expected, got):
+    for want, have in zip(expected, got, strict=True):
         np.testing.assert_allclose(have, want, atol=1e-6)
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.model.decode import decode_file, draft_side
 from lib.data.images import decode_image, open_image
 from lib.data.photos import photo_like
+from lib.model.decode import decode_file, draft_side
 from lib.model.preprocess import ClipTransform
 from tests.helpers import encoded
 

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from lib.build.image_index import build_image_index
 from lib.data.synthetic import generate_dataset
 from lib.errors import ClipSearchError
+from lib.ingest.image_index import build_image_index
 from lib.model.evaluate import evaluate, main
 from lib.model.folder_eval import evaluate_folders
 from lib.settings import load_settings

@@ -1,8 +1,8 @@
 """Hot swap of the index set: a finished build is picked up, requests in flight keep their set."""
 import dataclasses
 
-from lib.build.image_index import build_image_index
 from lib.data.synthetic import generate_dataset
+from lib.ingest.image_index import build_image_index
 from lib.model.loading import load_encoder
 from lib.serve.index_set import LiveIndexSet
 from lib.settings import load_settings

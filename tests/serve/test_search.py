@@ -14,7 +14,7 @@ def service(built_workspace, demo_encoder):
 
 
 def brute_force(dataset, query, names, k):
-    ids, vectors = zip(*(vectors_of(dataset.partitions[n].index) for n in names))
+    ids, vectors = zip(*(vectors_of(dataset.partitions[n].index) for n in names), strict=True)
     scores = np.concatenate(vectors) @ query[0]
     order = np.argsort(-scores, kind="stable")[:k]
     return list(np.concatenate(ids)[order]), scores[order]

@@ -2,8 +2,14 @@
 import pytest
 
 from lib.errors import ClipSearchError
-from lib.store.dataset_figures import (DuplicateThresholds, figures_path, load_evaluations, load_thresholds,
-                                       save_evaluation, save_thresholds)
+from lib.store.dataset_figures import (
+    DuplicateThresholds,
+    figures_path,
+    load_evaluations,
+    load_thresholds,
+    save_evaluation,
+    save_thresholds,
+)
 from lib.store.identity import ModelIdentity
 
 MODEL = ModelIdentity("demo", "a" * 64, 128)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import lib.store.index_files as index_files
-from lib.build.ivf_layout import IvfLayout
-from lib.build.ivf_train import train_ivf
 from lib.errors import IndexFileError
+from lib.ingest.ivf_layout import IvfLayout
+from lib.ingest.ivf_train import train_ivf
 from lib.store.catalog import Catalog, IvfRecord
 from lib.store.dataset_index import open_dataset
 from lib.store.exact_set import ExactSet

@@ -14,8 +14,9 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from lib.errors import ClipSearchError, ClusterError, ClusterLostError
 from lib.settings import REPO_ROOT
@@ -40,7 +41,7 @@ class ActorPlan:
     decode_cpus: float  # logical CPUs one decode task holds
 
     @classmethod
-    def for_cluster(cls, resources: Mapping[str, float], nodes: int) -> "ActorPlan":
+    def for_cluster(cls, resources: Mapping[str, float], nodes: int) -> ActorPlan:
         """`nodes`: the live nodes with CPUs (a head node started with 0 CPUs does not count).
 
         One actor per GPU where there are GPUs. Otherwise one actor per node, with a torch thread per core
@@ -94,7 +95,8 @@ class RayConnection:
             import ray._private.auto_init_hook as auto_init
             import ray.data
         except ImportError:
-            raise ClusterError("--engine ray needs Ray: pip install -c constraints.txt -r requirements-cluster.txt")
+            raise ClusterError("--engine ray needs Ray: "
+                               "pip install -c constraints.txt -r requirements-cluster.txt") from None
         if self.address and not reachable(self.address):
             raise ClusterError(f"no Ray cluster answers at {self.address}; start one with `ray start --head` "
                                "there, or fix --ray-address")

@@ -22,12 +22,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from lib.build.image_index import EMBEDDINGS_LAYOUT, ImageIndexBuilder
-from lib.build.ivf_train import sample_rows
 from lib.data.datasets import safe_name
-from lib.data.embeddings_folder import (PATH_COLUMN, EmbeddingsPart, embeddings_dim, embeddings_parts,
-                                        part_metadata, part_vectors)
+from lib.data.embeddings_folder import (
+    PATH_COLUMN,
+    EmbeddingsPart,
+    embeddings_dim,
+    embeddings_parts,
+    part_metadata,
+    part_vectors,
+)
 from lib.errors import ClipSearchError, IndexMismatchError
+from lib.ingest.image_index import EMBEDDINGS_LAYOUT, ImageIndexBuilder
+from lib.ingest.ivf_train import sample_rows
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
 from lib.store.catalog import DatasetRecord, ImageRecord, SkippedFile
@@ -103,7 +109,7 @@ class EmbeddingsImporter(ImageIndexBuilder):
         bounds = np.searchsorted(listing.codes[order], np.arange(len(listing.names) + 1))
         bar = tqdm(total=int((listing.codes >= 0).sum()), desc=f"importing {self.dataset}", unit="row",
                    disable=not self.progress)
-        for code, name in sorted(enumerate(listing.names), key=lambda item: item[1]):
+        for code, _name in sorted(enumerate(listing.names), key=lambda item: item[1]):
             self._import_partition(listing, code, order[bounds[code]:bounds[code + 1]])
             bar.update(bounds[code + 1] - bounds[code])
         bar.close()
@@ -149,7 +155,7 @@ class EmbeddingsImporter(ImageIndexBuilder):
         part, _ = listing.where(rows)
         stamps = [listing.stamps[p] for p in part]
         same = [(r := known.get(path)) is not None and (r.bytes, r.mtime_ns) == stamp
-                for path, stamp in zip(paths, stamps)]
+                for path, stamp in zip(paths, stamps, strict=True)]
         if all(same) and len(paths) == len(known):
             self.report.unchanged += len(paths)
             return
@@ -158,15 +164,15 @@ class EmbeddingsImporter(ImageIndexBuilder):
         usable = np.isfinite(norms) & (norms > 0)
         for row in rows[~usable]:
             listing.skipped[int(row)] = "its vector is zero or not finite"
-        keep = {path for path, ok, unchanged in zip(paths, usable, same) if ok and unchanged}
+        keep = {path for path, ok, unchanged in zip(paths, usable, same, strict=True) if ok and unchanged}
         removed = [r.id for path, r in known.items() if path not in keep]
-        fresh = [i for i, (ok, unchanged) in enumerate(zip(usable, same)) if ok and not unchanged]
+        fresh = [i for i, (ok, unchanged) in enumerate(zip(usable, same, strict=True)) if ok and not unchanged]
         with self.catalog.transaction() as db:
             new_ids = self.catalog.next_ids(db, len(fresh))
         ids = np.array([known[p].id if p in keep else 0 for p in paths], dtype=np.int64)
         ids[fresh] = new_ids
         records = [ImageRecord(new_id, self.dataset, name, paths[i], class_name, 0, 0, *stamps[i], "")
-                   for new_id, i in zip(new_ids, fresh)]
+                   for new_id, i in zip(new_ids, fresh, strict=True)]
         present = set(paths)
         self.report.added += sum(paths[i] not in known for i in fresh)
         self.report.changed += sum(paths[i] in known for i in fresh)

@@ -4,17 +4,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lib.build.embeddings_import import import_embeddings
-from lib.build.image_index import build_image_index
-from lib.build.ivf_layout import bytes_per_vector, choose_layout, nlist_for, parse_size
 from lib.data.synthetic_vectors import write_mixture
 from lib.errors import SettingsError
+from lib.ingest.embeddings_import import import_embeddings
+from lib.ingest.image_index import build_image_index
+from lib.ingest.ivf_layout import bytes_per_vector, choose_layout, nlist_for, parse_size
 from lib.serve.index_set import load_index_set
 from lib.settings import load_settings
 from lib.store.catalog import Catalog
 from lib.store.ivf_files import TrainedIVF
-from tests.build.test_image_index import assert_consistent, save
 from tests.conftest import MIXTURE, held_out, ivf_settings, recall_at_10
+from tests.ingest.test_image_index import assert_consistent, save
 
 
 def loaded(settings, encoder, name="mix"):
@@ -47,7 +47,8 @@ def test_small_dataset_stays_exact_large_one_gets_ivf(tmp_path, mixture_folder, 
     import_embeddings(ivf, demo_encoder, mixture_folder, progress=False)
     record = Catalog.in_folder(ivf.indexes_dir).ivf("mix")
     assert record.storage == "flat" and record.nlist == 256 and record.trained_on == 12_000
-    assert len(list(ivf.indexes_dir.glob("image_mix_*.ivf"))) == len(Catalog.in_folder(ivf.indexes_dir).partitions("mix"))
+    partitions = Catalog.in_folder(ivf.indexes_dir).partitions("mix")
+    assert len(list(ivf.indexes_dir.glob("image_mix_*.ivf"))) == len(partitions)
 
 
 @pytest.mark.parametrize("budget, storage", [("auto", "flat"), ("5M", "sq8"), ("3.5M", "pq16")])
@@ -84,7 +85,7 @@ def test_partition_filters_search_only_the_chosen_partitions(ivf_workspace, demo
 
 def test_exact_search_is_brute_force_over_the_stored_vectors(ivf_workspace, demo_encoder):
     dataset = loaded(ivf_workspace, demo_encoder)
-    ids, vectors = zip(*dataset.index.exact.blocks())
+    ids, vectors = zip(*dataset.index.exact.blocks(), strict=True)
     ids, vectors = np.concatenate(ids), np.concatenate(vectors)
     queries = held_out(5)
     expected = ids[np.argsort(-(queries @ vectors.T), axis=1)[:, :10]]

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from build_text_index import main
-from lib.build.text_index import build_text_index
 from lib.data.vocabulary import VocabEntry, VocabStats
 from lib.errors import ClipSearchError, IndexMismatchError
+from lib.ingest.text_index import build_text_index
 from lib.model.loading import load_encoder
 from lib.model.prompts import read_templates
 from lib.store.index_files import vectors_of

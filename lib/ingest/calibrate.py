@@ -19,7 +19,7 @@ is subtracted before the rate is read off (the same set gives 0.994). The share 
 MAX_DUPLICATE_SHARE: with a weak model, distinct pairs do reach the median edit and would be taken for
 copies (uniform test distributions: 0.937 instead of 0.95, where no cap gives 0.80).
 
-Calibration runs at the end of a build (lib/build/image_index.build_image_index) when a dataset has no
+Calibration runs at the end of a build (lib/ingest/image_index.build_image_index) when a dataset has no
 thresholds for its model or has grown or shrunk by RECALIBRATE_GROWTH since, and on demand
 (find_duplicates.py DATASET --calibrate). It lives on the write side: it loads the model, generates
 images and writes the thresholds beside the index set, where lib/serve only reads them.
@@ -29,8 +29,8 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from lib.build.ray_cluster import ActorPlan, RayConnection, our_error, reachable
 from lib.errors import ClusterError
-from tests.build.test_image_index import assert_consistent, settings_for
+from lib.ingest.ray_cluster import ActorPlan, RayConnection, our_error, reachable
 from tests.conftest import REPO, free_port
+from tests.ingest.test_image_index import assert_consistent, settings_for
 
 
 @pytest.mark.parametrize("resources, nodes", [({"CPU": 2}, 1), ({"CPU": 2}, 2), ({"CPU": 64}, 4), ({"CPU": 3}, 2)])
@@ -95,7 +95,7 @@ def test_stream_turns_an_error_of_the_iterator_into_a_cluster_error():
 @pytest.mark.slow
 def test_a_cluster_gone_mid_build_stops_it_with_one_line_and_keeps_what_was_committed(tmp_path, tiny_dataset):
     """ViT-B/32 in PyTorch: slow enough that the cluster goes while batches are left (the backends have their
-    own tests; tests/build/test_ray_engine.py builds on Ray with the default one)."""
+    own tests; tests/ingest/test_ray_engine.py builds on Ray with the default one)."""
     from ray.cluster_utils import Cluster
 
     root, images = tiny_dataset

@@ -13,16 +13,17 @@ each file index. Losing the cluster itself stops the build with a ClusterError.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from lib.model.decode import EncodedFile, decode_file
-from lib.build.ray_cluster import ActorPlan, RayConnection
 from lib.data.datasets import ImageFile, image_extensions
 from lib.errors import ModelLoadError
+from lib.ingest.ray_cluster import ActorPlan, RayConnection
+from lib.model.decode import EncodedFile, decode_file
 from lib.model.encoder import ClipEncoder
 from lib.model.loading import load_encoder
 from lib.model.preprocess import ClipTransform
@@ -39,7 +40,7 @@ def decode_batch(batch: Columns, root: str, transform: ClipTransform) -> Columns
     travel); a bad file gets an error and zero pixels, never an exception."""
     extensions = image_extensions()
     items = [decode_file(int(i), Path(root) / str(path), transform, extensions, crop_only=True)
-             for i, path in zip(batch["i"], batch["path"])]
+             for i, path in zip(batch["i"], batch["path"], strict=True)]
     shape = (transform.crop_height, transform.crop_width, 3)
     return {
         "i": np.asarray([item.i for item in items], dtype=np.int64),

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 import lib.store.index_files as index_files
-from lib.build.image_index import build_image_index
 from lib.errors import IndexMismatchError
+from lib.ingest.image_index import build_image_index
 from lib.model.loading import load_encoder
 from lib.settings import load_settings
 from lib.store.catalog import CATALOG_NAME, Catalog

@@ -1,6 +1,6 @@
 """Build the image index set of a dataset: scan, plan against the catalog, decode, encode, commit.
 
-An engine (lib/build/local_engine.py) decodes and encodes the files the plan says must be encoded
+An engine (lib/ingest/local_engine.py) decodes and encodes the files the plan says must be encoded
 and hands them back in batches; this module, the single writer, commits a partition as soon as all
 of its files are back (lib/store/index_files.commit_partition: staged file, catalog transaction,
 rename). A partition is the unit of work: an interrupted build keeps every partition it finished.
@@ -10,18 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
-from lib.build.ivf_index import DatasetIvf
-from lib.build.calibrate import calibrate_duplicates, needs_calibration
-from lib.build.local_engine import LocalEngine
-from lib.build.report import BuildReport
 from lib.data.datasets import ImageFile, scan_dataset
 from lib.errors import ClipSearchError, IndexFileError
+from lib.ingest.calibrate import calibrate_duplicates, needs_calibration
+from lib.ingest.ivf_index import DatasetIvf
+from lib.ingest.local_engine import LocalEngine
+from lib.ingest.report import BuildReport
 from lib.model.decode import EncodedFile
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
@@ -42,7 +43,7 @@ class Engine(Protocol):
 def make_engine(settings: Settings, encoder: ClipEncoder) -> Engine:
     """The engine the `engine` setting names; Ray is imported only when it is asked for."""
     if settings.engine == "ray":
-        from lib.build.ray_engine import RayEngine
+        from lib.ingest.ray_engine import RayEngine
 
         return RayEngine(settings, encoder)
     return LocalEngine(encoder, settings.batch_size, settings.num_workers)
@@ -199,7 +200,7 @@ class ImageIndexBuilder:
         with self.catalog.transaction() as db:
             new_ids = self.catalog.next_ids(db, len(encoded))
         records = []
-        for new_id, item in zip(new_ids, encoded):
+        for new_id, item in zip(new_ids, encoded, strict=True):
             file = todo[item.i]
             records.append(ImageRecord(new_id, self.dataset, partition, file.path, file.class_name, item.size[0],
                                        item.size[1], file.bytes, file.mtime_ns, item.sha256))
@@ -228,7 +229,7 @@ class ImageIndexBuilder:
 def build_image_index(settings: Settings, encoder: ClipEncoder, rebuild: bool = False,
                       progress: bool = True, retrain: bool = False) -> BuildReport:
     """Bring the index set of `settings.dataset_name` up to date (see ImageIndexBuilder), then calibrate its
-    duplicate thresholds where they are missing or stale (lib/build/calibrate.py)."""
+    duplicate thresholds where they are missing or stale (lib/ingest/calibrate.py)."""
     report = ImageIndexBuilder(settings, encoder, progress).run(rebuild, retrain)
     images = report.added + report.changed + report.unchanged
     if settings.calibration_images and needs_calibration(settings.indexes_dir, report.dataset, encoder, images):

@@ -1,8 +1,8 @@
 """The local engine: files decoded in DataLoader worker processes, batches encoded in this process."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from lib.data.datasets import ImageFile, image_extensions
 from lib.model.decode import EncodedFile, encoded_batches

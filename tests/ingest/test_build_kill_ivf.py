@@ -10,8 +10,8 @@ from lib.serve.index_set import load_index_set
 from lib.store.catalog import Catalog
 from lib.store.dataset_index import open_dataset
 from lib.store.index_files import read_index, vectors_of
-from tests.build.test_build_kill import kill_when
 from tests.conftest import MIXTURE, REPO, held_out, ivf_settings
+from tests.ingest.test_build_kill import kill_when
 
 pytestmark = pytest.mark.slow
 PARTITIONS = 40

@@ -10,22 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from lib.build.ivf_layout import SAMPLE_PER_LIST, IvfLayout, choose_layout, nlist_for
-from lib.build.ivf_train import pick_rows, sample_rows, train_ivf
-from lib.build.ivf_tune import tune
 from lib.errors import IndexFileError
+from lib.ingest.ivf_layout import SAMPLE_PER_LIST, IvfLayout, choose_layout, nlist_for
+from lib.ingest.ivf_train import pick_rows, sample_rows, train_ivf
+from lib.ingest.ivf_tune import tune
 from lib.settings import Settings
 from lib.store.catalog import Catalog, IvfRecord, PartitionRecord
 from lib.store.dataset_index import open_dataset, read_trained
 from lib.store.exact_set import ExactSet
 from lib.store.files import settle
-from lib.store.index_files import (PartitionVectors, commit_ivf, commit_partition, drop_ivf, index_type_of,
-                                   read_index, vectors_of)
+from lib.store.index_files import (
+    PartitionVectors,
+    commit_ivf,
+    commit_partition,
+    drop_ivf,
+    index_type_of,
+    read_index,
+    vectors_of,
+)
 from lib.store.ivf_files import TrainedIVF, quantizer_name
 from lib.store.records import DRIFT
 

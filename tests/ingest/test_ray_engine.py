@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.build.image_index import ImageIndexBuilder, build_image_index
-from lib.build.ray_engine import EncoderActor, RayEngine, decode_batch, encoded_files, encoder_options
 from lib.errors import ModelLoadError
+from lib.ingest.image_index import ImageIndexBuilder, build_image_index
+from lib.ingest.ray_engine import EncoderActor, RayEngine, decode_batch, encoded_files, encoder_options
 from lib.serve.index_set import load_index_set
 from lib.store.catalog import CATALOG_NAME, Catalog
 from lib.store.dataset_index import open_dataset
 from lib.store.index_files import read_index, vectors_of
-from tests.build.test_image_index import assert_consistent, settings_for
 from tests.helpers import share_model_cache
+from tests.ingest.test_image_index import assert_consistent, settings_for
 
 
 def vectors_by_path(settings, dataset: str) -> dict[str, np.ndarray]:
@@ -26,7 +26,7 @@ def vectors_by_path(settings, dataset: str) -> dict[str, np.ndarray]:
     found = {}
     for partition in catalog.partitions(dataset):
         ids, vectors = vectors_of(read_index(settings.indexes_dir / partition.index_file, partition.index_sha256))
-        found.update({paths[int(i)]: vector for i, vector in zip(ids, vectors)})
+        found.update({paths[int(i)]: vector for i, vector in zip(ids, vectors, strict=True)})
     return found
 
 
@@ -120,7 +120,9 @@ def test_a_two_node_cluster_builds_what_the_local_engine_builds(tmp_path, tiny_d
     assert got.keys() == expected.keys()
     cosines = [float(np.dot(expected[path], got[path])) for path in expected]
     assert min(cosines) >= 0.999  # an IVF dataset's exact files hold float16 copies
-    assert_ivf_layer(on_ray, "tiny", demo_encoder.dim).nlist == assert_ivf_layer(local, "tiny", demo_encoder.dim).nlist
+    on_ray_layer = assert_ivf_layer(on_ray, "tiny", demo_encoder.dim)
+    local_layer = assert_ivf_layer(local, "tiny", demo_encoder.dim)
+    assert on_ray_layer.nlist == local_layer.nlist
     dataset = load_index_set(on_ray.indexes_dir, on_ray.indexes_text_dir, demo_encoder.identity).datasets["tiny"]
     assert dataset.ivf.nprobe > 0
     for image_id in [r.id for r in Catalog(on_ray.indexes_dir / CATALOG_NAME).images("tiny")][::10]:

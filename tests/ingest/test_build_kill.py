@@ -8,9 +8,9 @@ import time
 import pytest
 
 from lib.data.synthetic import generate_dataset
-from tests.build.test_image_index import assert_consistent, settings_for
 from tests.conftest import REPO
 from tests.helpers import share_model_cache
+from tests.ingest.test_image_index import assert_consistent, settings_for
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""--from-embeddings and lib.build.export: clip-retrieval folders in and out, incremental, refusals, skips."""
+"""--from-embeddings and lib.ingest.export: clip-retrieval folders in and out, incremental, refusals, skips."""
 import subprocess
 import sys
 
@@ -7,14 +7,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lib.build.embeddings_import import import_embeddings
-from lib.build.export import export_dataset
-from lib.build.image_index import build_image_index
 from lib.data.embeddings_folder import EmbeddingsPartWriter, read_embeddings
 from lib.errors import ClipSearchError, IndexMismatchError
+from lib.ingest.embeddings_import import import_embeddings
+from lib.ingest.export import export_dataset
+from lib.ingest.image_index import build_image_index
 from lib.store.catalog import Catalog
-from tests.build.test_image_index import assert_consistent
 from tests.conftest import REPO, ivf_settings
+from tests.ingest.test_image_index import assert_consistent
 
 
 def unit(count, dim, seed, dtype=np.float32):
@@ -43,7 +43,7 @@ def test_import_then_export_gives_back_the_same_vectors_and_paths(tmp_path, demo
     """float32 into an exact dataset, float16 into an IVF one (stored as float16): both come back bit for bit."""
     vectors = [unit(1_500, 128, 1, dtype), unit(900, 128, 2, dtype)]
     paths = [[f"a/{i}.jpg" for i in range(1_500)], [f"b/{i}.jpg" for i in range(900)]]
-    source = write_folder(tmp_path / "in", list(zip(vectors, paths)))
+    source = write_folder(tmp_path / "in", list(zip(vectors, paths, strict=True)))
     settings = ivf_settings(tmp_path / "ws", ivf_min_vectors=min_vectors, embeddings_partition_size=1_000)
     report = import_embeddings(settings, demo_encoder, source, progress=False)
     assert (report.added, report.partitions_written, report.layout) == (2_400, 3, "embeddings")

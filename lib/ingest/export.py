@@ -1,6 +1,6 @@
 """Export a dataset's vectors and paths in clip-retrieval's folder format, for the rest of that ecosystem.
 
-    python -m lib.build.export NAME DIR [--dtype float16|float32] [--rows-per-file N] [--workspace W]
+    python -m lib.ingest.export NAME DIR [--dtype float16|float32] [--rows-per-file N] [--workspace W]
 
 Writes DIR/img_emb/img_emb_N.npy (one vector a row, L2-normalised) and DIR/metadata/metadata_N.parquet
 (`image_path`, and `id`, `partition`, `class_name` from the catalog) in the same row order, partition by

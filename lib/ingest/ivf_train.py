@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import faiss
 import numpy as np
 
-from lib.build.ivf_layout import IvfLayout
+from lib.ingest.ivf_layout import IvfLayout
 from lib.store.ivf_files import TrainedIVF, new_ivf
 
 log = logging.getLogger(__name__)

@@ -10,13 +10,13 @@ get their own nprobe, tuned the same way on random sets of partitions.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import faiss
 import numpy as np
 
-from lib.build.ivf_train import pick_rows, sample_rows
+from lib.ingest.ivf_train import pick_rows, sample_rows
 from lib.store.exact_set import ExactSet
 from lib.store.ivf_set import IvfSet
 
@@ -57,7 +57,7 @@ def exact_top(exact: ExactSet, queries: np.ndarray, k: int, names: Sequence[str]
 def recall_at_k(found: np.ndarray, truth: np.ndarray, own: np.ndarray) -> float:
     """Mean share of the true top-K (own id dropped) among the top-K found (own id dropped)."""
     hits = []
-    for row, true_row, me in zip(found, truth, own):
+    for row, true_row, me in zip(found, truth, own, strict=True):
         true_set = set(true_row[(true_row != me) & (true_row >= 0)][:K])
         hits.append(len(true_set & set(row[(row != me) & (row >= 0)][:K])) / max(len(true_set), 1))
     return float(np.mean(hits))
@@ -79,7 +79,7 @@ def _sweep(ivf: IvfSet, queries: np.ndarray, own: np.ndarray, cases: list[tuple[
         pools = [ivf.candidates(queries, ivf.pool(K + 1, max(reranks)), chosen, nprobe)[1] for _, chosen in cases]
         for rerank in reranks:
             recall = float(np.mean([_recall(ivf, queries, own, truth, pool, rerank)
-                                    for (truth, _), pool in zip(cases, pools)]))
+                                    for (truth, _), pool in zip(cases, pools, strict=True)]))
             best = max(best, recall)
             if recall >= target + MARGIN:
                 return nprobe, rerank, recall

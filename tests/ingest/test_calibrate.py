@@ -5,9 +5,9 @@ import random
 import numpy as np
 import pytest
 
-from lib.build.calibrate import choose_thresholds, calibrate_duplicates, needs_calibration, spread_sample
-from lib.build.image_index import build_image_index
 from lib.errors import IndexMismatchError
+from lib.ingest.calibrate import calibrate_duplicates, choose_thresholds, needs_calibration, spread_sample
+from lib.ingest.image_index import build_image_index
 from lib.store.catalog import ImageRecord
 from lib.store.dataset_figures import figures_path, load_thresholds
 
