@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     configure_limits(app, settings)
     service = SearchService(encoder, indexes)
     metrics = install_metrics(app, service)
-    service.encoder = TimedEncoder(encoder, metrics.encode)
+    service.encoder = TimedEncoder(encoder, metrics.encode)  # type: ignore[assignment]  # the encoder, timed
     app.extensions["clipsearch"] = service
     app.extensions["duplicates"] = DuplicateFinder(indexes)
     register_error_handlers(app)

@@ -66,6 +66,7 @@ def plan(args: argparse.Namespace) -> None:
     nginx = find_nginx()
     assignments = {"PROXY": "none"}
     if choose_proxy(settings, nginx):
+        assert nginx is not None, "a proxy is chosen only where nginx is found"
         prefix = Path(args.run_dir).resolve() / "nginx"
         prefix.mkdir(parents=True, exist_ok=True)
         socket = prefix.parent / "gunicorn.sock"

@@ -108,6 +108,7 @@ class Metrics:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
+        assert self.collector is not None, "the index collector is made with the app"
         registry.register(self.collector)
         return generate_latest(registry)
 

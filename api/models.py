@@ -197,8 +197,10 @@ SearchForm = form_of(SearchBody)
 
 class SignedLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sig: str = Field(None, max_length=64, description="the signature that image links carry when the server has a "
-                                                      "key (instead of the Authorization header)")
+    # None: absent (the spec keeps it a string, which a query parameter always is)
+    sig: str = Field(None, max_length=64,  # type: ignore[assignment]
+                     description="the signature that image links carry when the server has a key (instead of the "
+                                 "Authorization header)")
 
 
 class ThumbnailQuery(SignedLink):

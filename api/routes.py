@@ -71,7 +71,8 @@ def settings():
 def image_link(endpoint: str, image_id: int) -> str:
     """A link to an image or thumbnail; signed when the server has a key, so that an <img> can open it."""
     key = settings().api_key
-    return url_for(endpoint, image_id=image_id, **({"sig": signature(key, image_id)} if key else {}))
+    values: dict[str, Any] = {"image_id": image_id, **({"sig": signature(key, image_id)} if key else {})}
+    return url_for(endpoint, **values)
 
 
 def with_links(image: SearchHit | GroupMember) -> dict:

@@ -42,8 +42,9 @@ def field_errors(err: ValidationError) -> str:
 class QuietAdapter(PydanticModelAdapter):
     """spectree's adapter, whose error lists carry no input (nor an uploaded file, which is no JSON)."""
 
-    def validation_errors(self, err: ValidationError) -> Any:
-        return {"error": "invalid request", "detail": field_errors(err)}
+    def validation_errors(self, err: Exception) -> Any:
+        return {"error": "invalid request",
+                "detail": field_errors(err) if isinstance(err, ValidationError) else str(err)}
 
 
 class FilesPassThrough(FlaskPlugin):
@@ -55,16 +56,17 @@ class FilesPassThrough(FlaskPlugin):
         return super().validate_response(resp, *args, **kwargs)
 
 
-def _refuse_invalid(req: Any, resp: Any, err: ValidationError | None, instance: Any, adapter: Any) -> None:
+def _refuse_invalid(req: Any, resp: Any, err: Exception | None, instance: Any, adapter: Any) -> None:
     """spectree's hook after validation: our error shape instead of its own."""
     if err is not None:
-        raise BadRequest("invalid request", field_errors(err))
+        raise BadRequest("invalid request", field_errors(err) if isinstance(err, ValidationError) else str(err))
 
 
 # One per process: its spec is generated once and shared by every app (all have the same routes).
 SPEC = SpecTree("flask", backend=FilesPassThrough, mode="strict", annotations=False, path="apidoc",
                 validation_error_status=400, validation_error_model=ErrorBody, before=_refuse_invalid,
-                model_adapter=QuietAdapter(), naming_strategy=lambda model: model.__name__,
+                model_adapter=QuietAdapter(),  # type: ignore[arg-type]  # pydantic's adapter, specialised
+                naming_strategy=lambda model: model.__name__,
                 nested_naming_strategy=lambda _parent, child: child)
 
 
@@ -98,8 +100,8 @@ def operation(answer: type[BaseModel] | None = None, json: type[BaseModel] | Non
 
 def body() -> Any:
     """The validated body of this request, from whichever of JSON or form it came as."""
-    return request.context.json or request.context.form
+    return request.context.json or request.context.form  # type: ignore[attr-defined]  # set by spectree
 
 
 def query_args() -> Any:
-    return request.context.query
+    return request.context.query  # type: ignore[attr-defined]  # set by spectree

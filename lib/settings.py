@@ -107,7 +107,7 @@ class Settings:
 def _convert(name: str, value: Any) -> Any:
     """Turn a string (or a value from a file) into the type of the named setting."""
     spec = {f.name: f for f in fields(Settings)}[name]
-    kind = type(spec.default)
+    kind: type = type(spec.default)  # every setting has a plain default (_setting)
     try:
         converted = Path(value) if isinstance(spec.default, Path) else kind(value)
     except (TypeError, ValueError):

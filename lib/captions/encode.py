@@ -171,7 +171,8 @@ def encode_pairs(source: PairsSource, encoder: ClipEncoder, images_dir: Path, im
     with stopwatch.phase("read rows"):
         image_ids, caption_ids, images, captions, row_errors = collect(source, chunk_rows, progress)
     paths = images.values
-    images.ids.clear(), captions.ids.clear()  # the id maps are only needed while reading
+    images.ids.clear()  # the id maps are only needed while reading
+    captions.ids.clear()
     with stopwatch.phase("images"):
         if image_embeddings is not None:
             image_vectors, image_errors = read_image_vectors(image_embeddings, images_dir, paths, encoder, progress)

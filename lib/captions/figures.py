@@ -32,14 +32,15 @@ def shorten(text: str, limit: int = LABEL_CHARS) -> str:
 def fit_width(text: Text, width_inches: float) -> None:
     """Shrink the text's font until it is no wider than `width_inches`."""
     figure = text.get_figure()
-    renderer = figure.canvas.get_renderer()
+    assert figure is not None, "the text is placed on a figure"
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg's canvas has it; the base does not
     for _ in range(6):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Glyph .* missing from font")
             width = text.get_window_extent(renderer).width / figure.dpi
         if width <= width_inches:
             return
-        text.set_fontsize(text.get_fontsize() * width_inches / width * 0.97)
+        text.set_fontsize(float(text.get_fontsize()) * width_inches / width * 0.97)
 
 
 def save(figure: Figure, path: Path) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -20,6 +20,9 @@ from lib.captions.encode import EncodedPairs
 from lib.captions.pairs import PairsSource
 from lib.captions.scores import Outliers, RowScores
 from lib.captions.search import TopK
+
+if TYPE_CHECKING:
+    from _csv import Writer as CsvWriter  # what csv.writer returns
 
 ADDED_COLUMNS = ("similarity", "best_other_caption", "best_other_score", "error", "rank_of_own_caption", "z")
 OUTLIER_COLUMNS = ("image", "caption", "similarity", "best_other_caption", "best_other_score", "reason")
@@ -50,7 +53,7 @@ def number(value: float, digits: int = 6) -> str:
 
 
 @contextmanager
-def staged_csv(path: Path, columns: tuple[str, ...] | list[str]) -> Iterator[csv.writer]:
+def staged_csv(path: Path, columns: tuple[str, ...] | list[str]) -> Iterator[CsvWriter]:
     """A csv writer to `path`'s temporary sibling, renamed to `path` when the block ends without error."""
     staging = path.with_name(path.name + ".partial")
     try:
@@ -106,7 +109,7 @@ class SuggestionWriter:
     """suggestions.csv, one line per suggestion: for an image the K best captions of the pool that are not
     its own, for a caption the K best images that are not its own, ranked 1..K with their scores."""
 
-    def __init__(self, writer: csv.writer, encoded: EncodedPairs) -> None:
+    def __init__(self, writer: CsvWriter, encoded: EncodedPairs) -> None:
         self.writer, self.encoded = writer, encoded
         self.written = 0
 

@@ -48,7 +48,7 @@ def check_name(name: str, what: str) -> None:
 
 def _files_under(folder: Path) -> list[Path]:
     """Every regular file below `folder`, hidden files and folders left out, in a stable order."""
-    found = []
+    found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
@@ -88,7 +88,7 @@ def detect_layout(root: Path) -> str:
 
 def _tiny_imagenet(root: Path) -> list[ImageFile]:
     names = read_words(root)
-    files = []
+    files: list[ImageFile] = []
     for class_dir in sorted(p for p in (root / "train").iterdir() if p.is_dir()):
         wnid = class_dir.name
         images = class_dir / "images" if (class_dir / "images").is_dir() else class_dir
@@ -97,7 +97,8 @@ def _tiny_imagenet(root: Path) -> list[ImageFile]:
 
 
 def _folders(root: Path) -> list[ImageFile]:
-    files, taken = [], {}
+    files: list[ImageFile] = []
+    taken: dict[str, str] = {}
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         partition = safe_name(class_dir.name)
         if partition in taken:
@@ -113,8 +114,8 @@ def _flat(root: Path, partition_size: int, known: Mapping[str, str]) -> list[Ima
     """Chunks of `partition_size`; files already in the catalog keep their partition, new ones fill up."""
     paths = _files_under(root)
     counts: dict[str, int] = {}
-    for partition in known.values():
-        counts[partition] = counts.get(partition, 0) + 1
+    for held in known.values():
+        counts[held] = counts.get(held, 0) + 1
     files = []
     for path in paths:
         rel = path.relative_to(root).as_posix()

@@ -184,7 +184,8 @@ def draw_scene(scene: Scene, rng: random.Random, size: int = 64) -> Image.Image:
     limit = 0.16 if scene.count == 1 else 0.13
     lo, hi = (0.09, 0.12) if scene.size == "small" else (limit, limit + 0.06)
     radius = rng.uniform(lo, hi) * big
-    fill = tuple(min(255, max(0, c + rng.randint(-18, 18))) for c in COLOURS[scene.colour])
+    red, green, blue = (min(255, max(0, c + rng.randint(-18, 18))) for c in COLOURS[scene.colour])
+    fill = (red, green, blue)
     rotation = rng.uniform(0, 2 * math.pi)
     for cx, cy in _positions(scene.count, radius, big, rng):
         _draw_shape(draw, scene.shape, cx, cy, radius, rotation, fill)

@@ -101,7 +101,7 @@ def _from_csv(text: str, delimiter: str, column: str | None) -> list[VocabEntry]
         return []
     header = [h.strip() for h in rows[0]]
     if column is None:
-        wanted = next((h for h in ("label", "name", "class", "text", "caption") if h in header), None)
+        wanted: str | None = next((h for h in ("label", "name", "class", "text", "caption") if h in header), None)
     else:
         wanted = column
     if wanted is not None and wanted in header:

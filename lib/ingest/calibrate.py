@@ -181,6 +181,9 @@ def calibrate_duplicates(indexes_dir: Path, dataset: str, encoder: ClipEncoder, 
         catalog.close()
     if len(records) < 2:
         raise ClipSearchError(f"dataset {dataset!r} has {len(records)} image(s); calibration needs at least two")
+    if record.root is None:
+        raise ClipSearchError(f"dataset {dataset!r} was imported from embeddings without --images-root: calibration "
+                              "edits its images; import it again with --images-root, or give --near and --similar")
     rng = random.Random(seed)
     row = {int(i): n for n, i in enumerate(ids)}
     pool = [records[int(i)] for i in ids if int(i) in records]

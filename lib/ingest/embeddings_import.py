@@ -171,7 +171,7 @@ class EmbeddingsImporter(ImageIndexBuilder):
             new_ids = self.catalog.next_ids(db, len(fresh))
         ids = np.array([known[p].id if p in keep else 0 for p in paths], dtype=np.int64)
         ids[fresh] = new_ids
-        records = [ImageRecord(new_id, self.dataset, name, paths[i], class_name, 0, 0, *stamps[i], "")
+        records = [ImageRecord(new_id, self.dataset, name, paths[i], class_name, 0, 0, stamps[i][0], stamps[i][1], "")
                    for new_id, i in zip(new_ids, fresh, strict=True)]
         present = set(paths)
         self.report.added += sum(paths[i] not in known for i in fresh)
@@ -201,7 +201,8 @@ def _class_codes(columns: list[pa.ChunkedArray]) -> tuple[np.ndarray, list[str],
         local = [classes.setdefault("" if v is None else v, len(classes)) for v in encoded.dictionary.to_pylist()]
         lookup = np.array(local + [classes.setdefault("", len(classes))], dtype=np.int64)
         codes.append(lookup[encoded.indices.fill_null(len(local)).to_numpy()])
-    names, taken = [], set()
+    names: list[str] = []
+    taken: set[str] = set()
     for value in classes:
         name = safe_name(value)
         name = name if name not in taken else f"{name}-{len(taken)}"

@@ -33,7 +33,8 @@ class PartWriters:
 
     def __init__(self, folder: Path, total: int, dim: int, dtype: type, rows_per_file: int) -> None:
         self.folder, self.total, self.dim, self.dtype, self.per_file = folder, total, dim, dtype, rows_per_file
-        self.written, self.number, self.current = 0, 0, None
+        self.written, self.number = 0, 0
+        self.current: EmbeddingsPartWriter | None = None
 
     def add(self, vectors: np.ndarray, metadata: pa.Table) -> None:
         while len(vectors):

@@ -59,12 +59,24 @@ class ImageIndexBuilder:
         self.progress = progress
         self.engine = engine or make_engine(settings, encoder)
         self.dataset = settings.dataset_name
-        self.root = settings.resolve(settings.dataset_path)
+        self.root: Path | None = settings.resolve(settings.dataset_path)  # None: embeddings without images
         self.folder = settings.indexes_dir
         self.catalog = Catalog.in_folder(self.folder)
         self.report = BuildReport(self.dataset)
         self.files_by_path: dict[str, ImageFile] = {}
-        self.ivf: DatasetIvf | None = None
+        self._ivf: DatasetIvf | None = None
+
+    @property
+    def folder_root(self) -> Path:
+        """The image folder this builder reads (an embeddings import may have none)."""
+        assert self.root is not None, "a build from images has an image folder"
+        return self.root
+
+    @property
+    def ivf(self) -> DatasetIvf:
+        """The dataset's IVF layer, opened by `run` under the build lock."""
+        assert self._ivf is not None, "the IVF layer is opened by run(), under the build lock"
+        return self._ivf
 
     def index_path(self, partition: str) -> Path:
         return self.folder / image_index_name(self.dataset, partition, self.encoder.dim)
@@ -74,7 +86,7 @@ class ImageIndexBuilder:
         started = time.perf_counter()
         with build_lock(self.folder, self.dataset):
             self._check_model(rebuild)
-            self.ivf = DatasetIvf(self.catalog, self.folder, self.dataset, self.encoder.dim, self.settings)
+            self._ivf = DatasetIvf(self.catalog, self.folder, self.dataset, self.encoder.dim, self.settings)
             self._update()
             self.report.notes += self.ivf.finish(retrain)
         self.report.seconds = time.perf_counter() - started
@@ -95,7 +107,7 @@ class ImageIndexBuilder:
         if record.layout == EMBEDDINGS_LAYOUT:
             raise ClipSearchError(f"dataset {self.dataset!r} holds embeddings imported with --from-embeddings; "
                                   "import again the same way, or pass --rebuild to build it from images instead")
-        if record.root is not None and record.root.resolve() != self.root.resolve():
+        if record.root is not None and record.root.resolve() != self.folder_root.resolve():
             log.warning("dataset %r was built from %s; now reading %s", self.dataset, record.root, self.root)
 
     def _drop(self, record: DatasetRecord) -> None:
@@ -126,7 +138,7 @@ class ImageIndexBuilder:
     def _plan(self) -> tuple[list[ImageFile], dict[str, list[int]]]:
         """Files to encode (new, changed, in a broken partition) and catalog ids to remove, per partition."""
         known = {record.path: record for record in self.catalog.images(self.dataset)}
-        layout, files = scan_dataset(self.root, self.settings.layout, self.settings.partition_size,
+        layout, files = scan_dataset(self.folder_root, self.settings.layout, self.settings.partition_size,
                                      {path: record.partition for path, record in known.items()})
         self.report.layout = layout
         broken = self._broken_partitions()
@@ -138,7 +150,7 @@ class ImageIndexBuilder:
             old = known.get(file.path)
             same = old is not None and (old.bytes, old.mtime_ns, old.partition) == (file.bytes, file.mtime_ns,
                                                                                    file.partition)
-            if same and old.partition not in broken:
+            if same and old is not None and old.partition not in broken:
                 self.report.unchanged += 1
                 continue
             was_skipped = skipped_before.get(file.path)
@@ -162,12 +174,12 @@ class ImageIndexBuilder:
         return sorted(todo, key=lambda f: (f.partition, f.path)), removed
 
     def _encode_and_write(self, todo: list[ImageFile], removed: dict[str, list[int]]) -> None:
-        remaining = defaultdict(int)
+        remaining: dict[str, int] = defaultdict(int)
         for file in todo:
             remaining[file.partition] += 1
         done: dict[str, list[EncodedFile]] = defaultdict(list)
         bar = tqdm(total=len(todo), desc=f"encoding {self.dataset}", unit="img", disable=not self.progress)
-        for batch in self.engine.encode(self.root, todo):
+        for batch in self.engine.encode(self.folder_root, todo):
             for item in batch:
                 file = todo[item.i]
                 if item.error:
@@ -206,7 +218,8 @@ class ImageIndexBuilder:
                                        item.size[1], file.bytes, file.mtime_ns, item.sha256))
         if encoded:
             ids = np.concatenate([ids, np.asarray(new_ids, dtype=np.int64)])
-            vectors = np.concatenate([vectors, np.stack([item.vector for item in encoded])])
+            encoded_vectors = [item.vector for item in encoded]  # every item here was encoded: none is None
+            vectors = np.concatenate([vectors, np.stack(encoded_vectors)])  # type: ignore[arg-type]
         self._commit(partition, ids, vectors, removed_ids, records)
 
     def _commit(self, partition: str, ids: np.ndarray, vectors: np.ndarray, removed_ids: list[int],

@@ -121,6 +121,7 @@ class DatasetIvf:
         """Record the fit of vectors added after the training build, and tune again when the dataset changed
         enough (or this build's vectors fit the quantizer worse)."""
         record, trained = self.record, self.trained
+        assert record is not None and trained is not None, "updated only once the layer is trained and recorded"
         if not self.trained_now:
             count = record.recent_count + trained.fit_count
             recent_fit = (record.recent_fit * record.recent_count + trained.fit_sum) / count if count else 0.0

@@ -112,7 +112,8 @@ def tune(ivf: IvfSet, target: float, exact_below: int, seed: int = 0) -> Tuning:
     sets = _filter_sets(ivf.exact, exact_below, rng) if nprobe else []
     if not sets:
         return Tuning(nprobe, rerank, recall, nprobe, rerank, recall)
-    cases = [(exact_top(ivf.exact, queries, K + 1, chosen), chosen) for chosen in sets]
+    cases: list[tuple[np.ndarray, Sequence[str] | None]] = [(exact_top(ivf.exact, queries, K + 1, chosen), chosen)
+                                                            for chosen in sets]
     filtered = _sweep(ivf, queries, own, cases, target, reranks)
     log.info("tuned for partition filters: nprobe %d, re-rank x%d, recall@10 %.3f", *filtered)
     return Tuning(nprobe, rerank, recall, *filtered)

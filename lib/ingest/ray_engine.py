@@ -77,6 +77,7 @@ class EncoderActor:
     def __call__(self, batch: Columns) -> Columns:
         if self.problem:
             raise self.problem
+        assert self.encoder is not None, "the actor loaded no encoder and recorded no problem"
         good = batch["error"] == ""
         vectors = np.zeros((len(good), self.encoder.dim), np.float32)
         if good.any():

@@ -30,8 +30,9 @@ from lib.model.prompts import DEFAULT_TEMPLATES, read_templates
 from lib.settings import add_settings_arguments, settings_from_args
 
 # The figures of any class-labelled set, plus the synthetic set's attribute queries ("red", "star").
-Scores = NamedTuple("Scores", [*ClassFigures.__annotations__.items(), ("attribute_precision_at_10", float),
-                               ("attribute_map", float)])
+# (built from ClassFigures' fields so that the two cannot drift; mypy cannot follow a computed field list)
+Scores = NamedTuple("Scores", [*ClassFigures.__annotations__.items(),  # type: ignore[misc]
+                               ("attribute_precision_at_10", float), ("attribute_map", float)])
 
 
 def score(encoder: ClipEncoder, image_vectors: np.ndarray, labels: Sequence[str],
@@ -44,7 +45,7 @@ def score(encoder: ClipEncoder, image_vectors: np.ndarray, labels: Sequence[str]
     attribute_relevant = np.array([[attribute in label.split() for label in labels] for attribute in attributes])
     attribute_p10, attribute_map = retrieval_scores(encoder.encode_texts(attributes), image_vectors,
                                                     attribute_relevant)
-    return Scores(*figures, attribute_p10, attribute_map)
+    return Scores(*figures, attribute_p10, attribute_map)  # type: ignore[call-arg]
 
 
 def evaluate(encoder: ClipEncoder, seed: int, per_class: int = 20, batch_size: int = 128,

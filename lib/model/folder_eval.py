@@ -101,6 +101,9 @@ def evaluate_folders(indexes_dir: Path, indexes_text_dir: Path, dataset: str, mo
         unreadable = 0
         if from_index:
             vectors = indexed_vectors(catalog, indexes_dir, dataset, images)
+        elif record.root is None:
+            raise ClipSearchError(f"dataset {dataset!r} was imported from embeddings without --images-root: another "
+                                  "model cannot encode its images; evaluate it with the model it was built with")
         else:
             vectors, kept = encode_files(encoder, record.root, images, num_workers, progress)
             unreadable, images = len(images) - len(kept), kept

@@ -117,7 +117,7 @@ def _load_pretrained(spec: str, location: str, offline: bool) -> Checkpoint:
         raise ModelLoadError(f"model folder {location} does not exist; pass a folder written by save_pretrained, "
                              f"a Hugging Face id, or one of: {', '.join(available_models())}")
     source = str(Path(location).expanduser()) if local else location
-    hub = {} if local else {"local_files_only": offline}
+    hub: dict[str, Any] = {} if local else {"local_files_only": offline}
     weights = _local_weights(Path(source)) if local else None
     with _load_errors(location, local, offline):
         config = CLIPConfig.from_pretrained(source, **hub)
@@ -127,7 +127,9 @@ def _load_pretrained(spec: str, location: str, offline: bool) -> Checkpoint:
 
     def load_model() -> Any:
         with _load_errors(location, local, offline):
-            model, info = CLIPModel.from_pretrained(source, output_loading_info=True, **hub)
+            # with output_loading_info it returns (model, info), which transformers' hints do not say
+            loaded: Any = CLIPModel.from_pretrained(source, output_loading_info=True, **hub)
+            model, info = loaded
         if info.get("missing_keys"):
             raise ModelLoadError(f"checkpoint {location} lacks {len(info['missing_keys'])} weights "
                                  f"(e.g. {info['missing_keys'][0]}); it is incomplete or not a CLIP model")
@@ -168,7 +170,7 @@ def _build_random(spec: str, name: str, seed: int) -> Checkpoint:
         return CLIPModel(config)
 
     model = load_model()
-    size = config.vision_config.image_size
+    size = int(config.vision_config.image_size)  # type: ignore[union-attr, arg-type]  # a CLIPConfig's is an int
     return Checkpoint(spec, sha256_of_state(model), config, tokenizer, ClipTransform(size, size, size), load_model,
                       loaded=model)
 

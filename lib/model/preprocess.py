@@ -18,6 +18,12 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def _three(values: list[float] | tuple[float, ...]) -> tuple[float, float, float]:
+    """A processor's per-channel mean or std (RGB)."""
+    red, green, blue = (float(v) for v in values)
+    return red, green, blue
+
+
 @dataclass(frozen=True)
 class ClipTransform:
     """Resize the short side (bicubic), centre-crop, scale to [0, 1] and normalise; returns float32 CHW."""
@@ -39,8 +45,8 @@ class ClipTransform:
             size=int(processor.size["shortest_edge"]),
             crop_height=int(crop["height"]),
             crop_width=int(crop["width"]),
-            mean=tuple(float(m) for m in processor.image_mean),
-            std=tuple(float(s) for s in processor.image_std),
+            mean=_three(processor.image_mean),
+            std=_three(processor.image_std),
         )
 
     def save_pretrained(self, model_dir: Path) -> None:
@@ -73,7 +79,7 @@ class ClipTransform:
 
     def normalise(self, crops: np.ndarray) -> np.ndarray:
         """uint8 crops (..., H, W, 3) to the model's input: float32 (..., 3, H, W), scaled and normalised."""
-        pixels = crops.astype(np.float32) / 255.0
+        pixels: np.ndarray = crops.astype(np.float32) / 255.0
         pixels = (pixels - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
         return np.ascontiguousarray(np.moveaxis(pixels, -1, -3))
 

@@ -42,7 +42,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, context_length: int) 
               for m in json.loads(bpe.to_str())["model"]["merges"]]
     tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges] + [BOS, EOS]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=context_length)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=context_length)  # type: ignore[arg-type]
+    # (transformers' hint says list[str]; the tokenizers backend takes the (left, right) pairs given here)
 
 
 def write_vocab_files(tokenizer: Any, folder: Path) -> None:

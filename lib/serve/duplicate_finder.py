@@ -38,8 +38,9 @@ def group_dataset(dataset: LoadedDataset, catalog: Catalog, thresholds: Duplicat
     pairs = close_pairs(dataset.search, ids, vectors, thresholds.similar, neighbours)
     same = [positions_of(ids, np.asarray(group, np.int64)) for group in catalog.same_content(dataset.record.name)]
     same = [group[group >= 0] for group in same if (group >= 0).sum() > 1]
+    root = dataset.record.root  # None: imported from embeddings without --images-root, no files to read
     return group_duplicates(dataset.record.name, [records[int(i)] for i in ids], vectors, same, pairs, thresholds,
-                            partial(capture_times, dataset.record.root))
+                            partial(capture_times, root) if root is not None else None)
 
 
 def capture_times(root: Path, records: Sequence[ImageRecord]) -> np.ndarray:

@@ -87,15 +87,17 @@ class DuplicateReport:
 def resolve_thresholds(recorded: DuplicateThresholds | None, dataset: str, near: float | None = None,
                        similar: float | None = None) -> DuplicateThresholds:
     """The calibrated thresholds with the ones given in their place; both must be known one way or the other."""
-    if recorded is None and (near is None or similar is None):
-        raise NotCalibratedError(f"dataset {dataset!r} has no calibrated duplicate thresholds for the model in use; "
-                                 f"run find_duplicates.py {dataset} --calibrate, or give both near and similar")
-    if recorded is not None and near is None and similar is None:
+    if recorded is None:
+        if near is None or similar is None:
+            raise NotCalibratedError(f"dataset {dataset!r} has no calibrated duplicate thresholds for the model "
+                                     f"in use; run find_duplicates.py {dataset} --calibrate, or give both near and "
+                                     "similar")
+        return DuplicateThresholds(near, similar, None, "", {"given": True})
+    if near is None and similar is None:
         return recorded
     near = recorded.near if near is None else near
     similar = min(near, recorded.similar) if similar is None else similar
-    return DuplicateThresholds(near, similar, recorded.model if recorded else None, "",
-                               {"given": True, **({"calibrated": recorded.to_dict()} if recorded else {})})
+    return DuplicateThresholds(near, similar, recorded.model, "", {"given": True, "calibrated": recorded.to_dict()})
 
 
 def keeper_ranks(records: Sequence[ImageRecord], taken_ns: np.ndarray | None = None) -> np.ndarray:
@@ -155,7 +157,7 @@ def group_duplicates(dataset: str, records: Sequence[ImageRecord], vectors: np.n
     taken = np.array([r.mtime_ns for r in records], np.int64)
     grouped = np.flatnonzero(np.bincount(levels["similar"])[levels["similar"]] > 1)
     if capture_times is not None and len(grouped):
-        taken[grouped] = capture_times([records[i] for i in grouped])
+        taken[grouped] = capture_times([records[int(i)] for i in grouped])
     ranks = keeper_ranks(records, taken)
     units = np.arange(len(records))
     groups = []

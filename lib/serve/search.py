@@ -124,6 +124,7 @@ class SearchService:
         """The embedding of an uploaded image, or of an indexed one (the vector its index holds)."""
         if image is not None:
             return self.encoder.encode_images([image])
+        assert image_id is not None, "give an image or an image id"
         record = self.record(image_id)
         return self.indexes.current().datasets[record.dataset].vector(record.id)
 

@@ -175,8 +175,9 @@ class Catalog:
         db.execute("UPDATE partitions SET ivf_file = '', ivf_sha256 = '' WHERE dataset = ?", (dataset,))
 
     def same_content(self, dataset: str) -> list[list[int]]:
-        """The ids of byte-identical images (one SHA-256), one list per content held more than once."""
-        rows = self.db.execute("SELECT group_concat(id) FROM images WHERE dataset = ? GROUP BY sha256 "
+        """The ids of byte-identical images (one SHA-256), one list per content held more than once; rows
+        imported from embeddings have no hash ('') and are never the same content by it."""
+        rows = self.db.execute("SELECT group_concat(id) FROM images WHERE dataset = ? AND sha256 != '' GROUP BY sha256 "
                                "HAVING COUNT(*) > 1 ORDER BY MIN(id)", (dataset,))
         return [sorted(int(i) for i in ids.split(",")) for ids, in rows]
 

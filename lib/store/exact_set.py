@@ -21,6 +21,7 @@ def rows_of(index: faiss.Index) -> np.ndarray | None:
     Reading candidates through it costs ~3 us; faiss's reconstruct_batch built a decoder per row (~7 us a row).
     The view lives as long as the index it looks into: keep the index.
     """
+    dtype: type[np.floating]
     if isinstance(index, faiss.IndexFlat):
         dtype = np.float32
     elif isinstance(index, faiss.IndexScalarQuantizer) and index.sq.qtype == faiss.ScalarQuantizer.QT_fp16:

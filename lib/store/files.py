@@ -58,14 +58,15 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_staged(data: bytes | np.ndarray, path: Path) -> tuple[Path, str]:
+def write_staged(data: bytes | memoryview | np.ndarray, path: Path) -> tuple[Path, str]:
     """Write `path`.tmp completely and durably; return it and its SHA-256. `publish` then makes it final."""
     staged = path.with_name(path.name + TMP_SUFFIX)
+    view = memoryview(data)  # type: ignore[arg-type]  # an ndarray is a buffer; numpy's stubs do not say so
     with open(staged, "wb") as handle:
-        handle.write(memoryview(data))
+        handle.write(view)
         handle.flush()
         os.fsync(handle.fileno())
-    return staged, hashlib.sha256(memoryview(data)).hexdigest()
+    return staged, hashlib.sha256(view).hexdigest()
 
 
 def publish(staged: Path) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -35,7 +36,7 @@ def ivf_name(dataset: str, partition: str, dim: int) -> str:
     return f"image_{dataset}_{partition}_{dim}.ivf"
 
 
-def keep(owner: object, *objects: object) -> None:
+def keep(owner: Any, *objects: object) -> None:
     """Keep faiss objects alive as long as `owner` (faiss does not own what Python handed it)."""
     if not hasattr(owner, "referenced_objects"):
         owner.referenced_objects = []

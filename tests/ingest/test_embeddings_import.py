@@ -125,3 +125,26 @@ def test_metadata_rows_must_match_the_vectors(tmp_path, demo_encoder):
     pq.write_table(pa.table({"image_path": ["a", "b"]}), source / "metadata" / "metadata_0.parquet")
     with pytest.raises(ClipSearchError, match="has 2 rows but"):
         import_embeddings(ivf_settings(tmp_path / "ws"), demo_encoder, source, progress=False)
+
+
+def test_a_dataset_without_images_groups_duplicates_and_refuses_calibration(tmp_path, demo_encoder):
+    """Imported without --images-root there are no files to read: grouping keeps modification times for the
+    keeper rule (it once joined None with each path), rows without a hash are not one exact group (all 40 once
+    were), and calibration, which edits images, says what to do."""
+    from lib.ingest.calibrate import calibrate_duplicates
+    from lib.serve.duplicate_finder import group_dataset
+    from lib.serve.index_set import load_dataset
+    from lib.store.dataset_figures import DuplicateThresholds
+
+    vectors = unit(40, demo_encoder.dim, 3)
+    vectors[20:] = vectors[:20]  # every vector twice: 20 near-identical pairs
+    source = write_folder(tmp_path / "in", [(vectors, [f"p/{i}.jpg" for i in range(40)])])
+    settings = ivf_settings(tmp_path / "ws")
+    import_embeddings(settings, demo_encoder, source, progress=False)
+    dataset = load_dataset(settings.indexes_dir, "mix")
+    catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
+    report = group_dataset(dataset, catalog, DuplicateThresholds(0.99, 0.9, None, "", {"given": True}))
+    catalog.close()
+    assert sorted(len(g.members) for g in report.groups) == [2] * 20
+    with pytest.raises(ClipSearchError, match="--images-root"):
+        calibrate_duplicates(settings.indexes_dir, "mix", demo_encoder)
