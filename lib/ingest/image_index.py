@@ -64,9 +64,10 @@ class ImageIndexBuilder:
         self.dataset = settings.dataset_name
         self.root = settings.resolve(settings.dataset_path)
         self.folder = settings.indexes_dir
-        repair_catalog(self.folder, rebuild=True)  # a damaged catalog: its good copy, or a new one
-        self.catalog = Catalog.in_folder(self.folder)
         self.report = BuildReport(self.dataset)
+        with self.room_on_disk():
+            repair_catalog(self.folder, rebuild=True)  # a damaged catalog: its good copy, or a new one
+            self.catalog = Catalog.in_folder(self.folder)
         self.files_by_path: dict[str, ImageFile] = {}
         self.ivf: DatasetIvf | None = None
 
