@@ -21,6 +21,7 @@ from api.security import is_loopback, require_key_beyond_loopback
 from lib.cli import new_parser, run
 from lib.errors import SettingsError
 from lib.settings import Settings, load_settings
+from lib.store.catalog_copy import repair_catalog
 
 log = logging.getLogger("api.launch")
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
@@ -63,6 +64,7 @@ def nginx_config(settings: Settings, prefix: Path, socket: Path) -> str:
 def plan(args: argparse.Namespace) -> None:
     settings = load_settings()
     require_key_beyond_loopback(settings)
+    repair_catalog(settings.indexes_dir, rebuild=False)  # a damaged catalog: its good copy, or one line and status 2
     nginx = find_nginx()
     assignments = {"PROXY": "none"}
     if choose_proxy(settings, nginx):

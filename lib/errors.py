@@ -21,6 +21,14 @@ class IndexFileError(ClipSearchError):
     """An index file that is missing, damaged, or not the one the catalog recorded."""
 
 
+class CatalogDamagedError(ClipSearchError):
+    """A catalog file that is not a sound SQLite database (truncated, overwritten, malformed); the message names it."""
+
+
+class DiskFullError(ClipSearchError):
+    """No space left on the filesystem a build writes to; what was committed before it is kept."""
+
+
 class UnreadableImageError(ClipSearchError):
     """A file that is not an image Pillow can decode safely (empty, truncated, too large, not an image)."""
 

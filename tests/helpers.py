@@ -1,9 +1,15 @@
-"""Small file makers shared by the tests."""
+"""Small file makers shared by the tests, and a nearly full filesystem."""
 import io
+import os
+import shutil
 import struct
+import subprocess
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 
@@ -29,3 +35,20 @@ def share_model_cache(workspace: Path, model_cache: Path) -> Path:
     if not link.exists():
         link.symlink_to(model_cache / "openvino", target_is_directory=True)
     return workspace
+
+
+@contextmanager
+def nearly_full_tmpfs(folder: Path, free: int, size: str = "4m") -> Iterator[Path]:
+    """A small tmpfs mounted on `folder`, filled by `folder/filler` but for about `free` bytes (delete the filler to
+    free the space); unmounted afterwards. Skips the test where mounting is not allowed (not root, a container)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    if os.geteuid() != 0 or not mount or not umount or subprocess.run(
+            [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root); the simulated full disk still runs")
+    try:
+        stat = os.statvfs(folder)
+        (folder / "filler").write_bytes(bytes(max(0, stat.f_bavail * stat.f_frsize - free)))
+        yield folder
+    finally:
+        subprocess.run([umount, "-l", str(folder)], check=True)  # lazy: a connection of a failed build may linger

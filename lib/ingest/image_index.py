@@ -8,9 +8,11 @@ rename). A partition is the unit of work: an interrupted build keeps every parti
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -18,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.data.datasets import ImageFile, scan_dataset
-from lib.errors import ClipSearchError, IndexFileError
+from lib.errors import ClipSearchError, DiskFullError, IndexFileError
 from lib.ingest.calibrate import calibrate_duplicates, needs_calibration
 from lib.ingest.ivf_index import DatasetIvf
 from lib.ingest.local_engine import LocalEngine
@@ -27,7 +29,8 @@ from lib.model.decode import EncodedFile
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
 from lib.store.catalog import Catalog, DatasetRecord, ImageRecord, SkippedFile
-from lib.store.files import build_lock
+from lib.store.catalog_copy import keep_good_copy, repair_catalog
+from lib.store.files import build_lock, out_of_space
 from lib.store.index_files import commit_partition, image_index_name, read_index, settle_partition, vectors_of
 from lib.store.ivf_files import quantizer_name
 
@@ -61,8 +64,10 @@ class ImageIndexBuilder:
         self.dataset = settings.dataset_name
         self.root: Path | None = settings.resolve(settings.dataset_path)  # None: embeddings without images
         self.folder = settings.indexes_dir
-        self.catalog = Catalog.in_folder(self.folder)
         self.report = BuildReport(self.dataset)
+        with self.room_on_disk():
+            repair_catalog(self.folder, rebuild=True)  # a damaged catalog: its good copy, or a new one
+            self.catalog = Catalog.in_folder(self.folder)
         self.files_by_path: dict[str, ImageFile] = {}
         self._ivf: DatasetIvf | None = None
 
@@ -84,14 +89,29 @@ class ImageIndexBuilder:
     def run(self, rebuild: bool = False, retrain: bool = False) -> BuildReport:
         """Bring the dataset up to date; `retrain` trains its IVF quantizer again even if it need not."""
         started = time.perf_counter()
-        with build_lock(self.folder, self.dataset):
+        with self.room_on_disk(), build_lock(self.folder, self.dataset):
             self._check_model(rebuild)
             self._ivf = DatasetIvf(self.catalog, self.folder, self.dataset, self.encoder.dim, self.settings)
             self._update()
             self.report.notes += self.ivf.finish(retrain)
+            keep_good_copy(self.folder)
         self.report.seconds = time.perf_counter() - started
-        self.report.write_skipped(self.settings.workspace / "logs" / f"build_image_{self.dataset}.report.tsv")
+        with self.room_on_disk():
+            self.report.write_skipped(self.settings.workspace / "logs" / f"build_image_{self.dataset}.report.tsv")
         return self.report
+
+    @contextmanager
+    def room_on_disk(self) -> Iterator[None]:
+        """A full disk (ENOSPC, SQLite's 'database or disk is full') as one line: committed partitions are kept."""
+        try:
+            yield
+        except (OSError, sqlite3.Error) as err:
+            if not out_of_space(err):
+                raise
+            filename = getattr(err, "filename", None)  # set when the failing call had a path; a write has not
+            where = Path(filename).parent if filename else self.folder
+            raise DiskFullError(f"no space left on {where}: {self.report.partitions_written} partitions committed, "
+                                "free space and run again") from None
 
     def _check_model(self, rebuild: bool) -> None:
         record = self.catalog.dataset(self.dataset)
@@ -243,12 +263,14 @@ def build_image_index(settings: Settings, encoder: ClipEncoder, rebuild: bool = 
                       progress: bool = True, retrain: bool = False) -> BuildReport:
     """Bring the index set of `settings.dataset_name` up to date (see ImageIndexBuilder), then calibrate its
     duplicate thresholds where they are missing or stale (lib/ingest/calibrate.py)."""
-    report = ImageIndexBuilder(settings, encoder, progress).run(rebuild, retrain)
+    builder = ImageIndexBuilder(settings, encoder, progress)
+    report = builder.run(rebuild, retrain)
     images = report.added + report.changed + report.unchanged
     if settings.calibration_images and needs_calibration(settings.indexes_dir, report.dataset, encoder, images):
         try:
-            report.thresholds = calibrate_duplicates(settings.indexes_dir, report.dataset, encoder,
-                                                     settings.calibration_images)
+            with builder.room_on_disk():
+                report.thresholds = calibrate_duplicates(settings.indexes_dir, report.dataset, encoder,
+                                                         settings.calibration_images)
         except ClipSearchError as err:  # the index is built; only the thresholds are missing
             log.warning("duplicate thresholds not calibrated: %s (find_duplicates.py %s --calibrate retries)", err,
                         report.dataset)

@@ -23,6 +23,7 @@ import numpy as np
 
 from lib.errors import ClipSearchError, IndexFileError, NotFoundError
 from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, IvfRecord, PartitionRecord
+from lib.store.catalog_copy import repair_catalog
 from lib.store.dataset_index import DatasetIndex, open_dataset
 from lib.store.identity import ModelIdentity
 from lib.store.index_files import ids_of
@@ -175,6 +176,7 @@ class LiveIndexSet:
                  check_every: float = 1.0) -> None:
         self.indexes_dir, self.indexes_text_dir, self.model = indexes_dir, indexes_text_dir, model
         self.check_every = check_every
+        self.repaired = repair_catalog(indexes_dir, rebuild=False)  # a damaged catalog: its good copy, or a refusal
         self._lock = threading.Lock()
         self._checked_at = 0.0
         self._pid = os.getpid()

@@ -1,7 +1,9 @@
-"""Thumbnails of indexed images, made once and kept in the cache folder."""
+"""Thumbnails of indexed images, made once and kept in the cache folder (or, when it cannot be written, made
+for each request and served from memory)."""
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 from PIL import Image
@@ -10,8 +12,28 @@ from lib.data.images import open_image
 from lib.store.catalog import ImageRecord
 from lib.store.files import write_atomic
 
+log = logging.getLogger(__name__)
 
-def thumbnail(source: Path, record: ImageRecord, size: int, cache_dir: Path) -> Path:
+_cache_failing: set[Path] = set()  # cache folders that could not be written, so that the log says it once
+
+
+def _cached(data: bytes, path: Path) -> Path | io.BytesIO:
+    """The file written into the cache, or the bytes themselves when the cache cannot be written (a full disk)."""
+    try:
+        written = write_atomic(data, path)
+    except OSError as err:
+        if path.parent not in _cache_failing:
+            _cache_failing.add(path.parent)
+            log.warning("cannot write thumbnails into %s (%s); serving them from memory until it can", path.parent,
+                        err)
+        return io.BytesIO(data)
+    if path.parent in _cache_failing:
+        _cache_failing.discard(path.parent)
+        log.info("thumbnails are cached in %s again", path.parent)
+    return written
+
+
+def thumbnail(source: Path, record: ImageRecord, size: int, cache_dir: Path) -> Path | io.BytesIO:
     """A JPEG no larger than size x size; keyed by content hash, so a changed image gets a new one."""
     path = cache_dir / f"{record.id}-{record.sha256[:12]}-{size}.jpg"
     if path.is_file():
@@ -20,15 +42,14 @@ def thumbnail(source: Path, record: ImageRecord, size: int, cache_dir: Path) -> 
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85)
-    return write_atomic(buffer.getvalue(), path)
+    return _cached(buffer.getvalue(), path)
 
 
 NOT_FOR_BROWSERS = {".heic", ".heif"}  # most browsers cannot show them (Safari alone does)
 
 
-def browser_copy(source: Path, record: ImageRecord, cache_dir: Path) -> Path | None:
+def browser_copy(source: Path, record: ImageRecord, cache_dir: Path) -> Path | io.BytesIO | None:
     """For a file most browsers cannot show (HEIC), a full-size JPEG of it, made once and cached; else None."""
     if source.suffix.lower() not in NOT_FOR_BROWSERS:
         return None
     return thumbnail(source, record, max(record.width, record.height, 1), cache_dir)
-

@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,21 +52,38 @@ def sha256_files(paths: Iterable[Path]) -> str:
 
 
 def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+    fsync_file(folder)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
+def out_of_space(err: BaseException) -> bool:
+    """Whether an error says the filesystem is full: ENOSPC (or a quota: EDQUOT), or SQLite's SQLITE_FULL."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(err, sqlite3.Error) and getattr(err, "sqlite_errorname", "") == "SQLITE_FULL"
+
+
 def write_staged(data: bytes | memoryview | np.ndarray, path: Path) -> tuple[Path, str]:
-    """Write `path`.tmp completely and durably; return it and its SHA-256. `publish` then makes it final."""
+    """Write `path`.tmp completely and durably; return it and its SHA-256. `publish` then makes it final.
+
+    A write that fails (a full disk) removes its partial file, so that it holds no space."""
     staged = path.with_name(path.name + TMP_SUFFIX)
     view = memoryview(data)  # type: ignore[arg-type]  # an ndarray is a buffer; numpy's stubs do not say so
-    with open(staged, "wb") as handle:
-        handle.write(view)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(staged, "wb") as handle:
+            handle.write(view)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     return staged, hashlib.sha256(view).hexdigest()
 
 
@@ -102,8 +120,9 @@ def settle(path: Path, expected_sha256: str, discard: bool = False) -> None:
 
 
 @contextmanager
-def build_lock(folder: Path, name: str) -> Iterator[None]:
-    """One build per dataset or vocabulary at a time; a second one stops with a message instead of racing.
+def build_lock(folder: Path, name: str, wait: bool = False) -> Iterator[None]:
+    """One build per dataset or vocabulary at a time; a second one stops with a message instead of racing
+    (or, with `wait`, waits for the first: for short work such as copying the catalog).
 
     A POSIX record lock (lockf), not flock: it belongs to this process only, so the DataLoader workers
     it forks do not inherit it, and a build killed with SIGKILL frees it at once even while an
@@ -112,7 +131,7 @@ def build_lock(folder: Path, name: str) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f".build-{name}.lock", "w") as handle:
         try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as err:
             if err.errno not in (errno.EACCES, errno.EAGAIN):
                 raise

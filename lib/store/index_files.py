@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -143,18 +144,31 @@ class PartitionVectors(NamedTuple):
 def _stage_partition(folder: Path, record: PartitionRecord, ids: np.ndarray, vectors: np.ndarray, index_type: str,
                      ivf: TrainedIVF | None, keep_exact: bool = False) -> tuple[list[Path], PartitionRecord]:
     """Write a partition's files as staged files; the record that names them. `keep_exact`: only the IVF."""
-    staged, exact_sha = [], record.index_sha256
-    if not keep_exact:
-        kind = "fp16" if ivf is not None else effective_index_type(index_type, len(ids))
-        path, exact_sha = stage_index(build_index(vectors, ids, kind), folder / record.index_file)
-        staged.append(path)
-    ivf_file, ivf_sha = "", ""
-    if ivf is not None:
-        ivf_file = Path(record.index_file).with_suffix(".ivf").name
-        path, ivf_sha = write_staged(ivf.partition_bytes(ivf.encode(vectors, ids)), folder / ivf_file)
-        staged.append(path)
+    staged: list[Path] = []
+    exact_sha, ivf_file, ivf_sha = record.index_sha256, "", ""
+    with discarded_on_error(staged):
+        if not keep_exact:
+            kind = "fp16" if ivf is not None else effective_index_type(index_type, len(ids))
+            path, exact_sha = stage_index(build_index(vectors, ids, kind), folder / record.index_file)
+            staged.append(path)
+        if ivf is not None:
+            ivf_file = Path(record.index_file).with_suffix(".ivf").name
+            path, ivf_sha = write_staged(ivf.partition_bytes(ivf.encode(vectors, ids)), folder / ivf_file)
+            staged.append(path)
     return staged, PartitionRecord(record.dataset, record.name, record.index_file, exact_sha, len(ids), ivf_file,
                                    ivf_sha)
+
+
+@contextmanager
+def discarded_on_error(staged: list[Path]) -> Iterator[None]:
+    """Staged files that will not be committed (an error: a full disk) are removed at once, so as not to hold the
+    space; an interrupted build leaves them, as a kill would, for the next build to settle."""
+    try:
+        yield
+    except Exception:
+        for file in staged:
+            file.unlink(missing_ok=True)
+        raise
 
 
 def settle_partition(folder: Path, record: PartitionRecord, discard: bool = False) -> None:
@@ -199,7 +213,7 @@ def commit_partition(catalog: Catalog, folder: Path, dataset: str, partition: st
         return False
     staged, record = _stage_partition(folder, PartitionRecord(dataset, partition, path.name, "", 0), ids, vectors,
                                       index_type, ivf)
-    with catalog.transaction() as db:
+    with discarded_on_error(staged), catalog.transaction() as db:
         catalog.apply_partition(db, record, removed_ids, added)
     for file in staged:
         publish(file)
@@ -219,14 +233,15 @@ def commit_ivf(catalog: Catalog, folder: Path, trained: TrainedIVF, record: IvfR
     """
     quantizer, sha = write_staged(trained.to_bytes(), folder / record.quantizer_file)
     staged, records = [quantizer], []
-    for old, ids, vectors, keep_exact in partitions:
-        files, new = _stage_partition(folder, old, ids, vectors, "fp16", trained, keep_exact)
-        staged += files
-        records.append(new)
-    with catalog.transaction() as db:
-        catalog.put_ivf(db, dataclasses.replace(record, quantizer_sha256=sha))
-        for new in records:
-            catalog.apply_partition(db, new, (), ())
+    with discarded_on_error(staged):
+        for old, ids, vectors, keep_exact in partitions:
+            files, new = _stage_partition(folder, old, ids, vectors, "fp16", trained, keep_exact)
+            staged += files
+            records.append(new)
+        with catalog.transaction() as db:
+            catalog.put_ivf(db, dataclasses.replace(record, quantizer_sha256=sha))
+            for new in records:
+                catalog.apply_partition(db, new, (), ())
     for file in staged:
         publish(file)
     return len(records)
