@@ -13,8 +13,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import astuple, fields
 from pathlib import Path
+from typing import Any
 
 from lib.store.identity import ModelIdentity
+from lib.store.names import from_sql, to_sql
 from lib.store.records import DatasetRecord, ImageRecord, IvfRecord, PartitionRecord, SkippedFile
 
 __all__ = ["CATALOG_NAME", "Catalog", "DatasetRecord", "ImageRecord", "IvfRecord", "PartitionRecord", "SkippedFile"]
@@ -50,6 +52,7 @@ CREATE TABLE IF NOT EXISTS images (
     bytes INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
+    link_target TEXT NOT NULL DEFAULT '',
     UNIQUE (dataset, path)
 );
 CREATE INDEX IF NOT EXISTS images_partition ON images (dataset, partition);
@@ -82,7 +85,16 @@ CREATE TABLE IF NOT EXISTS ivf (
 );
 """
 # Columns added since the first catalogs: an existing catalog gets them in place when a builder opens it.
-MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''")}
+MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''"),
+              "images": ("link_target TEXT NOT NULL DEFAULT ''",)}
+NAME_COLUMNS = ("path", "link_target")  # file names: TEXT, or a BLOB of the bytes of one that is not UTF-8
+
+
+def image_record(row: sqlite3.Row) -> ImageRecord:
+    """A row of `images` with its names decoded (lib/store/names.py); in a read-only catalog (the server's) too
+    old to have a column, that field keeps its default."""
+    values: dict[str, Any] = {k: from_sql(v) if k in NAME_COLUMNS else v for k, v in dict(row).items()}
+    return ImageRecord(**values)
 
 
 class Catalog:
@@ -126,7 +138,7 @@ class Catalog:
         row = self.db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
         if row is None:
             return None
-        return DatasetRecord(row["name"], Path(row["root"]) if row["root"] else None, row["layout"],
+        return DatasetRecord(row["name"], Path(from_sql(row["root"])) if row["root"] else None, row["layout"],
                              row["index_type"], ModelIdentity.from_dict(json.loads(row["model"])))
 
     def datasets(self) -> list[DatasetRecord]:
@@ -137,7 +149,7 @@ class Catalog:
         # An upsert, not INSERT OR REPLACE: a replace deletes the row first, and the cascade its images.
         db.execute("INSERT INTO datasets VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET root = excluded.root, "
                    "layout = excluded.layout, index_type = excluded.index_type, model = excluded.model",
-                   (record.name, str(record.root or ""), record.layout, record.index_type,
+                   (record.name, to_sql(str(record.root or "")), record.layout, record.index_type,
                     json.dumps(record.model.to_dict())))
 
     def drop_dataset(self, name: str) -> None:
@@ -155,7 +167,7 @@ class Catalog:
         else:
             rows = self.db.execute("SELECT * FROM images WHERE dataset = ? AND partition = ? ORDER BY id",
                                    (dataset, partition))
-        return [ImageRecord(**dict(row)) for row in rows]
+        return [image_record(row) for row in rows]
 
     def ivf(self, dataset: str) -> IvfRecord | None:
         """The dataset's IVF layer, or None when it is searched exactly (or the catalog predates IVF)."""
@@ -192,7 +204,7 @@ class Catalog:
 
     def image(self, image_id: int) -> ImageRecord | None:
         row = self.db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
-        return ImageRecord(**dict(row)) if row else None
+        return image_record(row) if row else None
 
     def images_by_id(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
         ids = list(ids)
@@ -200,11 +212,12 @@ class Catalog:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self.db.execute(f"SELECT * FROM images WHERE id IN ({marks})", ids)
-        return {row["id"]: ImageRecord(**dict(row)) for row in rows}
+        return {row["id"]: image_record(row) for row in rows}
 
     def skipped(self, dataset: str) -> dict[str, SkippedFile]:
         rows = self.db.execute("SELECT path, bytes, mtime_ns, reason FROM skipped WHERE dataset = ?", (dataset,))
-        return {row["path"]: SkippedFile(**dict(row)) for row in rows}
+        skips = [SkippedFile(**{**dict(row), "path": from_sql(row["path"])}) for row in rows]
+        return {skip.path: skip for skip in skips}
 
     def next_ids(self, db: sqlite3.Connection, count: int) -> list[int]:
         """Reserve `count` new ids; ids are never reused, so a changed image gets a new vector id."""
@@ -224,10 +237,12 @@ class Catalog:
         """
         added = list(added)
         db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in removed])
-        db.executemany("DELETE FROM images WHERE dataset = ? AND path = ?", [(r.dataset, r.path) for r in added])
-        db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       [(r.id, r.dataset, r.partition, r.path, r.class_name, r.width, r.height, r.bytes,
-                         r.mtime_ns, r.sha256) for r in added])
+        db.executemany("DELETE FROM images WHERE dataset = ? AND path = ?",
+                       [(r.dataset, to_sql(r.path)) for r in added])
+        db.executemany("INSERT INTO images (id, dataset, partition, path, class_name, width, height, bytes, mtime_ns, "
+                       "sha256, link_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(r.id, r.dataset, r.partition, to_sql(r.path), r.class_name, r.width, r.height, r.bytes,
+                         r.mtime_ns, r.sha256, to_sql(r.link_target)) for r in added])
         if partition.count:
             db.execute("INSERT OR REPLACE INTO partitions (dataset, name, index_file, index_sha256, count, ivf_file, "
                        "ivf_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)", astuple(partition))
@@ -237,4 +252,4 @@ class Catalog:
     def set_skipped(self, db: sqlite3.Connection, dataset: str, skipped: Mapping[str, SkippedFile]) -> None:
         db.execute("DELETE FROM skipped WHERE dataset = ?", (dataset,))
         db.executemany("INSERT INTO skipped VALUES (?, ?, ?, ?, ?)",
-                       [(dataset, s.path, s.bytes, s.mtime_ns, s.reason) for s in skipped.values()])
+                       [(dataset, to_sql(s.path), s.bytes, s.mtime_ns, s.reason) for s in skipped.values()])
