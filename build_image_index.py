@@ -28,7 +28,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_settings_arguments(parser, ["layout", "partition_size", "model", "index_type", "memory_budget",
                                     "ivf_min_vectors", "target_recall", "embeddings_partition_size", "precision",
                                     "backend", "inference_threads", "batch_size", "num_workers", "calibration_images",
-                                    "engine", "ray_address", "workspace"])
+                                    "engine", "ray_address", "follow_links", "workspace"])
     parser.add_argument("--from-embeddings", type=Path, metavar="DIR",
                         help="import a clip-retrieval embeddings folder (img_emb/, metadata/) instead of images")
     parser.add_argument("--images-root", type=Path, metavar="DIR",
@@ -62,7 +62,7 @@ def build(args: argparse.Namespace) -> None:
                                    **options)
     else:
         report = build_image_index(settings, encoder, **options)
-    for path, reason in sorted(report.skipped.items())[:MAX_LISTED]:
+    for path, reason in report.skipped_lines()[:MAX_LISTED]:
         print(f"skipped {path}: {reason}")
     if len(report.skipped) > MAX_LISTED:
         print(f"... and {len(report.skipped) - MAX_LISTED} more skipped (all are in the report file)")

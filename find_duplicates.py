@@ -56,6 +56,8 @@ def calibrated(settings, dataset, force: bool, needed: bool):
 
 
 def print_report(report, groups, show: int) -> None:
+    from lib.store.names import shown
+
     t = report.thresholds
     source = f"calibrated {t.calibrated_at}" if t.calibrated_at else "given"
     print(f"dataset {report.dataset}: {len(report.paths):,} images; near >= {t.near:.4f}, similar >= "
@@ -66,7 +68,7 @@ def print_report(report, groups, show: int) -> None:
     for group in groups[:show]:
         print(f"\ngroup {group.number} ({group.tier}), frees {size_text(group.bytes_freed)}:")
         for m in group.members:
-            print(f"  {'keep' if m.keep else '    '} {m.score:.4f}  {m.path} ({m.width}x{m.height}, "
+            print(f"  {'keep' if m.keep else '    '} {m.score:.4f}  {shown(m.path)} ({m.width}x{m.height}, "
                   f"{size_text(m.bytes)})")
 
 

@@ -80,7 +80,8 @@ class LinkedImage(BaseModel):
     """An indexed image, with the links to it and to its thumbnail."""
 
     id: int
-    path: str = Field(description="relative to the dataset's folder")
+    path: str = Field(description="relative to the dataset's folder; a backslash, a control character or a byte that "
+                                  "is not UTF-8 is escaped (\\\\, \\n, \\t, \\xNN)")
     width: int
     height: int
     image_url: str

@@ -12,7 +12,6 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request, send_file, send_from_directory, url_for
 from PIL import Image
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import NotFound
 from werkzeug.routing import PathConverter
 
 from api.answers import (
@@ -27,6 +26,7 @@ from api.answers import (
     SimilarityAnswer,
 )
 from api.errors import BadRequest
+from api.files import MAX_AGE, file_answer
 from api.limits import MAX_IMAGE_ID, current_limits
 from api.metrics import metrics_text
 from api.models import (
@@ -52,7 +52,8 @@ from lib.serve.duplicates import DuplicateGroup, GroupMember
 from lib.serve.figures import dataset_evaluations
 from lib.serve.index_set import LoadedDataset
 from lib.serve.search import SearchHit, SearchService
-from lib.serve.thumbnails import browser_copy, thumbnail
+from lib.serve.thumbnails import browser_copy, needs_browser_copy, thumbnail
+from lib.store.names import shown
 
 bp = Blueprint("api", __name__)
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
@@ -77,7 +78,7 @@ def image_link(endpoint: str, image_id: int) -> str:
 
 def with_links(image: SearchHit | GroupMember) -> dict:
     """An image's fields, with the links to the image and its thumbnail."""
-    return {**asdict(image), "image_url": image_link("api.image", image.id),
+    return {**asdict(image), "path": shown(image.path), "image_url": image_link("api.image", image.id),
             "thumbnail_url": image_link("api.thumbnail_of", image.id)}
 
 
@@ -230,13 +231,15 @@ def evaluations():
 @bp.get(f"/images/{IMAGE_ID}")
 @operation(query=SignedLink, errors=(400, 401, 404))
 def image(image_id: int):
-    """The indexed image's file (a HEIC as a JPEG, which every browser shows), found through the catalog only."""
+    """The indexed image's file (a HEIC as a JPEG, which every browser shows), found through the catalog only, and
+    only while it is inside its dataset's folder and the file indexed (lib/data/dataset_files.py)."""
     record = service().record(image_id)
-    path = service().image_path(record)
-    if not path.is_file():
-        raise NotFound(f"the file of image {image_id} is gone from the dataset; re-run the builder")
-    converted = browser_copy(path, record, settings().cache_dir / "converted")
-    return send_file(converted or path, mimetype="image/jpeg" if converted else None, max_age=3600)
+    file = service().image_file(record)
+    if not needs_browser_copy(record):
+        return file_answer(file, record)
+    with file:
+        converted = browser_copy(file, record, settings().cache_dir / "converted")
+    return send_file(converted, mimetype="image/jpeg", max_age=MAX_AGE)
 
 
 @bp.get(f"/thumbnails/{IMAGE_ID}")
@@ -244,8 +247,9 @@ def image(image_id: int):
 def thumbnail_of(image_id: int):
     """A JPEG thumbnail of an indexed image, made once and cached."""
     record = service().record(image_id)
-    path = thumbnail(service().image_path(record), record, query_args().size, settings().cache_dir / "thumbnails")
-    return send_file(path, mimetype="image/jpeg", max_age=3600)
+    with service().image_file(record) as source:
+        path = thumbnail(source, record, query_args().size, settings().cache_dir / "thumbnails")
+    return send_file(path, mimetype="image/jpeg", max_age=MAX_AGE)
 
 
 @bp.get("/metrics")

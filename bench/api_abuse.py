@@ -8,12 +8,17 @@ bounded abuse run: CLIENTS threads send only largest inputs for SECONDS; the wor
 it runs and read again after 5 s idle. Once per allocator set-up: as shipped (MALLOC_ARENA_MAX=2 and
 malloc_trim after large bodies), without malloc_trim, and with glibc's defaults.
 Target (issue 14): every worker's RSS after the run within 1.5x its baseline.
+Hostile requests (issue 21), with the first set-up: a small built dataset whose files have names with bytes that
+are not UTF-8, newlines and tabs (served, 200) and were swapped after the build for links to /etc/passwd or to an
+image outside the dataset, or for a file of another size (404); nginx's own refusals (TRACE, a long URI, a large
+body) and paths that climb out. Target: every answer as expected, none a 5xx.
 
     .venv/bin/python -m bench.api_abuse [--model demo] [--seconds 20] [--clients 4] [--setups shipped no-trim glibc]
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import os
 import random
@@ -23,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import requests
@@ -30,8 +36,10 @@ from PIL import Image
 
 from bench.api_load import gunicorn_processes, start_server, synthetic_index
 from lib.cli import new_parser, run
+from lib.ingest.image_index import build_image_index
 from lib.model.loading import load_encoder
-from lib.settings import Settings
+from lib.settings import Settings, load_settings
+from lib.store.catalog import Catalog
 
 SETUPS = {  # environment of scripts/api.sh
     "shipped": {},
@@ -71,8 +79,9 @@ def requests_of(limits: Settings) -> dict[str, tuple[str, dict, dict]]:
     captions = ["a long caption " * (limits.max_caption_chars // 15)] * limits.max_captions
     ids = list(range(1, limits.max_images + 1))
     return {
-        "search, longest query": ("/search", {"json": {"query": "q" * limits.max_query_chars, "k": limits.max_k}},
-                                  {"json": {"query": "red circle", "k": 10}}),
+        "search, longest query": ("/search", {"json": {"query": "q" * limits.max_query_chars, "k": limits.max_k,
+                                                       "dataset": "synthetic"}},
+                                  {"json": {"query": "red circle", "k": 10, "dataset": "synthetic"}}),
         "similarity, most captions and ids": (
             "/similarity", {"json": {"captions": captions, "image_ids": ids}},
             {"json": {"captions": captions[:2], "image_ids": ids[:2]}}),
@@ -109,6 +118,74 @@ def refusal_costs(base: str, cases: dict) -> list[tuple]:
         answers = [timed(base, route, kwargs) for _ in range(3)]
         size = len(requests.Request("POST", base + route, **kwargs).prepare().body or b"")
         rows.append((name, size, statistics.median(t for t, _ in answers), {status for _, status in answers}))
+    return rows
+
+
+ODD_NAMES = [os.fsdecode(b"caf\xe9-\xff.png"), "new\nline.png", "tab\there.png", 'quote"back\\slash.png']
+SWAPS = {"to-passwd.png": "link to /etc/passwd", "to-outside.png": "link to an image outside", "resized.png":
+         "another size"}
+
+
+def hostile_dataset(workspace: Path, encoder, model: str) -> dict[str, int]:
+    """Dataset 'hostile' built beside the synthetic one, then its SWAPS files swapped; the id of each file."""
+    root, outside = workspace / "hostile", workspace / "outside"
+    for path in [root / n for n in ["plain.png", *ODD_NAMES, *SWAPS]] + [outside / "out.png"]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (48, 48), (len(path.name) * 9 % 256, 90, 200)).save(path, "PNG")
+    (root / "inside-link.png").symlink_to("plain.png")
+    (root / "outside-link.png").symlink_to(outside / "out.png")
+    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="hostile", model=model,
+                                                        dataset_path=str(root), num_workers=0, calibration_images=0))
+    build_image_index(settings, encoder, progress=False)
+    for name in SWAPS:
+        (root / name).unlink()
+    (root / "to-passwd.png").symlink_to("/etc/passwd")
+    (root / "to-outside.png").symlink_to(outside / "out.png")
+    Image.new("RGB", (49, 48)).save(root / "resized.png", "PNG")
+    catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
+    return {r.path: r.id for r in catalog.images("hostile")}
+
+
+def hostile_cases(ids: dict[str, int]) -> dict[str, tuple[tuple[int, ...], list[tuple[str, str, dict]]]]:
+    """For each case: the statuses expected and its requests (method, path, requests kwargs)."""
+    served = [n for n in ids if n not in SWAPS]
+    return {
+        "odd names and a link inside: /images, /thumbnails": ((200,), [
+            ("GET", f"/{route}/{ids[n]}", {}) for n in served for route in ("images", "thumbnails")]),
+        "files swapped after the build: /images, /thumbnails": ((404,), [
+            ("GET", f"/{route}/{ids[n]}", {}) for n in SWAPS for route in ("images", "thumbnails")]),
+        "TRACE": ((405,), [("TRACE", path, {}) for path in ("/", "/health", f"/images/{ids['plain.png']}")]),
+        "URI over 8 KiB": ((414,), [("GET", "/" + "a" * 9000, {}), ("GET", "/health?q=" + "b" * 9000, {})]),
+        "body over max_upload_mb (its headers)": ((413,), [("POST", "/search", {"length": 30_000_000})]),
+        "paths that climb out": ((400, 404), [("GET", path, {}) for path in (
+            "/images/..%2f..%2fetc%2fpasswd", "/images/%2e%2e/%2e%2e/etc/passwd", "/../../etc/passwd",
+            "/images/-1", "/images/" + "9" * 30, "/thumbnails/0")]),
+    }
+
+
+def sent_status(base: str, method: str, path: str, kwargs: dict) -> int:
+    """The status of one request; with `length`, only headers that announce a body of that many bytes."""
+    if "length" not in kwargs:
+        return requests.request(method, base + path, timeout=60, **kwargs).status_code
+    url = urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    try:
+        connection.putrequest(method, path)
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(kwargs["length"]))
+        connection.endheaders()
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def hostile_answers(base: str, cases: dict) -> list[tuple[str, int, int, int, set[int]]]:
+    """Per case: requests sent, answered with the expected status, 5xx, and the statuses seen."""
+    rows = []
+    for name, (expected, sent) in cases.items():
+        statuses = [sent_status(base, method, path, kwargs) for method, path, kwargs in sent]
+        rows.append((name, len(statuses), sum(s in expected for s in statuses), sum(s >= 500 for s in statuses),
+                     set(statuses)))
     return rows
 
 
@@ -160,7 +237,8 @@ def abuse(base: str, root: int, cases: dict, clients: int, seconds: float) -> tu
     return peak[0], sent[0]
 
 
-def one_setup(workspace: Path, args: argparse.Namespace, setup: str, cases: dict) -> tuple[list, list, tuple]:
+def one_setup(workspace: Path, args: argparse.Namespace, setup: str, cases: dict, hostile: dict
+              ) -> tuple[list, list, tuple, list]:
     os.environ.update(SETUPS[setup])
     try:
         process, base = start_server(workspace, args.model, 2, 4)
@@ -176,13 +254,14 @@ def one_setup(workspace: Path, args: argparse.Namespace, setup: str, cases: dict
         first = setup == args.setups[0]
         cost_rows = costs(base, cases) if first else []
         refused = refusal_costs(base, refusals_of(Settings())) if first else []
+        hostile_rows = hostile_answers(base, hostile) if first else []
         peak, sent = abuse(base, process.pid, cases, args.clients, args.seconds)
         time.sleep(5)
         after = worker_rss_mb(process.pid)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=120)
-    return cost_rows, refused, (setup, baseline, peak, after, sent)
+    return cost_rows, refused, (setup, baseline, peak, after, sent), hostile_rows
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -200,7 +279,8 @@ def bench(args: argparse.Namespace) -> None:
     cases = requests_of(Settings())
     with tempfile.TemporaryDirectory(prefix="bench-abuse-") as tmp:
         synthetic_index(Path(tmp), encoder, 10_000, 10)
-        results = [one_setup(Path(tmp), args, setup, cases) for setup in args.setups]
+        hostile = hostile_cases(hostile_dataset(Path(tmp), encoder, args.model))
+        results = [one_setup(Path(tmp), args, setup, cases, hostile) for setup in args.setups]
     print(f"\nmodel {args.model}; 2 workers x 4 threads behind nginx; default limits; costs with the "
           f"{args.setups[0]} set-up, median of 3, one request at a time")
     print("| request | body bytes | largest ms | small ms | ratio | statuses |")
@@ -216,10 +296,21 @@ def bench(args: argparse.Namespace) -> None:
           "read after 5 s idle")
     print("| set-up | requests | baseline | peak | after | after / baseline |")
     print("|---|---|---|---|---|---|")
-    for _, _, (setup, baseline, peak, after, sent) in results:
+    for _, _, (setup, baseline, peak, after, sent), _ in results:
         ratio = max(a / b for a, b in zip(after, baseline, strict=True))
         print(f"| {setup} | {sent} | {' / '.join(f'{b:.0f}' for b in baseline)} | {peak:.0f} | "
               f"{' / '.join(f'{a:.0f}' for a in after)} | {ratio:.2f} |")
+    print_hostile(results[0][3])
+
+
+def print_hostile(rows: list) -> None:
+    print("\nhostile requests, each once")
+    print("| case | requests | as expected | 5xx | statuses |")
+    print("|---|---|---|---|---|")
+    for name, count, expected, errors, statuses in rows:
+        print(f"| {name} | {count} | {expected} | {errors} | {sorted(statuses)} |")
+    totals = [sum(row[i] for row in rows) for i in (1, 2, 3)]
+    print(f"| all | {totals[0]} | {totals[1]} | {totals[2]} | |")
 
 
 def main(argv: list[str] | None = None) -> None:

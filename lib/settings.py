@@ -16,6 +16,7 @@ from lib.errors import SettingsError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CLIPSEARCH_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _setting(default: Any, help: str, **kwargs: Any) -> Any:
@@ -26,13 +27,19 @@ def _setting(default: Any, help: str, **kwargs: Any) -> Any:
 class Settings:
     """Everything the builders, the trainer and the server need to know, with its default."""
 
-    workspace: Path = _setting(REPO_ROOT, "root of the workspace: data/, indexes/, indexes_text/, cache/")
+    workspace: Path = _setting(REPO_ROOT, "root of the workspace: data/, indexes/, indexes_text/, cache/",
+                               file=True)
     dataset_name: str = _setting("demo", "name of the image dataset, part of every index file name")
-    dataset_path: Path = _setting(Path("data/demo"), "folder of images (relative paths are under the workspace)")
+    dataset_path: Path = _setting(Path("data/demo"), "folder of images (a relative path is under the workspace in "
+                                  "a config file or the environment, from the current folder on a command line)",
+                                  file=True)
+    follow_links: bool = _setting(False, "index symbolic links that lead outside the dataset's folder, and serve "
+                                  "what they led to when built (by default they are skipped and reported)")
     layout: str = _setting("auto", "dataset layout", choices=("auto", "tiny-imagenet", "folders", "flat"))
     partition_size: int = _setting(1000, "images per partition when a flat folder is split into chunks")
     vocab_name: str = _setting("demo", "name of the vocabulary, part of the text index file name")
-    vocab_source: str = _setting("data/demo/words.txt", "vocabulary file or http(s) URL")
+    vocab_source: str = _setting("data/demo/words.txt", "vocabulary file or http(s) URL (a relative path as for "
+                                 "dataset_path)", file=True)
     model: str = _setting("demo", "CLIP model: 'demo', a Hugging Face id, a short OpenAI name or a folder")
     index_type: str = _setting("auto", "how image indexes search: auto (exact below ivf_min_vectors, above that IVF "
                                "over all partitions with one shared quantizer, codes chosen to fit memory_budget), "
@@ -89,7 +96,7 @@ class Settings:
     def resolve(self, path: Path | str) -> Path:
         """A path from the settings, made absolute against the workspace."""
         path = Path(path).expanduser()
-        return path if path.is_absolute() else self.workspace / path
+        return path if path.is_absolute() else (self.workspace / path).absolute()
 
     @property
     def indexes_dir(self) -> Path:
@@ -108,6 +115,10 @@ def _convert(name: str, value: Any) -> Any:
     """Turn a string (or a value from a file) into the type of the named setting."""
     spec = {f.name: f for f in fields(Settings)}[name]
     kind: type = type(spec.default)  # every setting has a plain default (_setting)
+    if kind is bool and not isinstance(value, bool):
+        if str(value).strip().lower() not in TRUE + FALSE:
+            raise SettingsError(f"setting {name!r}: {value!r} is not true or false (or 1/0, yes/no, on/off)")
+        return str(value).strip().lower() in TRUE
     try:
         converted = Path(value) if isinstance(spec.default, Path) else kind(value)
     except (TypeError, ValueError):
@@ -167,17 +178,26 @@ def add_settings_arguments(parser: argparse.ArgumentParser, names: Sequence[str]
     parser.add_argument("--config", type=Path, help=f"TOML or JSON settings file (or ${CONFIG_ENV})")
     for name in names:
         spec = specs[name]
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            default=None,
-            choices=spec.metadata.get("choices"),
-            help=f"{spec.metadata['help']} (default: {spec.default})",
-        )
+        flag, text = "--" + name.replace("_", "-"), spec.metadata["help"]
+        if isinstance(spec.default, bool):  # a switch: given is true (the environment or a file may say false)
+            parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=text)
+            continue
+        parser.add_argument(flag, dest=name, default=None, choices=spec.metadata.get("choices"),
+                            help=f"{text} (default: {spec.default})")
+
+
+def from_here(name: str, value: Any) -> Any:
+    """A file setting given on the command line, absolute from the current folder, as every command takes a
+    relative path (a URL, and what is not a file setting, stay as they are)."""
+    spec = {f.name: f for f in fields(Settings)}.get(name)
+    if value is None or spec is None or not spec.metadata.get("file") or "://" in str(value):
+        return value
+    return str(Path(value).expanduser().absolute())
 
 
 def settings_from_args(args: argparse.Namespace, extra: Mapping[str, Any] | None = None) -> Settings:
-    """Settings for a CLI: its --config file, the environment, then the flags it was given."""
+    """Settings for a CLI: its --config file, the environment, then the flags it was given (and `extra`, its
+    positional arguments), a relative path among them taken from the current folder."""
     names = {f.name for f in fields(Settings)}
-    flags = {k: v for k, v in vars(args).items() if k in names}
-    return load_settings(getattr(args, "config", None), overrides={**flags, **(extra or {})})
+    given = {**{k: v for k, v in vars(args).items() if k in names}, **(extra or {})}
+    return load_settings(getattr(args, "config", None), overrides={k: from_here(k, v) for k, v in given.items()})

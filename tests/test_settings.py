@@ -60,3 +60,32 @@ def test_cli_flags(monkeypatch):
     assert (settings.port, settings.model, settings.index_type) == (7000, "ViT-B/16", "hnsw")
     with pytest.raises(SystemExit):
         parser.parse_args(["--index-type", "nope"])
+
+
+def test_relative_paths_on_a_command_line_are_from_the_current_folder(tmp_path, monkeypatch):
+    """`build_image_index.py demo data/demo` with CLIPSEARCH_WORKSPACE set reads ./data/demo, as any command would;
+    the same path in the environment or a config file stays under the workspace, as documented."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLIPSEARCH_WORKSPACE", str(tmp_path / "ws"))
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser, ["workspace"])
+    settings = settings_from_args(parser.parse_args([]), {"dataset_path": "data/demo", "vocab_source": "words.txt"})
+    assert settings.resolve(settings.dataset_path) == tmp_path / "data" / "demo"
+    assert settings.resolve(settings.vocab_source) == tmp_path / "words.txt"
+    assert settings_from_args(parser.parse_args(["--workspace", "other"])).workspace == tmp_path / "other"
+    url = settings_from_args(parser.parse_args([]), {"vocab_source": "https://example.org/words.txt"}).vocab_source
+    assert url == "https://example.org/words.txt"
+    monkeypatch.setenv("CLIPSEARCH_DATASET_PATH", "data/demo")
+    from_env = settings_from_args(parser.parse_args([]))
+    assert from_env.resolve(from_env.dataset_path) == tmp_path / "ws" / "data" / "demo"
+
+
+def test_a_switch_is_a_flag_and_true_or_false_elsewhere(monkeypatch):
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser, ["follow_links"])
+    assert settings_from_args(parser.parse_args([])).follow_links is False
+    assert settings_from_args(parser.parse_args(["--follow-links"])).follow_links is True
+    monkeypatch.setenv("CLIPSEARCH_FOLLOW_LINKS", "yes")
+    assert settings_from_args(parser.parse_args([])).follow_links is True
+    with pytest.raises(SettingsError, match="'maybe' is not true or false"):
+        load_settings(environ={"CLIPSEARCH_FOLLOW_LINKS": "maybe"})

@@ -1,14 +1,15 @@
 """Find the images of a dataset and split them into partitions, for each of the three layouts."""
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from PIL import Image
 
+from lib.data.dataset_files import DatasetWalk, Entry
 from lib.data.images import register_formats
 from lib.errors import ClipSearchError
 
@@ -24,6 +25,15 @@ class ImageFile:
     class_name: str
     bytes: int
     mtime_ns: int
+    target: str = ""  # where a link followed out of the dataset's folder leads (resolved); '' for the others
+
+
+class DatasetScan(NamedTuple):
+    """What a scan found: the layout, the files to index and what was left out for where it leads, with why."""
+
+    layout: str
+    files: list[ImageFile]
+    refused: dict[str, str]
 
 
 def image_extensions() -> set[str]:
@@ -46,18 +56,10 @@ def check_name(name: str, what: str) -> None:
                               f"of file names); try {safe_name(name)!r}")
 
 
-def _files_under(folder: Path) -> list[Path]:
-    """Every regular file below `folder`, hidden files and folders left out, in a stable order."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return found
-
-
-def _entry(root: Path, path: Path, partition: str, class_name: str) -> ImageFile:
-    stat = path.stat()
-    return ImageFile(path.relative_to(root).as_posix(), partition, class_name, stat.st_size, stat.st_mtime_ns)
+def _entry(walk: DatasetWalk, entry: Entry, partition: str, class_name: str) -> ImageFile:
+    stat = entry.path.stat()
+    return ImageFile(walk.relative(entry.path), partition, class_name, stat.st_size, stat.st_mtime_ns,
+                     walk.target(entry))
 
 
 def parse_words(text: str) -> dict[str, str]:
@@ -86,62 +88,67 @@ def detect_layout(root: Path) -> str:
     return "flat"
 
 
-def _tiny_imagenet(root: Path) -> list[ImageFile]:
-    names = read_words(root)
+def _tiny_imagenet(walk: DatasetWalk) -> list[ImageFile]:
+    names = read_words(walk.root)
     files: list[ImageFile] = []
-    for class_dir in sorted(p for p in (root / "train").iterdir() if p.is_dir()):
-        wnid = class_dir.name
-        images = class_dir / "images" if (class_dir / "images").is_dir() else class_dir
-        files.extend(_entry(root, p, safe_name(wnid), names.get(wnid) or wnid) for p in _files_under(images))
+    for class_dir in (e for e in walk.entries(walk.root / "train") if e.is_dir):
+        wnid = class_dir.path.name
+        images = class_dir.path / "images"
+        found = walk.files(images) if images.is_dir() else walk.files(class_dir.path, class_dir.real)
+        files.extend(_entry(walk, e, safe_name(wnid), names.get(wnid) or wnid) for e in found)
     return files
 
 
-def _folders(root: Path) -> list[ImageFile]:
+def _folders(walk: DatasetWalk) -> list[ImageFile]:
     files: list[ImageFile] = []
     taken: dict[str, str] = {}
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        partition = safe_name(class_dir.name)
+    entries = walk.entries(walk.root)
+    for class_dir in (e for e in entries if e.is_dir):
+        partition = safe_name(class_dir.path.name)
         if partition in taken:
             partition = f"{partition}-{len(taken)}"
-        taken[partition] = class_dir.name
-        files.extend(_entry(root, p, partition, class_dir.name) for p in _files_under(class_dir))
-    loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
-    files.extend(_entry(root, p, "unsorted", "") for p in sorted(loose))
+        taken[partition] = class_dir.path.name
+        files.extend(_entry(walk, e, partition, class_dir.path.name)
+                     for e in walk.files(class_dir.path, class_dir.real))
+    files.extend(_entry(walk, e, "unsorted", "") for e in entries if not e.is_dir)
     return files
 
 
-def _flat(root: Path, partition_size: int, known: Mapping[str, str]) -> list[ImageFile]:
+def _flat(walk: DatasetWalk, partition_size: int, known: Mapping[str, str]) -> list[ImageFile]:
     """Chunks of `partition_size`; files already in the catalog keep their partition, new ones fill up."""
-    paths = _files_under(root)
     counts: dict[str, int] = {}
     for held in known.values():
         counts[held] = counts.get(held, 0) + 1
     files = []
-    for path in paths:
-        rel = path.relative_to(root).as_posix()
+    for entry in walk.files(walk.root):
+        rel = walk.relative(entry.path)
         partition = known.get(rel)
         if partition is None:
             partition = next((p for p in sorted(counts) if counts[p] < partition_size), None)
             if partition is None:
                 partition = f"part{len(counts):05d}"
             counts[partition] = counts.get(partition, 0) + 1
-        files.append(_entry(root, path, partition, ""))
+        files.append(_entry(walk, entry, partition, ""))
     return files
 
 
 def scan_dataset(root: Path, layout: str = "auto", partition_size: int = 1000,
-                 known_partitions: Mapping[str, str] | None = None) -> tuple[str, list[ImageFile]]:
+                 known_partitions: Mapping[str, str] | None = None, follow_links: bool = False) -> DatasetScan:
     """The layout (detected when 'auto') and every candidate file, each assigned to its partition.
 
-    `known_partitions` maps paths already indexed to their partition, so flat datasets stay stable.
+    `known_partitions` maps paths already indexed to their partition, so flat datasets stay stable. A symbolic
+    link is followed only where it leads inside `root`, unless `follow_links` (lib/data/dataset_files.py).
     """
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} does not exist or is not a folder")
     layout = detect_layout(root) if layout == "auto" else layout
+    walk = DatasetWalk(root, follow_links)
     if layout == "tiny-imagenet":
-        return layout, _tiny_imagenet(root)
-    if layout == "folders":
-        return layout, _folders(root)
-    if layout == "flat":
-        return layout, _flat(root, partition_size, known_partitions or {})
-    raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)} or auto")
+        files = _tiny_imagenet(walk)
+    elif layout == "folders":
+        files = _folders(walk)
+    elif layout == "flat":
+        files = _flat(walk, partition_size, known_partitions or {})
+    else:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)} or auto")
+    return DatasetScan(layout, files, walk.refused)

@@ -125,7 +125,7 @@ def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAUL
         raise UnreadableImageError(f"damaged or truncated image: {err}") from None
 
 
-def capture_time_ns(path: Path) -> int | None:
+def capture_time_ns(path: Path | BinaryIO) -> int | None:
     """When the picture was taken (EXIF DateTimeOriginal, else DateTime), in ns since the epoch, its clock read
     as UTC; None for a file without one or that cannot be read. Reads the header, not the pixels."""
     register_formats()

@@ -32,11 +32,12 @@ from lib.data.embeddings_folder import (
     part_vectors,
 )
 from lib.errors import ClipSearchError, IndexMismatchError
-from lib.ingest.image_index import EMBEDDINGS_LAYOUT, ImageIndexBuilder
+from lib.ingest.image_index import ImageIndexBuilder
 from lib.ingest.ivf_train import sample_rows
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
 from lib.store.catalog import DatasetRecord, ImageRecord, SkippedFile
+from lib.store.records import EMBEDDINGS_LAYOUT
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,10 @@
 Writes DIR/img_emb/img_emb_N.npy (one vector a row, L2-normalised) and DIR/metadata/metadata_N.parquet
 (`image_path`, and `id`, `partition`, `class_name` from the catalog) in the same row order, partition by
 partition in bounded memory. `image_path` is the path as the catalog holds it (relative to the dataset's
-folder for a built dataset; as imported for an imported one). The vectors are written as stored: float32
-for exact datasets, float16 for IVF ones, unless --dtype says otherwise. `build_image_index.py NAME
---from-embeddings DIR` reads it back.
+folder for a built dataset; as imported for an imported one), escaped as lib/store/names.shown does where it
+holds a control character, a backslash or bytes that are not UTF-8 (Parquet strings are UTF-8). The vectors
+are written as stored: float32 for exact datasets, float16 for IVF ones, unless --dtype says otherwise.
+`build_image_index.py NAME --from-embeddings DIR` reads it back.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from lib.errors import ClipSearchError, NotFoundError
 from lib.settings import Settings, add_settings_arguments, settings_from_args
 from lib.store.catalog import Catalog
 from lib.store.index_files import index_type_of, read_index, vectors_of
+from lib.store.names import shown
 
 ROWS_PER_FILE = 1_000_000  # clip-retrieval's own default part size
 
@@ -71,7 +73,7 @@ def export_dataset(settings: Settings, dataset: str, folder: Path, dtype: str | 
             order = np.argsort(ids)
             rows = {r.id: r for r in catalog.images(dataset, partition.name)}
             images = [rows[int(i)] for i in ids[order]]
-            writers.add(vectors[order], pa.table({PATH_COLUMN: [r.path for r in images],
+            writers.add(vectors[order], pa.table({PATH_COLUMN: [shown(r.path) for r in images],
                                                   "id": pa.array(ids[order], pa.int64()),
                                                   "partition": [r.partition for r in images],
                                                   "class_name": [r.class_name for r in images]}))

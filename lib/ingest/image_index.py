@@ -33,10 +33,9 @@ from lib.store.catalog_copy import keep_good_copy, repair_catalog
 from lib.store.files import build_lock, out_of_space
 from lib.store.index_files import commit_partition, image_index_name, read_index, settle_partition, vectors_of
 from lib.store.ivf_files import quantizer_name
+from lib.store.records import EMBEDDINGS_LAYOUT
 
 log = logging.getLogger(__name__)
-
-EMBEDDINGS_LAYOUT = "embeddings"  # the layout of a dataset imported with --from-embeddings
 
 
 class Engine(Protocol):
@@ -158,9 +157,11 @@ class ImageIndexBuilder:
     def _plan(self) -> tuple[list[ImageFile], dict[str, list[int]]]:
         """Files to encode (new, changed, in a broken partition) and catalog ids to remove, per partition."""
         known = {record.path: record for record in self.catalog.images(self.dataset)}
-        layout, files = scan_dataset(self.folder_root, self.settings.layout, self.settings.partition_size,
-                                     {path: record.partition for path, record in known.items()})
+        layout, files, refused = scan_dataset(self.folder_root, self.settings.layout, self.settings.partition_size,
+                                              {path: record.partition for path, record in known.items()},
+                                              self.settings.follow_links)
         self.report.layout = layout
+        self.report.skipped.update(refused)
         broken = self._broken_partitions()
         skipped_before = self.catalog.skipped(self.dataset)
         todo, removed = [], defaultdict(list)
@@ -168,8 +169,8 @@ class ImageIndexBuilder:
         for file in files:
             present.add(file.path)
             old = known.get(file.path)
-            same = old is not None and (old.bytes, old.mtime_ns, old.partition) == (file.bytes, file.mtime_ns,
-                                                                                   file.partition)
+            same = old is not None and (old.bytes, old.mtime_ns, old.partition, old.link_target) == (
+                file.bytes, file.mtime_ns, file.partition, file.target)
             if same and old is not None and old.partition not in broken:
                 self.report.unchanged += 1
                 continue
@@ -235,7 +236,7 @@ class ImageIndexBuilder:
         for new_id, item in zip(new_ids, encoded, strict=True):
             file = todo[item.i]
             records.append(ImageRecord(new_id, self.dataset, partition, file.path, file.class_name, item.size[0],
-                                       item.size[1], file.bytes, file.mtime_ns, item.sha256))
+                                       item.size[1], file.bytes, file.mtime_ns, item.sha256, file.target))
         if encoded:
             ids = np.concatenate([ids, np.asarray(new_ids, dtype=np.int64)])
             encoded_vectors = [item.vector for item in encoded]  # every item here was encoded: none is None

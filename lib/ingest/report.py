@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.store.dataset_figures import DuplicateThresholds
+from lib.store.names import shown
 
 
 @dataclass
@@ -41,10 +42,15 @@ class BuildReport:
                 f"{details['distinct_pairs']} distinct pairs: near {self.thresholds.near:.4f}, "
                 f"similar {self.thresholds.similar:.4f}")
 
+    def skipped_lines(self) -> list[tuple[str, str]]:
+        """The skipped files and their reasons, sorted, as they are shown: escaped to fit on one line
+        (lib/store/names.shown: a tab, newline, backslash or byte that is not UTF-8 in a name is escaped)."""
+        return [(shown(p), shown(r)) for p, r in sorted(self.skipped.items())]
+
     def write_skipped(self, path: Path) -> Path:
-        """Skipped files with their reasons, one per line (a TSV with a header)."""
+        """Skipped files with their reasons, one per line (a TSV with a header), names escaped."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        lines = ["path\treason"] + [f"{p}\t{r}" for p, r in sorted(self.skipped.items())]
-        path.write_text("\n".join(lines) + "\n")
+        lines = ["path\treason"] + [f"{p}\t{r}" for p, r in self.skipped_lines()]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         self.report_file = path
         return path

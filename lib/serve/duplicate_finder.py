@@ -10,16 +10,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
+from lib.data.dataset_files import open_indexed
 from lib.data.images import capture_time_ns
 from lib.errors import NotFoundError
 from lib.serve.duplicates import DuplicateReport, group_duplicates, resolve_thresholds
 from lib.serve.index_set import LiveIndexSet, LoadedDataset
 from lib.serve.neighbours import NEIGHBOURS, close_pairs, positions_of
-from lib.store.catalog import Catalog, ImageRecord
+from lib.store.catalog import Catalog, DatasetRecord, ImageRecord
 from lib.store.dataset_figures import DuplicateThresholds, load_thresholds
 from lib.store.index_files import vectors_of
 
@@ -38,14 +38,24 @@ def group_dataset(dataset: LoadedDataset, catalog: Catalog, thresholds: Duplicat
     pairs = close_pairs(dataset.search, ids, vectors, thresholds.similar, neighbours)
     same = [positions_of(ids, np.asarray(group, np.int64)) for group in catalog.same_content(dataset.record.name)]
     same = [group[group >= 0] for group in same if (group >= 0).sum() > 1]
-    root = dataset.record.root  # None: imported from embeddings without --images-root, no files to read
     return group_duplicates(dataset.record.name, [records[int(i)] for i in ids], vectors, same, pairs, thresholds,
-                            partial(capture_times, root) if root is not None else None)
+                            partial(capture_times, dataset.record))
 
 
-def capture_times(root: Path, records: Sequence[ImageRecord]) -> np.ndarray:
-    """Each image's EXIF capture time (ns), its modification time where the file has none."""
-    return np.array([capture_time_ns(root / r.path) or r.mtime_ns for r in records], np.int64)
+def capture_time(dataset: DatasetRecord, record: ImageRecord) -> int | None:
+    """An image's EXIF capture time (ns), read through the same checks as the files the server serves."""
+    if dataset.root is None:
+        return None
+    try:
+        with open_indexed(dataset.root, record, dataset.files_recorded) as file:
+            return capture_time_ns(file)
+    except NotFoundError:
+        return None
+
+
+def capture_times(dataset: DatasetRecord, records: Sequence[ImageRecord]) -> np.ndarray:
+    """Each image's EXIF capture time (ns), its modification time where the file has none or cannot be read."""
+    return np.array([capture_time(dataset, r) or r.mtime_ns for r in records], np.int64)
 
 
 class DuplicateFinder:

@@ -26,6 +26,7 @@ from lib.serve.neighbours import ClosePairs
 from lib.store.catalog import ImageRecord
 from lib.store.dataset_figures import DuplicateThresholds
 from lib.store.files import write_atomic
+from lib.store.names import shown
 
 TIERS = ("exact", "near", "similar")
 CSV_HEADER = ("group", "tier", "keep", "path", "bytes", "score")
@@ -174,12 +175,13 @@ def group_duplicates(dataset: str, records: Sequence[ImageRecord], vectors: np.n
 
 
 def csv_text(groups: Sequence[DuplicateGroup]) -> str:
-    """One row per image in a group: group,tier,keep,path,bytes,score (path relative to the dataset root)."""
+    """One row per image in a group: group,tier,keep,path,bytes,score (path relative to the dataset root, escaped
+    as lib/store/names.shown does, so that any name fits on one row and in UTF-8)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for group in groups:
-        writer.writerows((group.number, group.tier, int(m.keep), m.path, m.bytes, f"{m.score:.6f}")
+        writer.writerows((group.number, group.tier, int(m.keep), shown(m.path), m.bytes, f"{m.score:.6f}")
                          for m in group.members)
     return buffer.getvalue()
 

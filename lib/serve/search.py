@@ -6,10 +6,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
+from lib.data.dataset_files import open_indexed
 from lib.errors import NotFoundError
 from lib.model.encoder import ClipEncoder
 from lib.serve.index_set import IndexSet, LiveIndexSet, LoadedDataset
@@ -79,13 +81,23 @@ class SearchService:
         """The catalog rows of these ids (ids without one are left out)."""
         return self._catalog().images_by_id(ids)
 
-    def image_path(self, record: ImageRecord) -> Path:
-        root = self.indexes.current().datasets[record.dataset].record.root
-        if root is None:
+    def _root(self, record: ImageRecord) -> tuple[Path, bool]:
+        """The folder of the record's dataset, and whether the catalog holds its files' own sizes and mtimes."""
+        dataset = self.indexes.current().datasets[record.dataset].record
+        if dataset.root is None:
             raise NotFoundError(f"dataset {record.dataset!r} was imported from embeddings without --images-root, so "
                                 "its images cannot be served (search still works); import it again with "
                                 "--images-root DIR")
-        return root / record.path
+        return dataset.root, dataset.files_recorded
+
+    def image_path(self, record: ImageRecord) -> Path:
+        return self._root(record)[0] / record.path
+
+    def image_file(self, record: ImageRecord) -> BinaryIO:
+        """The indexed image's file, opened, if it is inside its dataset's folder and still the file indexed
+        (lib/data/dataset_files.open_indexed); NotFoundError otherwise."""
+        root, stamped = self._root(record)
+        return open_indexed(root, record, stamped)
 
     def _dataset(self, index_set: IndexSet, name: str | None) -> LoadedDataset:
         if name is None:

@@ -16,6 +16,7 @@ import numpy as np
 from lib.errors import NotFoundError
 from lib.serve.index_set import LoadedDataset, merge
 from lib.serve.search import SearchService
+from lib.store.names import shown
 from lib.store.vocab_index import TextIndex
 
 
@@ -67,7 +68,8 @@ class SeedView:
                 if place is not None:
                     found[image_id] = offset + place
             offset += len(dataset.order)
-        return [Placed(found[i], str(self.service.image_path(records[i]))) for i in ids if i in found and i in records]
+        return [Placed(found[i], shown(str(self.service.image_path(records[i])))) for i in ids
+                if i in found and i in records]
 
     def _nearest(self, datasets: list[LoadedDataset], vector: np.ndarray, n: int, exclude: int | None = None
                  ) -> list[Placed]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -33,8 +34,9 @@ def _cached(data: bytes, path: Path) -> Path | io.BytesIO:
     return written
 
 
-def thumbnail(source: Path, record: ImageRecord, size: int, cache_dir: Path) -> Path | io.BytesIO:
-    """A JPEG no larger than size x size; keyed by content hash, so a changed image gets a new one."""
+def thumbnail(source: BinaryIO, record: ImageRecord, size: int, cache_dir: Path) -> Path | io.BytesIO:
+    """A JPEG no larger than size x size of the open file `source`; keyed by content hash, so a changed image
+    gets a new one."""
     path = cache_dir / f"{record.id}-{record.sha256[:12]}-{size}.jpg"
     if path.is_file():
         return path
@@ -48,8 +50,11 @@ def thumbnail(source: Path, record: ImageRecord, size: int, cache_dir: Path) -> 
 NOT_FOR_BROWSERS = {".heic", ".heif"}  # most browsers cannot show them (Safari alone does)
 
 
-def browser_copy(source: Path, record: ImageRecord, cache_dir: Path) -> Path | io.BytesIO | None:
-    """For a file most browsers cannot show (HEIC), a full-size JPEG of it, made once and cached; else None."""
-    if source.suffix.lower() not in NOT_FOR_BROWSERS:
-        return None
+def needs_browser_copy(record: ImageRecord) -> bool:
+    """Whether most browsers cannot show the file as it is (HEIC)."""
+    return PurePosixPath(record.path).suffix.lower() in NOT_FOR_BROWSERS
+
+
+def browser_copy(source: BinaryIO, record: ImageRecord, cache_dir: Path) -> Path | io.BytesIO:
+    """A full-size JPEG of a file most browsers cannot show (HEIC), made once and cached."""
     return thumbnail(source, record, max(record.width, record.height, 1), cache_dir)

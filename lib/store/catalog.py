@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import astuple, fields
 from pathlib import Path
+from typing import Any
 
-from lib.errors import CatalogDamagedError
 from lib.store.identity import ModelIdentity
+from lib.store.names import from_sql, to_sql
 from lib.store.records import DatasetRecord, ImageRecord, IvfRecord, PartitionRecord, SkippedFile
 
 __all__ = ["CATALOG_NAME", "Catalog", "DatasetRecord", "ImageRecord", "IvfRecord", "PartitionRecord", "SkippedFile"]
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS images (
     bytes INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
+    link_target TEXT NOT NULL DEFAULT '',
     UNIQUE (dataset, path)
 );
 CREATE INDEX IF NOT EXISTS images_partition ON images (dataset, partition);
@@ -83,7 +85,16 @@ CREATE TABLE IF NOT EXISTS ivf (
 );
 """
 # Columns added since the first catalogs: an existing catalog gets them in place when a builder opens it.
-MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''")}
+MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''"),
+              "images": ("link_target TEXT NOT NULL DEFAULT ''",)}
+NAME_COLUMNS = ("path", "link_target")  # file names: TEXT, or a BLOB of the bytes of one that is not UTF-8
+
+
+def image_record(row: sqlite3.Row) -> ImageRecord:
+    """A row of `images` with its names decoded (lib/store/names.py); in a read-only catalog (the server's) too
+    old to have a column, that field keeps its default."""
+    values: dict[str, Any] = {k: from_sql(v) if k in NAME_COLUMNS else v for k, v in dict(row).items()}
+    return ImageRecord(**values)
 
 
 class Catalog:
@@ -127,7 +138,7 @@ class Catalog:
         row = self.db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
         if row is None:
             return None
-        return DatasetRecord(row["name"], Path(row["root"]) if row["root"] else None, row["layout"],
+        return DatasetRecord(row["name"], Path(from_sql(row["root"])) if row["root"] else None, row["layout"],
                              row["index_type"], ModelIdentity.from_dict(json.loads(row["model"])))
 
     def datasets(self) -> list[DatasetRecord]:
@@ -138,7 +149,7 @@ class Catalog:
         # An upsert, not INSERT OR REPLACE: a replace deletes the row first, and the cascade its images.
         db.execute("INSERT INTO datasets VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET root = excluded.root, "
                    "layout = excluded.layout, index_type = excluded.index_type, model = excluded.model",
-                   (record.name, str(record.root or ""), record.layout, record.index_type,
+                   (record.name, to_sql(str(record.root or "")), record.layout, record.index_type,
                     json.dumps(record.model.to_dict())))
 
     def drop_dataset(self, name: str) -> None:
@@ -156,7 +167,7 @@ class Catalog:
         else:
             rows = self.db.execute("SELECT * FROM images WHERE dataset = ? AND partition = ? ORDER BY id",
                                    (dataset, partition))
-        return [ImageRecord(**dict(row)) for row in rows]
+        return [image_record(row) for row in rows]
 
     def ivf(self, dataset: str) -> IvfRecord | None:
         """The dataset's IVF layer, or None when it is searched exactly (or the catalog predates IVF)."""
@@ -194,7 +205,7 @@ class Catalog:
 
     def image(self, image_id: int) -> ImageRecord | None:
         row = self.db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
-        return ImageRecord(**dict(row)) if row else None
+        return image_record(row) if row else None
 
     def images_by_id(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
         ids = list(ids)
@@ -202,11 +213,12 @@ class Catalog:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self.db.execute(f"SELECT * FROM images WHERE id IN ({marks})", ids)
-        return {row["id"]: ImageRecord(**dict(row)) for row in rows}
+        return {row["id"]: image_record(row) for row in rows}
 
     def skipped(self, dataset: str) -> dict[str, SkippedFile]:
         rows = self.db.execute("SELECT path, bytes, mtime_ns, reason FROM skipped WHERE dataset = ?", (dataset,))
-        return {row["path"]: SkippedFile(**dict(row)) for row in rows}
+        skips = [SkippedFile(**{**dict(row), "path": from_sql(row["path"])}) for row in rows]
+        return {skip.path: skip for skip in skips}
 
     def next_ids(self, db: sqlite3.Connection, count: int) -> list[int]:
         """Reserve `count` new ids; ids are never reused, so a changed image gets a new vector id."""
@@ -226,10 +238,12 @@ class Catalog:
         """
         added = list(added)
         db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in removed])
-        db.executemany("DELETE FROM images WHERE dataset = ? AND path = ?", [(r.dataset, r.path) for r in added])
-        db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       [(r.id, r.dataset, r.partition, r.path, r.class_name, r.width, r.height, r.bytes,
-                         r.mtime_ns, r.sha256) for r in added])
+        db.executemany("DELETE FROM images WHERE dataset = ? AND path = ?",
+                       [(r.dataset, to_sql(r.path)) for r in added])
+        db.executemany("INSERT INTO images (id, dataset, partition, path, class_name, width, height, bytes, mtime_ns, "
+                       "sha256, link_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(r.id, r.dataset, r.partition, to_sql(r.path), r.class_name, r.width, r.height, r.bytes,
+                         r.mtime_ns, r.sha256, to_sql(r.link_target)) for r in added])
         if partition.count:
             db.execute("INSERT OR REPLACE INTO partitions (dataset, name, index_file, index_sha256, count, ivf_file, "
                        "ivf_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)", astuple(partition))
@@ -239,53 +253,4 @@ class Catalog:
     def set_skipped(self, db: sqlite3.Connection, dataset: str, skipped: Mapping[str, SkippedFile]) -> None:
         db.execute("DELETE FROM skipped WHERE dataset = ?", (dataset,))
         db.executemany("INSERT INTO skipped VALUES (?, ?, ?, ?, ?)",
-                       [(dataset, s.path, s.bytes, s.mtime_ns, s.reason) for s in skipped.values()])
-
-
-DAMAGE_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")  # what SQLite says of a file that is not a sound database
-
-
-@contextmanager
-def _damage_named(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.DatabaseError as err:
-        if getattr(err, "sqlite_errorname", "") not in DAMAGE_CODES:
-            raise
-        raise CatalogDamagedError(f"catalog {path} is damaged ({err})") from None
-
-
-def _damage(db: sqlite3.Connection) -> str | None:
-    """What PRAGMA quick_check finds wrong with a database, or that it holds no catalog tables; None if sound."""
-    problems = [line for row in db.execute("PRAGMA quick_check") for line in row[0].splitlines()
-                if not line.startswith("***")]
-    if problems != ["ok"]:
-        return (problems or ["malformed"])[0]
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return None if "datasets" in tables else "it holds no catalog tables: empty or truncated"
-
-
-def check_catalog(path: Path) -> None:
-    """Refuse a catalog that is not sound, or holds no catalog tables (truncated to nothing): CatalogDamagedError.
-
-    PRAGMA quick_check reads every page (integrity_check, 4x slower, also matches indexes to tables): 35 ms
-    for 100,000 images (25 MB) in the page cache, 240 ms from disk, growing with the file; so it runs where a
-    catalog is first trusted (a server's or a build's start), not at every reload.
-    """
-    with _damage_named(path), closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        why = _damage(db)
-    if why:
-        raise CatalogDamagedError(f"catalog {path} is damaged ({why})")
-
-
-def copy_catalog(source: Path, target: Path, wal: bool = False) -> None:
-    """Copy a catalog into `target` (replaced) with SQLite's online backup API (one consistent state, even while a
-    builder commits), and check the copy. It is one file (rollback journal), or in WAL mode with `wal`."""
-    target.unlink(missing_ok=True)
-    with (_damage_named(source), closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as source_db,
-          closing(sqlite3.connect(target)) as target_db):
-        source_db.backup(target_db)
-        target_db.execute(f"PRAGMA journal_mode={'WAL' if wal else 'DELETE'}")
-        why = _damage(target_db)
-    if why:
-        raise CatalogDamagedError(f"catalog {source} is damaged ({why})")
+                       [(dataset, to_sql(s.path), s.bytes, s.mtime_ns, s.reason) for s in skipped.values()])

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from lib.errors import CatalogDamagedError
-from lib.store.catalog import CATALOG_NAME, check_catalog, copy_catalog
+from lib.store.catalog import CATALOG_NAME
+from lib.store.catalog_check import check_catalog, copy_catalog
 from lib.store.files import TMP_SUFFIX, build_lock, fsync_dir, fsync_file
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from lib.store.identity import ModelIdentity
 
 RETRAIN_GROWTH = 4  # lists 4x longer than planned make every probe 4x costlier
 DRIFT = 0.05  # unseen classes fit 0.47 against 0.83 for seen ones in the prototype: a drop this size is clear
+EMBEDDINGS_LAYOUT = "embeddings"  # the layout of a dataset imported with --from-embeddings
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class ImageRecord:
     bytes: int
     mtime_ns: int
     sha256: str
+    link_target: str = ""  # a link followed out of the dataset's folder (--follow-links): where it led, resolved
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,11 @@ class DatasetRecord:
     layout: str
     index_type: str
     model: ModelIdentity
+
+    @property
+    def files_recorded(self) -> bool:
+        """Whether its images' sizes and mtimes are the files' own (imported embeddings record their vectors')."""
+        return self.layout != EMBEDDINGS_LAYOUT
 
 
 @dataclass(frozen=True)

@@ -64,11 +64,14 @@ def test_the_real_server_answers_through_nginx(live_server):
     (b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 30000000\r\n\r\n", 413,
      "request entity too large"),
     (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "not found"),
+    (b"TRACE /health HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method not allowed"),
 ])
 def test_refusals_before_the_app_are_json_too(live_server, request_, status, error):
     head, body = raw(live_server[0], request_)
     assert head.split(b"\r\n")[0].split(b" ")[1] == str(status).encode()
     assert b"Content-Type: application/json" in head and f'"error": "{error}"'.encode() in body.replace(b'":"', b'": "')
+    if status == 405:
+        assert b"\r\nAllow: GET, HEAD, POST, OPTIONS" in head
 
 
 def test_slow_clients_do_not_starve_the_server(live_server):

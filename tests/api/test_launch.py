@@ -1,10 +1,15 @@
 """What scripts/api.sh starts: nginx in front when it can, gunicorn alone only where that is safe."""
+import json
 import logging
 import re
+import socket
 import subprocess
+import time
 
 import pytest
+import requests
 
+import api.launch
 from api.launch import choose_proxy, find_nginx, nginx_config
 from lib.errors import SettingsError
 from lib.settings import load_settings
@@ -48,3 +53,45 @@ def test_nginx_accepts_the_config(tmp_path):
     result = subprocess.run([find_nginx(), "-t", "-q", "-e", "stderr", "-p", str(tmp_path), "-c",
                              str(tmp_path / "nginx.conf")], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed (scripts/setup_nginx.sh)")
+def test_nginx_own_refusals_are_json_with_their_status(tmp_path, monkeypatch):
+    """nginx alone, in front of a socket that takes connections and never answers (504), then of none (502)."""
+    from tests.conftest import free_port
+
+    monkeypatch.setattr(api.launch, "GUNICORN_TIMEOUT", -9)  # nginx then waits 1 s for an answer
+    port, upstream = free_port(), tmp_path / "gunicorn.sock"
+    (tmp_path / "nginx.conf").write_text(nginx_config(settings(port=port, max_upload_mb=1), tmp_path, upstream))
+    silent = socket.socket(socket.AF_UNIX)
+    silent.bind(str(upstream))
+    silent.listen(8)
+    nginx = subprocess.Popen([find_nginx(), "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                             stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                requests.request("TRACE", base, timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        answers = {"timeout": requests.get(f"{base}/health", timeout=10)}
+        silent.close()
+        upstream.unlink()
+        answers |= {"down": requests.get(f"{base}/health", timeout=10),
+                    "trace": requests.request("TRACE", f"{base}/search", timeout=10),
+                    "long": requests.get(f"{base}/{'a' * 9000}", timeout=10),
+                    "large": requests.post(f"{base}/search", data=b"x" * (2 * 2**20), timeout=10)}
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+    statuses = {name: (a.status_code, a.headers["Content-Type"], json.loads(a.text)["error"])
+                for name, a in answers.items()}
+    assert statuses == {"timeout": (504, "application/json", "gateway timeout"),
+                        "down": (502, "application/json", "unavailable"),
+                        "trace": (405, "application/json", "method not allowed"),
+                        "long": (414, "application/json", "uri too long"),
+                        "large": (413, "application/json", "request entity too large")}
+    assert answers["trace"].headers["Allow"] == "GET, HEAD, POST, OPTIONS"
+    assert set(answers["trace"].json()) == {"error", "detail"}

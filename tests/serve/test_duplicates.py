@@ -1,7 +1,10 @@
 """Duplicate groups in tiers: on a library with planted copies, the keeper rule, the nesting, the CSV."""
 import csv
+import dataclasses
 import io
+import os
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +13,15 @@ from PIL import Image
 from lib.data.duplicate_set import SAME_PICTURE, predicted_tier, tier_scores
 from lib.errors import ClipSearchError, NotCalibratedError
 from lib.serve.duplicate_finder import DuplicateFinder, capture_times, group_dataset
-from lib.serve.duplicates import CSV_HEADER, csv_text, group_duplicates, keeper_ranks, resolve_thresholds
+from lib.serve.duplicates import (
+    CSV_HEADER,
+    DuplicateGroup,
+    GroupMember,
+    csv_text,
+    group_duplicates,
+    keeper_ranks,
+    resolve_thresholds,
+)
 from lib.serve.index_set import LiveIndexSet, load_dataset
 from lib.serve.neighbours import ClosePairs, close_pairs
 from lib.store.catalog import Catalog, ImageRecord
@@ -101,12 +112,16 @@ def test_the_capture_time_in_exif_comes_before_the_file_time(tmp_path):
     exif.get_ifd(0x8769)[36867] = "2001:02:03 04:05:06"
     Image.new("RGB", (64, 64)).save(tmp_path / "original.jpg", exif=exif)
     Image.new("RGB", (64, 64)).save(tmp_path / "copy.jpg")
-    assert capture_times(tmp_path, records[:2]).tolist() == [981173106 * 10**9, 10**18]
+    for i, r in enumerate(records[:2]):  # the files as indexed: the server reads no file that changed since
+        os.utime(tmp_path / r.path, ns=(r.mtime_ns, r.mtime_ns))
+        records[i] = dataclasses.replace(r, bytes=(tmp_path / r.path).stat().st_size)
+    dataset = SimpleNamespace(root=tmp_path, files_recorded=True)
+    assert capture_times(dataset, records[:2]).tolist() == [981173106 * 10**9, 10**18]
     asked = []
     vectors = np.tile(np.eye(4, dtype=np.float32)[0], (3, 1))
     pairs = ClosePairs(np.array([0]), np.array([1]), np.ones(1, np.float32))
     report = group_duplicates("d", records, vectors, [], pairs, DuplicateThresholds(0.9, 0.8),
-                              lambda chosen: asked.append([r.path for r in chosen]) or capture_times(tmp_path, chosen))
+                              lambda chosen: asked.append([r.path for r in chosen]) or capture_times(dataset, chosen))
     assert report.groups[0].keeper.path == "original.jpg"
     assert asked == [["original.jpg", "copy.jpg"]]  # files of images in no group are never opened
 
@@ -137,6 +152,15 @@ def test_csv_has_the_header_and_one_row_per_image_in_a_group(planted):
     for members in by_group.values():
         assert [keep for _, keep, *_ in members][0] == 1 and sum(keep for _, keep, *_ in members) == 1
         assert members[0][4] == pytest.approx(1.0, abs=1e-4) and len({tier for tier, *_ in members}) == 1
+
+
+def test_csv_rows_hold_any_name_escaped():
+    names = [os.fsdecode(b"caf\xe9.jpg"), "new\nline.jpg", "tab\tbed.jpg"]
+    members = tuple(GroupMember(i, name, 10, 1, 1, 1.0, i == 0) for i, name in enumerate(names))
+    text = csv_text([DuplicateGroup(1, "exact", members)])
+    assert [row[3] for row in csv.reader(io.StringIO(text))][1:] == ["caf\\xe9.jpg", "new\\nline.jpg",
+                                                                      "tab\\tbed.jpg"]
+    assert len(text.splitlines()) == 4 and text.encode("utf-8")
 
 
 def test_close_pairs_match_brute_force():

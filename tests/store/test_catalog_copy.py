@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from lib.errors import CatalogDamagedError
-from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, ImageRecord, PartitionRecord, check_catalog
+from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, ImageRecord, PartitionRecord
+from lib.store.catalog_check import check_catalog
 from lib.store.catalog_copy import good_copy, keep_good_copy, repair_catalog
 from lib.store.files import out_of_space
 from lib.store.identity import ModelIdentity
