@@ -11,6 +11,8 @@ predicted tier is the strictest tier at which its two images share a component.
 
 --near/--similar group with those thresholds in place of the calibrated ones (as find_duplicates.py
 does), to measure the similar tier where a model's calibration leaves it empty.
+
+--smoke: one distinct picture per class (36, about half of them with copies), calibrated on 16 images.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from lib.cli import new_parser, run
+from bench import SmokeParser
+from lib.cli import run
 from lib.data.duplicate_set import SAME_PICTURE, generate_duplicate_set, predicted_tier, tier_scores
 from lib.ingest.image_index import build_image_index
 from lib.model.loading import load_encoder
@@ -30,6 +33,8 @@ from lib.serve.index_set import load_dataset
 from lib.settings import load_settings
 from lib.store.catalog import Catalog
 from lib.store.dataset_figures import load_thresholds
+
+SMOKE = dict(per_class=1, calibration_images=16)
 
 
 def measure(root: Path, workspace: Path, args: argparse.Namespace):
@@ -79,7 +84,7 @@ def bench(args: argparse.Namespace) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = new_parser(__doc__)
+    parser = SmokeParser(__doc__, SMOKE)
     parser.add_argument("--per-class", type=int, default=6, help="distinct pictures per class (36 classes)")
     parser.add_argument("--planted-share", type=float, default=0.5, help="share of pictures that get copies")
     parser.add_argument("--seed", type=int, default=0)
