@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench import SmokeParser
+from bench import SmokeParser, link_model_cache
 from lib.cli import run
 from lib.data.duplicate_set import SAME_PICTURE, generate_duplicate_set, predicted_tier, tier_scores
 from lib.ingest.image_index import build_image_index
@@ -43,8 +43,9 @@ def measure(root: Path, workspace: Path, args: argparse.Namespace):
     settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="planted",
                                                         dataset_path=str(root), model=args.model, num_workers=0,
                                                         calibration_images=args.calibration_images))
+    encoder = load_encoder(args.model, cache_dir=link_model_cache(workspace) / "cache")
     started = time.perf_counter()
-    build_image_index(settings, load_encoder(args.model), progress=False)
+    build_image_index(settings, encoder, progress=False)
     seconds = time.perf_counter() - started
     catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
     dataset = load_dataset(settings.indexes_dir, "planted")

@@ -44,6 +44,7 @@ from lib.data.synthetic_vectors import Mixture, write_mixture
 from lib.ingest.ivf_tune import exact_top
 from lib.model.loading import load_encoder
 from lib.serve.index_set import load_index_set
+from lib.settings import load_settings
 
 DATASET = "large"
 QUERIES = 1000
@@ -222,7 +223,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def bench(args: argparse.Namespace) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    model = load_encoder(args.model)
+    model = load_encoder(args.model, cache_dir=load_settings().cache_dir)
     flags = {flag for flag in ("avx512f", "avx512_bf16", "amx_bf16") if flag in Path("/proc/cpuinfo").read_text()}
     torch.set_num_threads(1)  # as in each of the server's 2 workers (api/gunicorn_conf.py)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags {sorted(flags)}, "
