@@ -20,7 +20,6 @@ import argparse
 import io
 import os
 import random
-import signal
 import statistics
 import tempfile
 import threading
@@ -32,7 +31,7 @@ import requests
 from PIL import Image
 
 from bench import SmokeParser, link_model_cache
-from bench.api_load import gunicorn_processes, start_server, synthetic_index
+from bench.api_load import gunicorn_processes, start_server, stop_server, synthetic_index
 from lib.cli import run
 from lib.errors import SettingsError
 from lib.model.loading import load_encoder
@@ -189,8 +188,7 @@ def one_setup(workspace: Path, args: argparse.Namespace, setup: str, limits: Set
         time.sleep(args.idle)
         after = worker_rss_mb(process.pid)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=120)
+        stop_server(process)
     return cost_rows, refused, (setup, baseline, peak, after, sent)
 
 

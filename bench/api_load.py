@@ -98,20 +98,40 @@ def start_server(workspace: Path, model: str, workers: int, threads: int, proxy:
                                     str(workers), "--threads", str(threads), "--proxy", proxy], cwd=REPO, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    try:
+        answered = wait_for_health(base, process)
+    except BaseException:  # Ctrl-C while waiting: leave no server behind
+        stop_server(process)
+        raise
+    if answered:
+        return process, base
+    why = f"stopped with status {process.poll()}" if process.poll() is not None else \
+        f"did not answer /health in {SERVER_START_S:.0f} s"
+    stop_server(process)
+    lines = [line for line in log.read_text().splitlines() if "connect() to unix:" not in line]  # nginx's 502s
+    raise SystemExit(f"the server (scripts/api.sh) {why}; the end of its log:\n" + "\n".join(lines)[-3000:])
+
+
+def wait_for_health(base: str, process: subprocess.Popen) -> bool:
+    """Whether /health answered 200 before the deadline, while the server runs."""
     deadline = time.monotonic() + SERVER_START_S
     while time.monotonic() < deadline and process.poll() is None:
         try:
             if requests.get(f"{base}/health", timeout=5).ok:
-                return process, base
+                return True
         except requests.RequestException:  # not listening yet, or the request waited on warming workers
             pass
         time.sleep(0.5)
-    why = f"stopped with status {process.poll()}"
-    if process.poll() is None:
-        why = f"did not answer /health in {SERVER_START_S:.0f} s"
+    return False
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Stop api.sh and what it started (one session: nginx, gunicorn and its workers)."""
+    try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
-    raise SystemExit(f"the server (scripts/api.sh) {why}; the end of its log:\n{log.read_text()[-3000:]}")
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=60)
 
 
 class SlowClients:
@@ -235,8 +255,7 @@ def slow_rows(workspace: Path, args: argparse.Namespace) -> tuple[list[tuple], t
                              percentile(health, 99), len(search) - search_failed, search_failed,
                              percentile(search, 99)))
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+            stop_server(process)
     return rows, cost
 
 
@@ -352,8 +371,7 @@ def load_rows(workspace: Path, args: argparse.Namespace) -> tuple[list[tuple], d
                                  percentile(latencies, 50), percentile(latencies, 99), errors))
             memory[workers] = memory_mb(gunicorn_processes(process.pid))
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+            stop_server(process)
     return rows, memory
 
 

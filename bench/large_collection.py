@@ -24,7 +24,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import requests
 import torch
 
 from bench import SmokeParser, link_model_cache
-from bench.api_load import REPO, gunicorn_processes, memory_mb, percentile, start_server, text_encoder_ms
+from bench.api_load import REPO, gunicorn_processes, memory_mb, percentile, start_server, stop_server, text_encoder_ms
 from lib.cli import run
 from lib.data.synthetic_vectors import Mixture, write_mixture
 from lib.ingest.ivf_tune import exact_top
@@ -159,8 +158,7 @@ def live(workspace: Path, model: str, seconds: float, count: int) -> dict:
         out["memory"] = memory_mb(gunicorn_processes(process.pid))
         return out
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
+        stop_server(process)
 
 
 def run_size(count: int, args: argparse.Namespace, model) -> dict:
