@@ -14,6 +14,9 @@ image outside the dataset, or for a file of another size (404); nginx's own refu
 body) and paths that climb out. Target: every answer as expected, none a 5xx.
 
     .venv/bin/python -m bench.api_abuse [--model demo] [--seconds 20] [--clients 4] [--setups shipped no-trim glibc]
+                                        [--limit max_upload_mb=4 ...]
+
+--smoke: the shipped set-up only, limits a fraction of the defaults (so the largest inputs are small), 1 s of abuse.
 """
 from __future__ import annotations
 
@@ -22,7 +25,6 @@ import http.client
 import io
 import os
 import random
-import signal
 import statistics
 import tempfile
 import threading
@@ -34,8 +36,10 @@ import numpy as np
 import requests
 from PIL import Image
 
-from bench.api_load import gunicorn_processes, start_server, synthetic_index
-from lib.cli import new_parser, run
+from bench import SmokeParser, link_model_cache
+from bench.api_load import gunicorn_processes, start_server, stop_server, synthetic_index
+from lib.cli import run
+from lib.errors import SettingsError
 from lib.ingest.image_index import build_image_index
 from lib.model.loading import load_encoder
 from lib.settings import Settings, load_settings
@@ -46,6 +50,9 @@ SETUPS = {  # environment of scripts/api.sh
     "no-trim": {"CLIPSEARCH_TRIM_AFTER_KB": "0"},
     "glibc": {"CLIPSEARCH_TRIM_AFTER_KB": "0", "MALLOC_ARENA_MAX": str(8 * (os.cpu_count() or 1))},
 }
+SMOKE = dict(setups=["shipped"], seconds=1.0, clients=1, idle=0.5,
+             limit=["max_upload_mb=1", "max_upload_pixels=1000000", "max_request_pixels=4000000", "max_images=4",
+                    "max_captions=16", "max_json_kb=256"])
 
 
 def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -55,12 +62,12 @@ def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
 
 
 def largest_jpeg(limit: int) -> bytes:
-    """Noise JPEG of nearly `limit` bytes (noise does not compress), as large a photo as an upload may be."""
+    """Noise JPEG of 80-95 % of `limit` bytes (noise does not compress), as large a photo as an upload may be."""
     side = 1000
     while True:
         noise = np.random.default_rng(side).integers(0, 256, (side, side * 4 // 3, 3), dtype=np.uint8)
         data = encoded(Image.fromarray(noise), "JPEG", quality=95)
-        if len(data) > 0.8 * limit or side > 8000:
+        if len(data) <= 0.95 * limit and (len(data) > 0.8 * limit or side > 8000):
             return data
         side = int(side * (0.9 * limit / len(data)) ** 0.5)
 
@@ -237,7 +244,7 @@ def abuse(base: str, root: int, cases: dict, clients: int, seconds: float) -> tu
     return peak[0], sent[0]
 
 
-def one_setup(workspace: Path, args: argparse.Namespace, setup: str, cases: dict, hostile: dict
+def one_setup(workspace: Path, args: argparse.Namespace, setup: str, limits: Settings, cases: dict, hostile: dict
               ) -> tuple[list, list, tuple, list]:
     os.environ.update(SETUPS[setup])
     try:
@@ -249,40 +256,61 @@ def one_setup(workspace: Path, args: argparse.Namespace, setup: str, cases: dict
         for route, _, small in cases.values():
             for _ in range(5):
                 timed(base, route, small)
-        time.sleep(3)
+        time.sleep(min(3.0, args.idle))
         baseline = worker_rss_mb(process.pid)
         first = setup == args.setups[0]
         cost_rows = costs(base, cases) if first else []
-        refused = refusal_costs(base, refusals_of(Settings())) if first else []
+        refused = refusal_costs(base, refusals_of(limits)) if first else []
         hostile_rows = hostile_answers(base, hostile) if first else []
         peak, sent = abuse(base, process.pid, cases, args.clients, args.seconds)
-        time.sleep(5)
+        time.sleep(args.idle)
         after = worker_rss_mb(process.pid)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=120)
+        stop_server(process)
     return cost_rows, refused, (setup, baseline, peak, after, sent), hostile_rows
 
 
+def limits_of(items: list[str]) -> dict[str, str]:
+    """--limit's NAME=VALUE items as settings."""
+    malformed = [item for item in items if "=" not in item]
+    if malformed:
+        raise SettingsError(f"--limit {malformed[0]!r} is not NAME=VALUE (e.g. max_upload_mb=4)")
+    return dict(item.split("=", 1) for item in items)
+
+
+def unexpected_statuses(results: list[tuple]) -> list[str]:
+    """The cases whose answers were not what the limits promise: 200 for the largest accepted, 4xx for the rest,
+    and each hostile request its own expected status."""
+    return [name for name, *_, statuses in results[0][0] if statuses != {200}] + \
+        [name for name, *_, statuses in results[0][1] if not all(400 <= s < 500 for s in statuses)] + \
+        [name for name, count, expected, *_ in results[0][3] if expected != count]
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = new_parser(__doc__)
+    parser = SmokeParser(__doc__, SMOKE)
     parser.add_argument("--model", default="demo", help="model spec the server loads (random:ViT-B/32 for full size)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the abuse run")
     parser.add_argument("--clients", type=int, default=4, help="threads sending largest inputs in the abuse run")
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds idle before the workers' RSS is read again")
+    parser.add_argument("--limit", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="server limits other than the defaults (e.g. max_upload_mb=4); the largest inputs follow")
     return parser
 
 
 def bench(args: argparse.Namespace) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    encoder = load_encoder(args.model)
-    cases = requests_of(Settings())
+    limits = limits_of(args.limit)
+    settings = load_settings(environ={}, overrides=limits)  # the servers read them from the environment
+    os.environ.update({f"CLIPSEARCH_{name.upper()}": value for name, value in limits.items()})
+    cases = requests_of(settings)
     with tempfile.TemporaryDirectory(prefix="bench-abuse-") as tmp:
+        encoder = load_encoder(args.model, cache_dir=link_model_cache(Path(tmp)) / "cache")
         synthetic_index(Path(tmp), encoder, 10_000, 10)
         hostile = hostile_cases(hostile_dataset(Path(tmp), encoder, args.model))
-        results = [one_setup(Path(tmp), args, setup, cases, hostile) for setup in args.setups]
-    print(f"\nmodel {args.model}; 2 workers x 4 threads behind nginx; default limits; costs with the "
-          f"{args.setups[0]} set-up, median of 3, one request at a time")
+        results = [one_setup(Path(tmp), args, setup, settings, cases, hostile) for setup in args.setups]
+    print(f"\nmodel {args.model}; 2 workers x 4 threads behind nginx; {' '.join(args.limit) or 'default'} limits; "
+          f"costs with the {args.setups[0]} set-up, median of 3, one request at a time")
     print("| request | body bytes | largest ms | small ms | ratio | statuses |")
     print("|---|---|---|---|---|---|")
     for name, size, big, small, statuses in results[0][0]:
@@ -293,7 +321,7 @@ def bench(args: argparse.Namespace) -> None:
     for name, size, took, statuses in results[0][1]:
         print(f"| {name} | {size:,} | {took:.1f} | {sorted(statuses)} |")
     print(f"\nabuse run: {args.clients} clients x {args.seconds:.0f} s of largest inputs; RSS per worker in MiB, "
-          "read after 5 s idle")
+          f"read after {args.idle:g} s idle")
     print("| set-up | requests | baseline | peak | after | after / baseline |")
     print("|---|---|---|---|---|---|")
     for _, _, (setup, baseline, peak, after, sent), _ in results:
@@ -301,6 +329,9 @@ def bench(args: argparse.Namespace) -> None:
         print(f"| {setup} | {sent} | {' / '.join(f'{b:.0f}' for b in baseline)} | {peak:.0f} | "
               f"{' / '.join(f'{a:.0f}' for a in after)} | {ratio:.2f} |")
     print_hostile(results[0][3])
+    wrong = unexpected_statuses(results)
+    if args.smoke and wrong:
+        raise SystemExit(f"smoke: unexpected statuses for {', '.join(wrong)}")
 
 
 def print_hostile(rows: list) -> None:

@@ -15,6 +15,8 @@ Target: with 64 slow connections, /health p99 < 200 ms and no /search errors.
 
     .venv/bin/python -m bench.api_load [--vectors 100000] [--clients 1 4] [--seconds 15] [--workers 2]
                                        [--model demo | random:ViT-B/32] [--slow 0 64] [--proxies nginx none]
+
+--smoke: 2,000 vectors, 1 worker, 1 client, 2 slow connections, nginx only, 1 s a row (two server starts).
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ import numpy as np
 import requests
 from PIL import Image
 
-from lib.cli import new_parser, run
+from bench import SmokeParser, link_model_cache
+from lib.cli import run
 from lib.data.synthetic import class_names
 from lib.data.vocabulary import VocabStats
 from lib.ingest.text_index import build_text_index
@@ -48,6 +51,8 @@ from lib.store.index_files import commit_partition
 from lib.store.vocab_index import VocabEntry
 
 REPO = Path(__file__).resolve().parent.parent
+SMOKE = dict(vectors=2000, partitions=4, clients=[1], seconds=1.0, workers=1, model="demo", slow=[0, 2],
+             proxies=["nginx"], front_requests=20)
 
 
 def synthetic_index(workspace: Path, encoder, vectors: int, partitions: int) -> None:
@@ -77,23 +82,56 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_START_S = 600.0  # a first start may convert the model (ViT-B/32: a minute on 2 busy cores), then compile it
+
+
 def start_server(workspace: Path, model: str, workers: int, threads: int, proxy: str = "auto"
                  ) -> tuple[subprocess.Popen, str]:
+    """scripts/api.sh over the workspace on a free loopback port, once it answers /health; its log is
+    workspace/api-PORT.log. nginx answers 502 until gunicorn has bound its socket, and a request then waits
+    while the workers compile and warm up, so each try may time out: only the deadline ends the wait."""
     port = free_port()
     env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(workspace), "CLIPSEARCH_MODEL": model}
-    process = subprocess.Popen([str(REPO / "scripts" / "api.sh"), "--port", str(port), "--workers", str(workers),
-                                "--threads", str(threads), "--proxy", proxy], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = workspace / f"api-{port}.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([str(REPO / "scripts" / "api.sh"), "--port", str(port), "--workers",
+                                    str(workers), "--threads", str(threads), "--proxy", proxy], cwd=REPO, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(240):  # nginx answers 502 until gunicorn is up
+    try:
+        answered = wait_for_health(base, process)
+    except BaseException:  # Ctrl-C while waiting: leave no server behind
+        stop_server(process)
+        raise
+    if answered:
+        return process, base
+    why = f"stopped with status {process.poll()}" if process.poll() is not None else \
+        f"did not answer /health in {SERVER_START_S:.0f} s"
+    stop_server(process)
+    lines = [line for line in log.read_text().splitlines() if "connect() to unix:" not in line]  # nginx's 502s
+    raise SystemExit(f"the server (scripts/api.sh) {why}; the end of its log:\n" + "\n".join(lines)[-3000:])
+
+
+def wait_for_health(base: str, process: subprocess.Popen) -> bool:
+    """Whether /health answered 200 before the deadline, while the server runs."""
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline and process.poll() is None:
         try:
-            if requests.get(f"{base}/health", timeout=2).ok:
-                return process, base
-        except requests.ConnectionError:
+            if requests.get(f"{base}/health", timeout=5).ok:
+                return True
+        except requests.RequestException:  # not listening yet, or the request waited on warming workers
             pass
         time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGTERM)
-    raise SystemExit("the server did not start")
+    return False
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Stop api.sh and what it started (one session: nginx, gunicorn and its workers)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=60)
 
 
 class SlowClients:
@@ -182,21 +220,22 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.socket_path)
 
 
-def front_end_cost(base: str, root: int, requests_each: int = 1000) -> tuple[float, float]:
+def front_end_cost(base: str, root: int, requests_each: int) -> tuple[float, float]:
     """/search p50 in ms through nginx and straight to gunicorn's socket, alternating, one at a time."""
     command = Path(f"/proc/{gunicorn_processes(root)[0]}/cmdline").read_bytes().decode().split("\0")  # any of them
     socket_path = next(arg for arg in command if arg.startswith("unix:"))[len("unix:"):]
     url, body = urlsplit(base), json.dumps({"query": "red circle", "k": 10})
     through = http.client.HTTPConnection(url.hostname, url.port)
     times: dict[str, list[float]] = {"nginx": [], "direct": []}
-    for i in range(requests_each + 100):
+    warm_up = min(100, requests_each)
+    for i in range(requests_each + warm_up):
         for name, connection in (("nginx", through), ("direct", UnixHTTPConnection(socket_path))):
             started = time.perf_counter()
             connection.request("POST", "/search", body, {"Content-Type": "application/json"})
             response = connection.getresponse()
             response.read()
             assert response.status == 200, response.status
-            if i >= 100:  # after a warm-up
+            if i >= warm_up:
                 times[name].append((time.perf_counter() - started) * 1000)
     return percentile(times["nginx"], 50), percentile(times["direct"], 50)
 
@@ -206,9 +245,9 @@ def slow_rows(workspace: Path, args: argparse.Namespace) -> tuple[list[tuple], t
     for proxy in args.proxies:
         process, base = start_server(workspace, args.model, args.workers, args.threads, proxy)
         try:
-            probe(base, "/search", 2.0, 0.05, 5.0, {"query": "warm up", "k": 10})
+            probe(base, "/search", min(2.0, args.seconds), 0.05, 5.0, {"query": "warm up", "k": 10})
             if proxy == "nginx":
-                cost = front_end_cost(base, process.pid)
+                cost = front_end_cost(base, process.pid, args.front_requests)
             for count in args.slow:
                 found = under_slow_clients(base, count, args.seconds)
                 (health, health_failed), (search, search_failed) = found["health"], found["search"]
@@ -216,8 +255,7 @@ def slow_rows(workspace: Path, args: argparse.Namespace) -> tuple[list[tuple], t
                              percentile(health, 99), len(search) - search_failed, search_failed,
                              percentile(search, 99)))
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+            stop_server(process)
     return rows, cost
 
 
@@ -300,7 +338,7 @@ def text_encoder_ms(encoder, repeats: int = 50) -> float:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = new_parser(__doc__)
+    parser = SmokeParser(__doc__, SMOKE)
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=100)
     parser.add_argument("--clients", type=int, nargs="*", default=[1, 4],
@@ -314,6 +352,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help="slow connections to hold open while probing /health and /search (none: skip)")
     parser.add_argument("--proxies", nargs="+", default=["nginx", "none"], choices=["nginx", "none"],
                         help="front ends for the slow-client rows: nginx before gunicorn, or gunicorn alone")
+    parser.add_argument("--front-requests", type=int, default=1000,
+                        help="/search requests each way (through nginx, straight to gunicorn) for the front end's cost")
     return parser
 
 
@@ -323,7 +363,7 @@ def load_rows(workspace: Path, args: argparse.Namespace) -> tuple[list[tuple], d
         process, base = start_server(workspace, args.model, workers, args.threads)
         try:
             for route in ("/search", "/classify"):
-                load(base, route, 1, 2.0)  # warm-up: first touches of the mapped indexes, lazy imports
+                load(base, route, 1, min(2.0, args.seconds))  # warm-up: first touches of mapped indexes, lazy imports
             for clients in args.clients:
                 for route in ("/search", "/classify"):
                     latencies, errors = load(base, route, clients, args.seconds)
@@ -331,8 +371,7 @@ def load_rows(workspace: Path, args: argparse.Namespace) -> tuple[list[tuple], d
                                  percentile(latencies, 50), percentile(latencies, 99), errors))
             memory[workers] = memory_mb(gunicorn_processes(process.pid))
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+            stop_server(process)
     return rows, memory
 
 
@@ -366,7 +405,7 @@ def print_slow(rows: list[tuple], cost: tuple[float, float] | None, args: argpar
 def bench(args: argparse.Namespace) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
-        workspace = Path(tmp)
+        workspace = link_model_cache(Path(tmp))
         encoder = load_encoder(args.model, cache_dir=workspace / "cache")  # the servers read what it converts
         synthetic_index(workspace, encoder, args.vectors, args.partitions)
         encode_ms = text_encoder_ms(encoder)
@@ -380,6 +419,9 @@ def bench(args: argparse.Namespace) -> None:
         print_load(rows, memory)
     if slow:
         print_slow(slow, cost, args)
+    failed = sum(row[-1] for row in rows)
+    if args.smoke and failed:
+        raise SystemExit(f"smoke: {failed} /search or /classify requests did not answer 200")
 
 
 def main(argv: list[str] | None = None) -> None:

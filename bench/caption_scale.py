@@ -11,6 +11,8 @@ that its peak memory is its own. A second table gives the cost of each phase per
 fully distinct set of that size would take from those costs.
 
     .venv/bin/python -m bench.caption_scale [--rows 10000 100000 1000000] [--model demo]
+
+--smoke: 100 rows from JPEG files and 300 from an embeddings folder, 1 decode worker.
 """
 from __future__ import annotations
 
@@ -29,15 +31,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from lib.cli import new_parser, run
+from bench import SmokeParser
+from lib.cli import run
 from lib.data.synthetic import COLOURS, SHAPES, describe, draw_scene, random_scene
 from lib.settings import REPO_ROOT
 
 PART_ROWS = 100_000  # vectors per img_emb_N.npy in the generated embeddings folder
+SMOKE = dict(rows=[100, 300], files_up_to=100, num_workers=1)
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = new_parser(__doc__)
+    parser = SmokeParser(__doc__, SMOKE)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--captions-per-image", type=int, default=5)
     parser.add_argument("--max-distinct-captions", type=int, default=100_000)

@@ -11,6 +11,8 @@ predicted tier is the strictest tier at which its two images share a component.
 
 --near/--similar group with those thresholds in place of the calibrated ones (as find_duplicates.py
 does), to measure the similar tier where a model's calibration leaves it empty.
+
+--smoke: one distinct picture per class (36, about half of them with copies), calibrated on 16 images.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from lib.cli import new_parser, run
+from bench import SmokeParser, link_model_cache
+from lib.cli import run
 from lib.data.duplicate_set import SAME_PICTURE, generate_duplicate_set, predicted_tier, tier_scores
 from lib.ingest.image_index import build_image_index
 from lib.model.loading import load_encoder
@@ -31,6 +34,8 @@ from lib.settings import load_settings
 from lib.store.catalog import Catalog
 from lib.store.dataset_figures import load_thresholds
 
+SMOKE = dict(per_class=1, calibration_images=16)
+
 
 def measure(root: Path, workspace: Path, args: argparse.Namespace):
     """Generate, build (which calibrates), group; return the planted files, the report and the build time."""
@@ -38,8 +43,9 @@ def measure(root: Path, workspace: Path, args: argparse.Namespace):
     settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="planted",
                                                         dataset_path=str(root), model=args.model, num_workers=0,
                                                         calibration_images=args.calibration_images))
+    encoder = load_encoder(args.model, cache_dir=link_model_cache(workspace) / "cache")
     started = time.perf_counter()
-    build_image_index(settings, load_encoder(args.model), progress=False)
+    build_image_index(settings, encoder, progress=False)
     seconds = time.perf_counter() - started
     catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
     dataset = load_dataset(settings.indexes_dir, "planted")
@@ -79,7 +85,7 @@ def bench(args: argparse.Namespace) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = new_parser(__doc__)
+    parser = SmokeParser(__doc__, SMOKE)
     parser.add_argument("--per-class", type=int, default=6, help="distinct pictures per class (36 classes)")
     parser.add_argument("--planted-share", type=float, default=0.5, help="share of pictures that get copies")
     parser.add_argument("--seed", type=int, default=0)

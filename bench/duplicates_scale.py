@@ -9,6 +9,8 @@ index, a batch at a time. The table compares, in one run, the peak memory added 
 the vectors' own size and with the N x N float32 matrix an all-pairs comparison would need.
 
     .venv/bin/python -m bench.duplicates_scale [--vectors 10000 100000] [--dim 512] [--index-type flat]
+
+--smoke: 1,000 and 2,000 vectors of 64 dimensions in 4 partitions.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.cli import new_parser, run
+from bench import SmokeParser
+from lib.cli import run
 from lib.serve.duplicate_finder import group_dataset
 from lib.serve.index_set import load_dataset
 from lib.store.catalog import Catalog, DatasetRecord, ImageRecord
@@ -28,6 +31,7 @@ from lib.store.identity import ModelIdentity
 from lib.store.index_files import commit_partition
 
 THRESHOLDS = DuplicateThresholds(near=0.95, similar=0.9)
+SMOKE = dict(vectors=[1000, 2000], dim=64, partitions=4)
 
 
 def clustered(count: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +95,7 @@ def measure(folder: Path, count: int) -> tuple[float, float, float, int, int]:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = new_parser(__doc__)
+    parser = SmokeParser(__doc__, SMOKE)
     parser.add_argument("--vectors", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--dim", type=int, default=512, help="512 is ViT-B/32's embedding size")
     parser.add_argument("--partitions", type=int, default=100)

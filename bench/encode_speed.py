@@ -13,6 +13,8 @@ Targets (issue 11, ViT-B/32): build >= 2.5x PyTorch fp32 forward (>= 4x on a CPU
 the default backend's own forward; a text query <= 0.4x PyTorch fp32's time. Issue 3: re-run < 5 % of the build.
 
     flock -w 3600 /tmp/clipsearch-cpu.lock .venv/bin/python -m bench.encode_speed [--images 2000] [--models ...]
+
+--smoke: the demo model only, 24 JPEGs of 160x120, batch 8, 0.2 s per timing window, one balance build.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lib.cli import new_parser, run
+from bench import SmokeParser
+from lib.cli import run
 from lib.data.photos import write_photos
 from lib.ingest.image_index import build_image_index
 from lib.model.backends import cpu_has_bf16
@@ -34,6 +37,8 @@ from lib.model.loading import load_encoder
 from lib.settings import Settings, load_settings
 
 QUERY = "a photo of two small blue squares on a striped background"  # 12 tokens with BOS and EOS
+SMOKE = dict(images=24, width=160, height=120, models=["demo"], batch_sizes=[8], seconds=0.2, num_workers=1,
+             balance=[(0, 1)])
 
 
 class Variant(NamedTuple):
@@ -166,7 +171,7 @@ def report(results: list[dict[str, Any]], count: int, args: argparse.Namespace) 
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = new_parser(__doc__)
+    parser = SmokeParser(__doc__, SMOKE)
     parser.add_argument("--images", type=int, default=2000, help="JPEGs in the generated dataset (>= 2000)")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)

@@ -12,18 +12,21 @@ one client) with its memory. Targets: at 1M /search p50 <= 15 ms with recall@10 
 <= 2 x p50 at 100k; 10M served within 24 GB.
 
     .venv/bin/python -m bench.large_collection [--sizes 100000 1000000] [--work /tmp/large] [--seconds 20]
-                                               [--memory-budget auto] [--keep] [--resume]
+                                               [--memory-budget auto] [--keep] [--resume] [--model SPEC]
+
+--smoke: 3,000 vectors of the demo model (128-d) in 20 classes, IVF from 1,000 vectors, 1 s per route.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import random
 import shutil
-import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,24 +36,28 @@ import numpy as np
 import requests
 import torch
 
-from bench.api_load import REPO, memory_mb, percentile, start_server, text_encoder_ms
-from lib.cli import new_parser, run
+from bench import SmokeParser, link_model_cache
+from bench.api_load import REPO, gunicorn_processes, memory_mb, percentile, start_server, stop_server, text_encoder_ms
+from lib.cli import run
 from lib.data.synthetic_vectors import Mixture, write_mixture
 from lib.ingest.ivf_tune import exact_top
 from lib.model.loading import load_encoder
 from lib.serve.index_set import load_index_set
+from lib.settings import load_settings
 
-MODEL = "random:ViT-B/32"
 DATASET = "large"
 QUERIES = 1000
 TIMED = 300
+SMOKE = dict(sizes=[3000], work=None, queries=50, seconds=1.0, model="demo", ivf_min_vectors=1000, classes=20,
+             clusters=100)
 
 
-def build(folder: Path, workspace: Path, budget: str) -> dict:
+def build(folder: Path, workspace: Path, args: argparse.Namespace) -> dict:
     """Import the folder in a child process, sampling its memory every 0.1 s; its anonymous memory when the
     model has loaded (the import loads it for its identity) is the part of the peak that is not the build's."""
     command = [sys.executable, "build_image_index.py", DATASET, "--from-embeddings", str(folder), "--class-column",
-               "class", "--model", MODEL, "--workspace", str(workspace), "--memory-budget", budget, "--no-progress"]
+               "class", "--model", args.model, "--workspace", str(workspace), "--memory-budget", args.memory_budget,
+               "--no-progress"] + (["--ivf-min-vectors", str(args.ivf_min_vectors)] if args.ivf_min_vectors else [])
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     status, lines, memory = Path(f"/proc/{process.pid}/status"), [], {"anon": 0, "rss": 0, "model": 0}
@@ -129,15 +136,15 @@ def in_process(workspace: Path, mixture: Mixture, model, count: int = QUERIES) -
     return out
 
 
-def live(workspace: Path, seconds: float, count: int) -> dict:
+def live(workspace: Path, model: str, seconds: float, count: int) -> dict:
     """p50/p99 of /search and /similar (by image id) through the live server, one client."""
-    process, base = start_server(workspace, MODEL, workers=2, threads=2)
+    process, base = start_server(workspace, model, workers=2, threads=2)
     words = ["red", "a dog on a beach", "two circles", "night city", "stars", "a striped cat", "green field"]
     try:
         out = {}
         for route in ("/search", "/similar"):
             times = []
-            deadline = time.monotonic() + seconds + 2  # the first 2 s warm up
+            deadline = time.monotonic() + seconds + min(2.0, seconds)  # and a warm-up
             session, rng = requests.Session(), random.Random(0)
             while time.monotonic() < deadline:
                 body = {"query": rng.choice(words), "k": 10} if route == "/search" else \
@@ -148,25 +155,25 @@ def live(workspace: Path, seconds: float, count: int) -> dict:
                 times.append((time.perf_counter() - started) * 1000)
             warm = [t for t in times[len(times) // 10:]]
             out[route] = (percentile(warm, 50), percentile(warm, 99), len(warm))
-        out["memory"] = memory_mb(process.pid)
+        out["memory"] = memory_mb(gunicorn_processes(process.pid))
         return out
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
+        stop_server(process)
 
 
 def run_size(count: int, args: argparse.Namespace, model) -> dict:
     root = args.work / f"n{count}"
-    mixture = Mixture(dim=512, clusters=2000, seed=0)
+    mixture = Mixture(dim=model.dim, clusters=args.clusters, seed=0)
     started = time.perf_counter()
     if not (args.resume and (root / "embeddings" / "metadata").is_dir()):
         shutil.rmtree(root, ignore_errors=True)
-        write_mixture(root / "embeddings", count, mixture, classes=200)
+        write_mixture(root / "embeddings", count, mixture, classes=args.classes)
     row = {"count": count, "generate_s": time.perf_counter() - started}
-    row.update(build(root / "embeddings", root / "workspace", args.memory_budget))
-    row.update(index_bytes(root / "workspace"))
-    row.update(in_process(root / "workspace", mixture, model.identity, args.queries))
-    row.update(live(root / "workspace", args.seconds, count))
+    workspace = link_model_cache(root / "workspace")  # the build's time and memory are without a conversion
+    row.update(build(root / "embeddings", workspace, args))
+    row.update(index_bytes(workspace))
+    row.update(in_process(workspace, mixture, model.identity, args.queries))
+    row.update(live(workspace, args.model, args.seconds, count))
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     print_rows([row])
@@ -193,13 +200,18 @@ def print_rows(rows: list[dict]) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = new_parser(__doc__)
+    parser = SmokeParser(__doc__, SMOKE)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/clipsearch-large"),
-                        help="scratch folder (several GB a million vectors; removed unless --keep)")
+                        help="scratch folder (several GB a million vectors; removed unless --keep; with --smoke a "
+                             "temporary one)")
     parser.add_argument("--queries", type=int, default=QUERIES, help="held-out queries recall is measured on")
     parser.add_argument("--seconds", type=float, default=20.0, help="per route, after a 2 s warm-up")
     parser.add_argument("--memory-budget", default="auto")
+    parser.add_argument("--model", default="random:ViT-B/32", help="its dimension is the vectors'")
+    parser.add_argument("--ivf-min-vectors", type=int, help="the build's ivf_min_vectors (default: the setting's)")
+    parser.add_argument("--classes", type=int, default=200, help="classes, and so partitions, of the dataset")
+    parser.add_argument("--clusters", type=int, default=2000, help="clusters of the Gaussian mixture")
     parser.add_argument("--keep", action="store_true", help="keep the generated folders and indexes")
     parser.add_argument("--resume", action="store_true",
                         help="reuse a size's kept folder and finish its build (the build time and peak memory are "
@@ -209,13 +221,17 @@ def make_parser() -> argparse.ArgumentParser:
 
 def bench(args: argparse.Namespace) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    model = load_encoder(MODEL)
+    model = load_encoder(args.model, cache_dir=load_settings().cache_dir)
     flags = {flag for flag in ("avx512f", "avx512_bf16", "amx_bf16") if flag in Path("/proc/cpuinfo").read_text()}
     torch.set_num_threads(1)  # as in each of the server's 2 workers (api/gunicorn_conf.py)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags {sorted(flags)}, "
-          f"faiss {faiss.__version__}; model {MODEL} ({model.dtype}), text encoder alone "
+          f"faiss {faiss.__version__}; model {args.model} ({model.backend} {model.precision}), text encoder alone "
           f"{text_encoder_ms(model):.1f} ms a query on one thread")
-    rows = [run_size(count, args, model) for count in args.sizes]
+    scratch = tempfile.TemporaryDirectory(prefix="bench-large-") if args.work is None else \
+        contextlib.nullcontext(args.work)
+    with scratch as work:
+        args.work = Path(work)
+        rows = [run_size(count, args, model) for count in args.sizes]
     print("\nAll sizes:")
     print_rows(rows)
     if len(rows) > 1:

@@ -11,6 +11,8 @@ In one run on this machine:
 Target (issue 13): Ray >= 0.8x the local engine's images/s.
 
     .venv/bin/python -m bench.ray_engine [--images 1008] [--image-size 480] [--models demo random:ViT-B/32]
+
+--smoke: the demo model only, 36 JPEGs of 64x64, one build per engine, 2,000 vectors of 64 d to commit.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ import numpy as np
 import torch
 
 import lib.ingest.image_index as image_index
-from lib.cli import new_parser, run
+from bench import SmokeParser, link_model_cache
+from lib.cli import run
 from lib.data.datasets import ImageFile
 from lib.data.synthetic import class_names, generate_dataset
 from lib.ingest.image_index import ImageIndexBuilder, make_engine
@@ -33,6 +36,9 @@ from lib.model.decode import EncodedFile
 from lib.model.encoder import ClipEncoder
 from lib.model.loading import cpu_has_bf16, load_encoder
 from lib.settings import Settings, load_settings
+
+SMOKE = dict(images=36, image_size=64, models=["demo"], batch_size=8, rounds=1, num_workers=1, vectors=2000,
+             partition_size=500, dim=64)
 
 
 class TimedEngine:
@@ -122,7 +128,7 @@ def commit_rate(args: argparse.Namespace, tmp: Path) -> tuple[float, float, floa
         finally:
             spent[0] += time.perf_counter() - started
 
-    encoder = load_encoder("demo")  # its identity only; ReadyVectors makes the vectors
+    encoder = load_encoder("demo", cache_dir=tmp / "cache")  # its identity only; ReadyVectors makes the vectors
     settings = settings_in(tmp / "commit", root, partition_size=args.partition_size, layout="flat")
     engine = ReadyVectors(args.dim, 256)
     builder = ImageIndexBuilder(settings, encoder, progress=False, engine=engine)
@@ -145,7 +151,7 @@ def _with_dim(encoder: ClipEncoder, dim: int) -> ClipEncoder:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = new_parser(__doc__)
+    parser = SmokeParser(__doc__, SMOKE)
     parser.add_argument("--images", type=int, default=1008, help="JPEGs in the generated dataset")
     parser.add_argument("--image-size", type=int, default=480, help="side of the generated JPEGs (photo-sized)")
     parser.add_argument("--models", nargs="+", default=["demo", "random:ViT-B/32"])
@@ -160,6 +166,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def bench(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
+        link_model_cache(Path(tmp))  # the run's model cache, which every build's workspace links to
         rows = compare_engines(args, Path(tmp))
         whole, streaming, commit, partitions = commit_rate(args, Path(tmp))
     print(f"\n{args.images} JPEGs of {args.image_size}x{args.image_size}, batch {args.batch_size}, best of "
