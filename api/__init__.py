@@ -65,6 +65,9 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
 
 
 def warm_up(app: Flask, threads: int | None = None) -> None:
-    """Make the app's encoder ready in this process (compile, `threads` inference threads, one image and
-    one query through it), so that the first request is as fast as the hundredth."""
-    app.extensions["clipsearch"].encoder.warm_up(threads)
+    """Make the app ready in this process: the current index set (a worker forked from a master that
+    loaded its set at start-up must not serve that one), and the encoder (compile, `threads` inference
+    threads, one image and one query through it), so that the first request is as fast as the hundredth."""
+    service = app.extensions["clipsearch"]
+    service.indexes.refresh()
+    service.encoder.warm_up(threads)

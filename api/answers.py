@@ -20,10 +20,12 @@ class ModelInfo(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(description="degraded: index files are left out (listed in /indexes); "
+                                                          "the rest is served and the answer stays HTTP 200")
     model: ModelInfo
     datasets: int
     vocabularies: int
+    left_out_files: int = Field(description="index files left out because they are damaged, unreadable or missing")
 
 
 class PartitionInfo(BaseModel):
@@ -67,6 +69,7 @@ class VocabularyInfo(BaseModel):
 class LeftOut(BaseModel):
     what: str
     why: str
+    file: str | None = Field(None, description="the damaged, unreadable or missing file, when a file is the cause")
 
 
 class IndexesAnswer(BaseModel):

@@ -29,7 +29,8 @@ control_socket_disable = True  # one fixed socket path per user: several servers
 
 
 def post_worker_init(worker):
-    """Split the cores between workers, so that two workers do not fight over the same ones, and warm up.
+    """Split the cores between workers, so that two workers do not fight over the same ones, and warm up:
+    the current index set (the master's, preloaded, may be older) and the encoder, before the first request.
 
     faiss gets one thread per worker: a single query searched with OpenMP threads on 2 cores was 3-8x
     slower (thread start and spin per partition), and the workers already use the cores in parallel.

@@ -1,5 +1,5 @@
 """/metrics in the Prometheus text format: requests by route and status, latency, encode time, index sizes,
-build and model identity.
+index files left out, build and model identity.
 
 Under gunicorn each worker counts its own requests; prometheus-client's multiprocess mode (the
 PROMETHEUS_MULTIPROC_DIR that scripts/api.sh creates empty at every start) adds them up at scrape time.
@@ -35,7 +35,8 @@ def project_version() -> str:
 
 
 class IndexCollector(Collector):
-    """Vectors per dataset, entries per vocabulary, and one build_info series naming the code and the model."""
+    """Vectors per dataset, entries per vocabulary, index files left out, and one build_info series naming the
+    code and the model."""
 
     def __init__(self, service: SearchService, version: str) -> None:
         self.service, self.version = service, version
@@ -48,11 +49,13 @@ class IndexCollector(Collector):
         entries = GaugeMetricFamily("clipsearch_vocabulary_entries", "entries per vocabulary", labels=["vocabulary"])
         for name, vocabulary in sorted(index_set.vocabularies.items()):
             entries.add_metric([name], len(vocabulary.entries))
+        left_out = GaugeMetricFamily("clipsearch_left_out_files", "index files left out: damaged, unreadable or "
+                                     "missing (listed in /indexes)", value=len(index_set.left_out_files))
         model = index_set.model
         info = GaugeMetricFamily("clipsearch_build_info", "the code and model this server runs (value 1)",
                                  labels=["version", "python", "model", "weights_sha256", "dim"])
         info.add_metric([self.version, platform.python_version(), model.spec, model.weights_sha256, str(model.dim)], 1)
-        yield from (vectors, entries, info)
+        yield from (vectors, entries, left_out, info)
 
 
 class TimedEncoder:

@@ -117,10 +117,12 @@ def image_of(request_body) -> tuple[Image.Image | None, int | None]:
 @public
 @operation(Health, errors=())
 def health():
-    """Liveness, the model and how much is loaded."""
+    """Liveness, the model, how much is loaded and how many damaged index files are left out (degraded)."""
     index_set = service().indexes.current()
-    return jsonify({"status": "ok", "model": index_set.model.to_dict(), "datasets": len(index_set.datasets),
-                    "vocabularies": len(index_set.vocabularies)})
+    damaged = len(index_set.left_out_files)
+    return jsonify({"status": "degraded" if damaged else "ok", "model": index_set.model.to_dict(),
+                    "datasets": len(index_set.datasets), "vocabularies": len(index_set.vocabularies),
+                    "left_out_files": damaged})
 
 
 def search_json(dataset: LoadedDataset) -> dict:
@@ -148,7 +150,8 @@ def indexes():
     } for name, d in sorted(index_set.datasets.items())]
     vocabularies = [{"name": name, "entries": len(v.entries), "templates": list(v.templates)}
                     for name, v in sorted(index_set.vocabularies.items())]
-    left_out = [{"what": what, "why": why} for what, why in sorted(index_set.left_out.items())]
+    left_out = [{"what": what, "why": why, "file": index_set.left_out_files.get(what)}
+                for what, why in sorted(index_set.left_out.items())]
     return jsonify({"model": index_set.model.to_dict(), "datasets": datasets, "vocabularies": vocabularies,
                     "left_out": left_out})
 

@@ -1,10 +1,16 @@
 """The index set the server searches: every image dataset and vocabulary built with the model in use.
 
-An IndexSet is immutable. LiveIndexSet notices when a builder has finished (the catalog's data
-version or a vocabulary file changed), loads a new IndexSet beside the old one and swaps the
-reference; requests in flight keep the set they started with. Index files are memory-mapped, so
-the workers of one server share them through the page cache (and the check of each file against its
-recorded SHA-256 is done once per process, not at every swap).
+An IndexSet is immutable. LiveIndexSet notices when a builder has finished, loads a new IndexSet beside
+the old one and swaps the reference; requests in flight keep the set they started with. "Finished" is
+read from durable state, the same in every process whenever it started: the catalog's generation (a
+counter each commit bumps in its own transaction), the catalog file's identity (a replaced file counts)
+and the vocabulary files' stamps. So a gunicorn worker forked from a master that loaded its set long ago
+loads the current one (`refresh`, before it serves). Index files are memory-mapped, so the workers of one
+server share them through the page cache (and the check of each file against its recorded SHA-256 is done
+once per process, not at every swap).
+
+A damaged file leaves out only what it holds (lib/store/dataset_index.py): the set names each left-out
+file in `left_out_files`, and the log names it once per process, not at every reload.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from lib.errors import ClipSearchError, IndexFileError, NotFoundError
+from lib.errors import ClipSearchError, IndexFileError, IndexMismatchError, NotFoundError
 from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, IvfRecord, PartitionRecord
 from lib.store.catalog_copy import repair_catalog
 from lib.store.dataset_index import DatasetIndex, open_dataset
@@ -100,6 +106,10 @@ class LoadedDataset:
             results.append(self.index.exact.search(vectors, depth, rest))
         return merge(results, depth)
 
+    def left_out_why(self, partition: str) -> str | None:
+        """Why a partition of the catalog's is not loaded (its file is damaged), or None."""
+        return next((f.why for f in self.index.left_out if f.what == f"partition {self.record.name}/{partition}"), None)
+
     def vector(self, image_id: int) -> np.ndarray:
         """The stored vector of an indexed image, as a (1, dim) array."""
         return self.index.exact.vectors(np.array([image_id]))
@@ -112,12 +122,24 @@ class LoadedDataset:
 
 @dataclass(frozen=True)
 class IndexSet:
-    """Datasets and vocabularies loaded at one moment, plus what was left out and why."""
+    """Datasets and vocabularies loaded at one moment, plus what was left out and why.
+
+    `left_out` holds everything not served (what -> why); `left_out_files` the entries of it that a damaged,
+    unreadable or missing file caused (what -> the file), which make the server degraded. `catalog_file` is
+    the (st_dev, st_ino) of the catalog it was loaded from (None without one).
+    """
 
     model: ModelIdentity
     datasets: dict[str, LoadedDataset] = field(default_factory=dict)
     vocabularies: dict[str, TextIndex] = field(default_factory=dict)
     left_out: dict[str, str] = field(default_factory=dict)
+    left_out_files: dict[str, str] = field(default_factory=dict)
+    catalog_file: tuple[int, int] | None = None
+
+    def leave_out(self, what: str, why: str, file: Path | None = None) -> None:
+        self.left_out[what] = why
+        if file is not None:
+            self.left_out_files[what] = str(file)
 
 
 def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord) -> LoadedDataset:
@@ -126,6 +148,19 @@ def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord) -> Load
     partitions = {name: LoadedPartition(partition, names.get(name, ""), index.exact.stores[name])
                   for name, partition in index.partitions.items()}
     return LoadedDataset(record, partitions, index)
+
+
+def report_left_out(left_out: dict[str, str], reported: dict[str, str] | None = None) -> None:
+    """Log what is left out, each entry once: those already in `reported` (what was logged before) are not
+    logged again, and an entry no longer left out leaves it, so that it is logged again if it comes back."""
+    reported = {} if reported is None else reported
+    for what in [w for w in reported if w not in left_out]:
+        del reported[what]
+        log.info("%s is no longer left out", what)
+    for what, why in left_out.items():
+        if reported.get(what) != why:
+            log.warning("left out %s: %s", what, why)
+            reported[what] = why
 
 
 def load_dataset(indexes_dir: Path, name: str) -> LoadedDataset:
@@ -138,34 +173,57 @@ def load_dataset(indexes_dir: Path, name: str) -> LoadedDataset:
         if record is None:
             known = ", ".join(d.name for d in catalog.datasets()) or "none"
             raise NotFoundError(f"unknown dataset {name!r} in {indexes_dir}; known: {known}")
-        return _load_dataset(catalog, indexes_dir, record)
+        dataset = _load_dataset(catalog, indexes_dir, record)
+    finally:
+        catalog.close()
+    report_left_out({f.what: f.why for f in dataset.index.left_out})
+    return dataset
+
+
+def catalog_identity(indexes_dir: Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the index folder's catalog: another file took its place when this changes."""
+    try:
+        stat = (indexes_dir / CATALOG_NAME).stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _load_datasets(index_set: IndexSet, indexes_dir: Path) -> None:
+    catalog = Catalog.in_folder(indexes_dir, readonly=True)
+    try:
+        for record in catalog.datasets():
+            try:
+                index_set.model.check_same(record.model, f"dataset {record.name!r}")
+                loaded = index_set.datasets[record.name] = _load_dataset(catalog, indexes_dir, record)
+            except ClipSearchError as err:
+                index_set.leave_out(f"dataset {record.name}", str(err))
+                continue
+            for left in loaded.index.left_out:
+                index_set.leave_out(left.what, left.why, left.file)
     finally:
         catalog.close()
 
 
-def load_index_set(indexes_dir: Path, indexes_text_dir: Path, model: ModelIdentity) -> IndexSet:
-    """Load what matches `model`; datasets or vocabularies built with another model are left out, with why."""
-    index_set = IndexSet(model)
-    if (indexes_dir / CATALOG_NAME).is_file():
-        catalog = Catalog.in_folder(indexes_dir, readonly=True)
-        try:
-            for record in catalog.datasets():
-                try:
-                    model.check_same(record.model, f"dataset {record.name!r}")
-                    index_set.datasets[record.name] = _load_dataset(catalog, indexes_dir, record)
-                except ClipSearchError as err:
-                    index_set.left_out[f"dataset {record.name}"] = str(err)
-        finally:
-            catalog.close()
+def load_index_set(indexes_dir: Path, indexes_text_dir: Path, model: ModelIdentity,
+                   reported: dict[str, str] | None = None) -> IndexSet:
+    """Load what matches `model`; datasets or vocabularies built with another model, and damaged files, are
+    left out, with why (logged once for all the loads that share `reported`, see report_left_out)."""
+    index_set = IndexSet(model, catalog_file=catalog_identity(indexes_dir))
+    if index_set.catalog_file is not None:
+        _load_datasets(index_set, indexes_dir)
     for meta in sorted(indexes_text_dir.glob("text_*.json")) if indexes_text_dir.is_dir() else []:
         try:
             vocabulary = load_text_index(meta.with_suffix(".index"))
             model.check_same(vocabulary.model, f"vocabulary {vocabulary.name!r}")
             index_set.vocabularies[vocabulary.name] = vocabulary
-        except (ClipSearchError, KeyError) as err:
-            index_set.left_out[f"vocabulary {meta.stem}"] = str(err)
-    for what, why in index_set.left_out.items():
-        log.warning("left out %s: %s", what, why)
+        except IndexMismatchError as err:
+            index_set.leave_out(f"vocabulary {meta.stem}", str(err))
+        except (ClipSearchError, OSError) as err:
+            index_set.leave_out(f"vocabulary {meta.stem}", str(err), meta.with_suffix(".index"))
+        except KeyError as err:
+            index_set.leave_out(f"vocabulary {meta.stem}", f"{meta} lacks {err}; re-run build_text_index.py", meta)
+    report_left_out(index_set.left_out, reported)
     return index_set
 
 
@@ -179,26 +237,29 @@ class LiveIndexSet:
         self.repaired = repair_catalog(indexes_dir, rebuild=False)  # a damaged catalog: its good copy, or a refusal
         self._lock = threading.Lock()
         self._checked_at = 0.0
-        self._pid = os.getpid()
-        self._version_catalog: Catalog | None = None
+        self._catalog: Catalog | None = None
+        self._catalog_of: tuple[int, tuple[int, int]] | None = None  # (pid, file identity) of that connection
+        self._reported: dict[str, str] = {}
         self._fingerprint = self._read_fingerprint()
-        self._current = load_index_set(indexes_dir, indexes_text_dir, model)
+        self._current = load_index_set(indexes_dir, indexes_text_dir, model, self._reported)
 
-    def _data_version(self) -> int | None:
-        """The catalog's data version, read through one long-lived connection (it counts others' commits)."""
-        if not (self.indexes_dir / CATALOG_NAME).is_file():
+    def _generation(self) -> tuple[tuple[int, int], int] | None:
+        """The catalog's identity and generation: one stat and one small SELECT through a connection kept
+        for this process and this file (a connection survives neither a fork nor the file's replacement)."""
+        identity = catalog_identity(self.indexes_dir)
+        if identity is None:
             return None
-        if self._version_catalog is None or self._pid != os.getpid():  # connections do not survive a fork
-            self._version_catalog = Catalog.in_folder(self.indexes_dir, readonly=True)
-            self._pid = os.getpid()
-        return self._version_catalog.data_version()
+        if self._catalog is None or self._catalog_of != (os.getpid(), identity):
+            if self._catalog is not None and self._catalog_of and self._catalog_of[0] == os.getpid():
+                self._catalog.close()
+            self._catalog = Catalog.in_folder(self.indexes_dir, readonly=True)
+            self._catalog_of = (os.getpid(), identity)
+        return identity, self._catalog.generation()
 
     def _read_fingerprint(self) -> tuple:
-        catalog = self.indexes_dir / CATALOG_NAME
-        stamp = catalog.stat().st_ino if catalog.is_file() else None
         texts = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.indexes_text_dir.glob("text_*.json"))) \
             if self.indexes_text_dir.is_dir() else ()
-        return stamp, self._data_version(), texts
+        return self._generation(), texts
 
     def current(self) -> IndexSet:
         """The set to use for one request; at most every `check_every` seconds, look for a newer one."""
@@ -210,12 +271,20 @@ class LiveIndexSet:
                 self._lock.release()
         return self._current
 
+    def refresh(self) -> IndexSet:
+        """Look for a newer set now (a worker forked from a master that loaded its set earlier: before it
+        serves a request)."""
+        with self._lock:
+            self._checked_at = time.monotonic()
+            self._maybe_reload()
+        return self._current
+
     def _maybe_reload(self) -> None:
-        fingerprint = self._read_fingerprint()
-        if fingerprint == self._fingerprint:
-            return
-        try:
-            fresh = load_index_set(self.indexes_dir, self.indexes_text_dir, self.model)
+        try:  # read before loading: a commit during the load changes it again, so the next check reloads
+            fingerprint = self._read_fingerprint()
+            if fingerprint == self._fingerprint:
+                return
+            fresh = load_index_set(self.indexes_dir, self.indexes_text_dir, self.model, self._reported)
         except (IndexFileError, sqlite3.Error, OSError) as err:
             log.warning("kept the loaded indexes; the new ones are not ready yet (%s)", err)
             return

@@ -61,11 +61,14 @@ class SearchService:
         self._local = threading.local()
 
     def _catalog(self) -> Catalog:
-        """A read-only catalog connection per thread (SQLite connections are not shared)."""
-        catalog = getattr(self._local, "catalog", None)
-        if catalog is None:
-            catalog = Catalog.in_folder(self.indexes.indexes_dir, readonly=True)
-            self._local.catalog = catalog
+        """A read-only catalog connection per thread (SQLite connections are not shared), opened again when
+        the current index set comes from another catalog file (one put in the old one's place)."""
+        catalog, source = getattr(self._local, "catalog", None), self.indexes.current().catalog_file
+        if catalog is None or self._local.source != source:
+            if catalog is not None:
+                catalog.close()
+            catalog = self._local.catalog = Catalog.in_folder(self.indexes.indexes_dir, readonly=True)
+            self._local.source = source
         return catalog
 
     def record(self, image_id: int) -> ImageRecord:
@@ -113,7 +116,9 @@ class SearchService:
         """Top-k over the chosen partitions (all by default), merged by score."""
         unknown = [p for p in partitions or () if p not in dataset.partitions]
         if unknown:
-            raise NotFoundError(f"dataset {dataset.record.name!r} has no partition {unknown[0]!r}")
+            why, name = dataset.left_out_why(unknown[0]), dataset.record.name
+            raise NotFoundError(f"partition {unknown[0]!r} of dataset {name!r} is left out: {why}" if why
+                                else f"dataset {name!r} has no partition {unknown[0]!r}")
         if not dataset.partitions:
             return []
         scores, ids = dataset.search(vectors, k + (exclude is not None), partitions, exact)
@@ -138,7 +143,11 @@ class SearchService:
             return self.encoder.encode_images([image])
         assert image_id is not None, "give an image or an image id"
         record = self.record(image_id)
-        return self.indexes.current().datasets[record.dataset].vector(record.id)
+        dataset = self.indexes.current().datasets[record.dataset]
+        why = dataset.left_out_why(record.partition)
+        if why:
+            raise NotFoundError(f"image {image_id} is in partition {record.partition!r}, which is left out: {why}")
+        return dataset.vector(record.id)
 
     def similar(self, k: int, image: Image.Image | None = None, image_id: int | None = None,
                 dataset: str | None = None, partitions: Sequence[str] | None = None,

@@ -3,7 +3,9 @@
 It also records, per dataset, the model and index type it was built with and, per partition,
 the SHA-256 of the index files that match the rows, which is how readers detect a partition whose
 files and rows disagree (a build that stopped between the two writes). A dataset searched through
-IVF has one row in `ivf`: its shared quantizer file and the parameters tuned for it.
+IVF has one row in `ivf`: its shared quantizer file and the parameters tuned for it. `generation` counts
+the commits that change what a server loads (partitions, IVF layers, datasets), in their own transactions,
+so that any process, whenever it opened the file, can tell whether its loaded index set is still current.
 """
 from __future__ import annotations
 
@@ -83,8 +85,13 @@ CREATE TABLE IF NOT EXISTS ivf (
     recent_fit REAL NOT NULL,
     recent_count INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
 """
-# Columns added since the first catalogs: an existing catalog gets them in place when a builder opens it.
+# Columns added since the first catalogs: an existing catalog gets them in place when a builder opens it
+# (new tables, such as `generation`, come from SCHEMA's CREATE TABLE IF NOT EXISTS the same way).
 MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''"),
               "images": ("link_target TEXT NOT NULL DEFAULT ''",)}
 NAME_COLUMNS = ("path", "link_target")  # file names: TEXT, or a BLOB of the bytes of one that is not UTF-8
@@ -151,10 +158,12 @@ class Catalog:
                    "layout = excluded.layout, index_type = excluded.index_type, model = excluded.model",
                    (record.name, to_sql(str(record.root or "")), record.layout, record.index_type,
                     json.dumps(record.model.to_dict())))
+        self._changed(db)
 
     def drop_dataset(self, name: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+            self._changed(db)
 
     def partitions(self, dataset: str) -> list[PartitionRecord]:
         rows = self.db.execute("SELECT * FROM partitions WHERE dataset = ? ORDER BY name", (dataset,))
@@ -180,11 +189,13 @@ class Catalog:
     def put_ivf(self, db: sqlite3.Connection, record: IvfRecord) -> None:
         marks = ",".join("?" * len(fields(IvfRecord)))
         db.execute(f"INSERT OR REPLACE INTO ivf VALUES ({marks})", astuple(record))
+        self._changed(db)
 
     def drop_ivf(self, db: sqlite3.Connection, dataset: str) -> None:
         """Within a transaction: the dataset goes back to exact search; its partitions lose their IVF files."""
         db.execute("DELETE FROM ivf WHERE dataset = ?", (dataset,))
         db.execute("UPDATE partitions SET ivf_file = '', ivf_sha256 = '' WHERE dataset = ?", (dataset,))
+        self._changed(db)
 
     def same_content(self, dataset: str) -> list[list[int]]:
         """The ids of byte-identical images (one SHA-256), one list per content held more than once; rows
@@ -199,9 +210,17 @@ class Catalog:
                                (dataset,))
         return {partition: name for partition, name in rows}
 
-    def data_version(self) -> int:
-        """SQLite's data_version: it changes whenever another connection commits to this file."""
-        return self.db.execute("PRAGMA data_version").fetchone()[0]
+    def generation(self) -> int:
+        """How many commits have changed what a server loads: durable, the same through every connection."""
+        try:
+            row = self.db.execute("SELECT value FROM generation WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:  # a read-only catalog written before the table existed
+            return 0
+        return row[0] if row else 0
+
+    def _changed(self, db: sqlite3.Connection) -> None:
+        """Within the transaction of a change that a server loads: one more generation."""
+        db.execute("INSERT INTO generation VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET value = value + 1")
 
     def image(self, image_id: int) -> ImageRecord | None:
         row = self.db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
@@ -249,6 +268,7 @@ class Catalog:
                        "ivf_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)", astuple(partition))
         else:
             db.execute("DELETE FROM partitions WHERE dataset = ? AND name = ?", (partition.dataset, partition.name))
+        self._changed(db)
 
     def set_skipped(self, db: sqlite3.Connection, dataset: str, skipped: Mapping[str, SkippedFile]) -> None:
         db.execute("DELETE FROM skipped WHERE dataset = ?", (dataset,))

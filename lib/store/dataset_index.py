@@ -3,12 +3,17 @@
 The server loads its index set through this, and the builder tunes nprobe through it, so both read the
 same files the same way. A partition whose IVF lists are missing or stale is searched exactly (and
 merged by score) rather than dropped: a build killed half-way never hides images from search.
+
+Damage is contained: a partition whose exact file is missing, unreadable or not the recorded one (SHA-256)
+is left out alone, its IVF lists with it, and the rest of the dataset is searched; a damaged quantizer
+leaves the dataset searched exactly. Each file left out is named in `left_out`, with why, for the server
+to report (the next build re-encodes such partitions).
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import faiss
 
@@ -20,17 +25,25 @@ from lib.store.index_files import read_index, settle_partition, verify
 from lib.store.ivf_files import TrainedIVF
 from lib.store.ivf_set import IvfSet
 
-log = logging.getLogger(__name__)
+
+class LeftOutFile(NamedTuple):
+    """A file of a dataset that is not used, and what that leaves out."""
+
+    what: str  # "partition <dataset>/<name>", "IVF lists of partition ...", "IVF quantizer of dataset ..."
+    file: Path
+    why: str
 
 
 @dataclass
 class DatasetIndex:
-    """The exact files of all partitions; the IVF over those that have lists; the names of the others."""
+    """The exact files of the intact partitions; the IVF over those that have lists; the names of the others;
+    the files left out."""
 
     partitions: dict[str, PartitionRecord]
     exact: ExactSet
     ivf: IvfSet | None = None
     exact_only: list[str] = field(default_factory=list)  # partitions without usable IVF lists
+    left_out: list[LeftOutFile] = field(default_factory=list)
 
 
 def read_trained(folder: Path, record: IvfRecord) -> TrainedIVF:
@@ -39,35 +52,54 @@ def read_trained(folder: Path, record: IvfRecord) -> TrainedIVF:
     return TrainedIVF.read(verify(path, record.quantizer_sha256))
 
 
-def _ivf_shards(folder: Path, trained: TrainedIVF, partitions: list[PartitionRecord]) -> dict[str, faiss.IndexIVF]:
+def _ivf_shards(folder: Path, trained: TrainedIVF, partitions: list[PartitionRecord],
+                left_out: list[LeftOutFile]) -> dict[str, faiss.IndexIVF]:
     shards = {}
     for partition in partitions:
         if not partition.ivf_file:
             continue
+        path = folder / partition.ivf_file
         try:
-            shards[partition.name] = trained.open(verify(folder / partition.ivf_file, partition.ivf_sha256))
-        except IndexFileError as err:
-            log.warning("%s; partition %r is searched exactly until then", err, partition.name)
+            shards[partition.name] = trained.open(verify(path, partition.ivf_sha256))
+        except (IndexFileError, OSError) as err:
+            left_out.append(LeftOutFile(f"IVF lists of partition {partition.dataset}/{partition.name}", path,
+                                        f"{err}; the partition is searched exactly until then"))
     return shards
 
 
-def open_dataset(catalog: Catalog, folder: Path, dataset: str, dim: int) -> DatasetIndex:
-    """Open (memory-mapped) and check every index file of a dataset against the catalog."""
-    partitions = catalog.partitions(dataset)
+def _open_exact(folder: Path, partitions: list[PartitionRecord], left_out: list[LeftOutFile]
+                ) -> dict[str, faiss.Index]:
+    """The exact files that are intact, by partition name; the others go to `left_out`."""
     stores = {}
     for partition in partitions:
-        settle_partition(folder, partition)
-        stores[partition.name] = read_index(folder / partition.index_file, partition.index_sha256, mmap=True)
-    opened = DatasetIndex({p.name: p for p in partitions}, ExactSet(stores, dim))
+        path = folder / partition.index_file
+        try:
+            settle_partition(folder, partition)
+            stores[partition.name] = read_index(path, partition.index_sha256, mmap=True)
+        except (IndexFileError, OSError) as err:
+            left_out.append(LeftOutFile(f"partition {partition.dataset}/{partition.name}", path,
+                                        f"{err}; its {partition.count} images are left out of search until then"))
+    return stores
+
+
+def open_dataset(catalog: Catalog, folder: Path, dataset: str, dim: int) -> DatasetIndex:
+    """Open (memory-mapped) and check every index file of a dataset against the catalog; leave out the
+    partitions whose files fail (see the module's docstring)."""
+    left_out: list[LeftOutFile] = []
+    recorded = catalog.partitions(dataset)
+    stores = _open_exact(folder, recorded, left_out)
+    partitions = [p for p in recorded if p.name in stores]
+    opened = DatasetIndex({p.name: p for p in partitions}, ExactSet(stores, dim), left_out=left_out)
     record = catalog.ivf(dataset)
     if record is None:
         return opened
     try:
         trained = read_trained(folder, record)
-    except IndexFileError as err:
-        log.warning("%s; dataset %r is searched exactly until then", err, dataset)
+    except (IndexFileError, OSError) as err:
+        left_out.append(LeftOutFile(f"IVF quantizer of dataset {dataset}", folder / record.quantizer_file,
+                                    f"{err}; the dataset is searched exactly until then"))
         return opened
-    shards = _ivf_shards(folder, trained, partitions)
+    shards = _ivf_shards(folder, trained, partitions, left_out)
     opened.exact_only = [p.name for p in partitions if p.name not in shards]
     if shards:
         opened.ivf = IvfSet(trained, shards, opened.exact, record)

@@ -116,7 +116,12 @@ def verify(path: Path, expected_sha256: str | None) -> Path:
     """Refuse a file that is missing or is not the one the catalog recorded."""
     if not path.is_file():
         raise IndexFileError(f"index file {path} is missing; re-run the builder to recreate it")
-    if expected_sha256 is not None and sha256_known(path) != expected_sha256:
+    try:
+        digest = sha256_known(path) if expected_sha256 is not None else None
+    except OSError as err:
+        raise IndexFileError(f"index file {path} cannot be read ({err.strerror or err}); fix its permissions or "
+                             "re-run the builder to recreate it") from None
+    if digest != expected_sha256:
         raise IndexFileError(f"index file {path} does not match the catalog (a build was interrupted or the "
                              "file was changed); re-run the builder to repair it")
     return path
