@@ -20,11 +20,17 @@ from lib.store.identity import ModelIdentity
 from lib.store.index_files import commit_partition
 
 
+def build_first(workspace: Path, root: Path, encoder):
+    """The tiny dataset built as "first" in the workspace; its settings."""
+    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="first",
+                                                        dataset_path=str(root), num_workers=0))
+    build_image_index(settings, encoder, progress=False)
+    return settings
+
+
 def test_a_new_build_is_picked_up_without_a_restart(tmp_path, tiny_dataset, demo_encoder):
     root, _ = tiny_dataset
-    settings = load_settings(environ={}, overrides=dict(workspace=str(tmp_path), dataset_name="first",
-                                                        dataset_path=str(root), num_workers=0))
-    build_image_index(settings, demo_encoder, progress=False)
+    settings = build_first(tmp_path, root, demo_encoder)
     live = LiveIndexSet(settings.indexes_dir, settings.indexes_text_dir, demo_encoder.identity, check_every=0)
     in_flight = live.current()
     assert set(in_flight.datasets) == {"first"}
@@ -72,9 +78,7 @@ def served_after_a_fork(live: LiveIndexSet) -> set[str]:
 
 def test_every_process_serves_the_newest_set_whenever_it_started(tmp_path, tiny_dataset, demo_encoder):
     root, _ = tiny_dataset
-    settings = load_settings(environ={}, overrides=dict(workspace=str(tmp_path), dataset_name="first",
-                                                        dataset_path=str(root), num_workers=0))
-    build_image_index(settings, demo_encoder, progress=False)
+    settings = build_first(tmp_path, root, demo_encoder)
     before = LiveIndexSet(settings.indexes_dir, settings.indexes_text_dir, demo_encoder.identity, check_every=0)
     assert served_after_a_fork(before) == {"first"}
     second_root = tmp_path / "second"
@@ -110,9 +114,7 @@ def put_in_place(copy: Path, catalog: Path) -> None:
 def test_a_catalog_put_in_the_old_ones_place_is_a_new_set(tmp_path, tiny_dataset, demo_encoder):
     """Another file in the catalog's place is loaded, even at the same generation, and images are looked up in it."""
     root, _ = tiny_dataset
-    settings = load_settings(environ={}, overrides=dict(workspace=str(tmp_path), dataset_name="first",
-                                                        dataset_path=str(root), num_workers=0))
-    build_image_index(settings, demo_encoder, progress=False)
+    settings = build_first(tmp_path, root, demo_encoder)
     catalog = settings.indexes_dir / CATALOG_NAME
     first_only = copy_of(catalog, "first.sqlite")
     live = LiveIndexSet(settings.indexes_dir, settings.indexes_text_dir, demo_encoder.identity, check_every=0)
