@@ -1,4 +1,5 @@
-"""Edited copies of a picture, as people make them: re-encoded, resized, lightly cropped, slightly rotated.
+"""Edited copies of a picture, as people make them: re-encoded, resized, lightly cropped, slightly rotated,
+recoloured.
 
 The duplicate thresholds are calibrated on these (lib/ingest/calibrate.py) and the duplicate finder is
 measured on them (lib/data/duplicate_set.py): they are what "the same picture" means in this project.
@@ -10,7 +11,7 @@ import math
 import random
 from typing import NamedTuple
 
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 
 class Variant(NamedTuple):
@@ -49,6 +50,25 @@ def rotated(image: Image.Image, degrees: float) -> Image.Image:
     return turned.crop((left, top, left + keep_w, top + keep_h))
 
 
+def recoloured(image: Image.Image, saturation: float, brightness: float) -> Image.Image:
+    """Saturation and brightness scaled by these factors (1.0 leaves the picture as it is)."""
+    return ImageEnhance.Brightness(ImageEnhance.Color(image.convert("RGB")).enhance(saturation)).enhance(brightness)
+
+
+def random_edit(image: Image.Image, rng: random.Random) -> Image.Image:
+    """One light edit of the kinds near_variants makes, at a random strength (the trainer's positive views)."""
+    kind = rng.randrange(5)
+    if kind == 0:
+        return reencoded(image, rng.randint(30, 90))
+    if kind == 1:
+        return resized(image, rng.uniform(0.4, 0.9))
+    if kind == 2:
+        return cropped(image, rng.uniform(0.03, 0.12), rng)
+    if kind == 3:
+        return rotated(image, rng.uniform(-4.0, 4.0))
+    return recoloured(image, rng.uniform(0.8, 1.25), rng.uniform(0.85, 1.15))
+
+
 def near_variants(image: Image.Image, rng: random.Random) -> list[Variant]:
     """The light edits of one picture that must still count as the same picture (the calibration's set)."""
     return [
@@ -61,4 +81,5 @@ def near_variants(image: Image.Image, rng: random.Random) -> list[Variant]:
         Variant("crop 10%", cropped(image, 0.10, rng)),
         Variant("rotate 3°", rotated(image, 3.0)),
         Variant("rotate -3°", rotated(image, -3.0)),
+        Variant("recolour", recoloured(image, 1.2, 0.9)),
     ]

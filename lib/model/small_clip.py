@@ -73,3 +73,31 @@ def new_model(texts: Iterable[str], arch: Architecture, vocab_size: int) -> tupl
     tokenizer = train_tokenizer(texts, vocab_size, arch.context_length)
     model = CLIPModel(small_config(arch, tokenizer))
     return model, tokenizer, ClipTransform(arch.image_size, arch.image_size, arch.image_size)
+
+
+def resize_input(model: Any, image_size: int, patch_size: int) -> ClipTransform:
+    """Give a trained CLIP a larger (or smaller) input side at the same patch grid, for fine-tuning at it.
+
+    The patch kernels are resampled to the new patch size (bicubic, scaled by the area ratio so that a
+    patch of an image enlarged by the same factor gets the same embedding), and the grid stays the same,
+    so the position embeddings and every transformer weight carry over as they are. Returns the matching
+    preprocessing.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    embeddings = model.vision_model.embeddings
+    old_patch = int(embeddings.patch_size)
+    if image_size // patch_size != embeddings.image_size // old_patch or image_size % patch_size:
+        raise ValueError(f"input {image_size} with patches of {patch_size} is not the model's "
+                         f"{embeddings.image_size // old_patch}x{embeddings.image_size // old_patch} grid")
+    kernels = embeddings.patch_embedding.weight.detach()
+    resampled = F.interpolate(kernels, size=(patch_size, patch_size), mode="bicubic", align_corners=False)
+    conv = torch.nn.Conv2d(kernels.shape[1], kernels.shape[0], patch_size, stride=patch_size, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(resampled * (old_patch / patch_size) ** 2)
+    embeddings.patch_embedding = conv
+    embeddings.image_size, embeddings.patch_size = image_size, patch_size
+    model.config.vision_config.image_size, model.config.vision_config.patch_size = image_size, patch_size
+    model.vision_model.config.image_size, model.vision_model.config.patch_size = image_size, patch_size
+    return ClipTransform(image_size, image_size, image_size)

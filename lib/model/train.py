@@ -26,11 +26,15 @@ from tqdm import tqdm
 
 from lib.cli import new_parser, run
 from lib.data.images import open_image
+from lib.data.variants import random_edit
 from lib.errors import TrainingDataError
 from lib.model.preprocess import ClipTransform
-from lib.model.small_clip import Architecture, new_model, write_vocab_files
+from lib.model.small_clip import Architecture, new_model, resize_input, write_vocab_files
 
 log = logging.getLogger(__name__)
+
+INPUT_SIZE = ("image_size", "patch_size")
+INSTANCE_SCALE = 20.0  # 1 / temperature of the image-to-image term (fixed: the learned scale is the text term's)
 
 def read_captions(root: Path) -> dict[str, list[str]]:
     """Captions of each image in root/captions.csv, keyed by the image's path relative to root."""
@@ -53,11 +57,16 @@ def all_captions(root: Path) -> list[str]:
 
 
 class CaptionedImages(Dataset):
-    """Images with one of their captions, drawn at random each time an image is read."""
+    """Images with one of their captions, drawn at random each time an image is read.
 
-    def __init__(self, root: Path, transform: ClipTransform) -> None:
+    With `edited`, each item also holds a light edit of the image (lib/data/variants.random_edit), the
+    positive of the image-to-image term; without it, an empty tensor in its place.
+    """
+
+    def __init__(self, root: Path, transform: ClipTransform, edited: bool = False) -> None:
         self.root = root
         self.transform = transform
+        self.edited = edited
         by_image = read_captions(root)
         self.paths = list(by_image)
         self.captions = [by_image[p] for p in self.paths]
@@ -65,9 +74,11 @@ class CaptionedImages(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        pixels = self.transform(open_image(self.root / self.paths[i]))
-        return torch.from_numpy(pixels), random.choice(self.captions[i])
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str, torch.Tensor]:
+        image = open_image(self.root / self.paths[i])
+        edit = (torch.from_numpy(self.transform(random_edit(image, random.Random(random.getrandbits(32)))))
+                if self.edited else torch.zeros(0))
+        return torch.from_numpy(self.transform(image)), random.choice(self.captions[i]), edit
 
 
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
@@ -81,12 +92,32 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
-def clip_loss(model: Any, pixels: torch.Tensor, tokens: dict[str, torch.Tensor], caption_ids: torch.Tensor
-              ) -> torch.Tensor:
-    image = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+def instance_loss(image_features: torch.Tensor, edit_features: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE between images and their light edits: every other image of the batch is a negative,
+    those of the same class included (the hard negatives that teach "this picture" apart from "this class")."""
+    image_features = F.normalize(image_features, dim=-1)
+    edit_features = F.normalize(edit_features, dim=-1)
+    logits = INSTANCE_SCALE * image_features @ edit_features.T
+    targets = torch.arange(len(logits))
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def image_features(model: Any, pixels: torch.Tensor) -> torch.Tensor:
+    return model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+
+
+def clip_loss(model: Any, pixels: torch.Tensor, tokens: dict[str, torch.Tensor], caption_ids: torch.Tensor,
+              edits: torch.Tensor | None = None, instance_weight: float = 0.0) -> torch.Tensor:
+    """The image-text loss, plus `instance_weight` times the image-to-image loss when edited views are given."""
+    with_edits = bool(instance_weight) and edits is not None and edits.numel() > 0
+    image = image_features(model, torch.cat([pixels, edits]) if with_edits else pixels)  # type: ignore[list-item]
+    image, edited = image[:len(pixels)], image[len(pixels):]
     text = model.text_projection(model.text_model(input_ids=tokens["input_ids"],
                                                   attention_mask=tokens["attention_mask"]).pooler_output)
-    return contrastive_loss(image, text, model.logit_scale, caption_ids)
+    loss = contrastive_loss(image, text, model.logit_scale, caption_ids)
+    if with_edits:
+        loss = loss + instance_weight * instance_loss(image, edited)
+    return loss
 
 
 class Collate:
@@ -96,13 +127,15 @@ class Collate:
         self.tokenizer = tokenizer
         self.context_length = context_length
 
-    def __call__(self, batch: Sequence[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        pixels = torch.stack([pixels for pixels, _ in batch])
-        captions = [caption.strip().lower() for _, caption in batch]
+    def __call__(self, batch: Sequence[tuple[torch.Tensor, str, torch.Tensor]]
+                 ) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
+        pixels = torch.stack([pixels for pixels, _, _ in batch])
+        edits = torch.stack([edit for _, _, edit in batch])
+        captions = [caption.strip().lower() for _, caption, _ in batch]
         numbers = {caption: i for i, caption in enumerate(dict.fromkeys(captions))}
         tokens = self.tokenizer(captions, padding=True, truncation=True, max_length=self.context_length,
                                 return_tensors="pt")
-        return pixels, dict(tokens), torch.tensor([numbers[c] for c in captions])
+        return pixels, dict(tokens), torch.tensor([numbers[c] for c in captions]), edits
 
 
 def endless(loader: DataLoader) -> Iterator:
@@ -126,8 +159,12 @@ def optimiser(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.o
 
 
 def train_steps(model: Any, loader: DataLoader, steps: int, lr: float, log_path: Path | None = None,
-                warmup: int | None = None) -> list[float]:
-    """Run `steps` optimiser steps and return the loss of each; a CSV loss log goes to `log_path`."""
+                warmup: int | None = None, instance_weight: float = 0.0, bf16: bool = False) -> list[float]:
+    """Run `steps` optimiser steps and return the loss of each; a CSV loss log goes to `log_path`.
+
+    `bf16` runs the forward pass under CPU autocast to bfloat16 (weights and optimiser stay float32):
+    1.4x faster per step on an AVX512-BF16 CPU (measured on an AMD EPYC, batch 256), far slower on one without.
+    """
     model.train()
     opt = optimiser(model, lr, weight_decay=0.1)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup or max(1, steps // 20), steps))
@@ -137,8 +174,9 @@ def train_steps(model: Any, loader: DataLoader, steps: int, lr: float, log_path:
         log_file.write("step,loss,lr,logit_scale,seconds\n")
     start = time.perf_counter()
     bar = tqdm(total=steps, desc="training", unit="step")
-    for step, (pixels, tokens, caption_ids) in zip(range(steps), endless(loader), strict=False):
-        loss = clip_loss(model, pixels, tokens, caption_ids)
+    for step, (pixels, tokens, caption_ids, edits) in zip(range(steps), endless(loader), strict=False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = clip_loss(model, pixels, tokens, caption_ids, edits, instance_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -186,8 +224,8 @@ def pretrained_model(spec: str) -> tuple[Any, Any, ClipTransform]:
 
 
 def make_loader(data_root: Path, transform: ClipTransform, tokenizer: Any, context_length: int, batch_size: int,
-                num_workers: int, seed: int) -> DataLoader:
-    dataset = CaptionedImages(data_root, transform)
+                num_workers: int, seed: int, edited: bool = False) -> DataLoader:
+    dataset = CaptionedImages(data_root, transform, edited)
     if len(dataset) < 2:
         raise TrainingDataError(f"{data_root} has {len(dataset)} captioned image(s); "
                                 "contrastive training needs at least 2")
@@ -210,9 +248,17 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vocab-size", type=int, default=600)
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--instance-weight", type=float, default=0.0,
+                        help="weight of the image-to-image term (each image against a light edit of itself, the "
+                             "other images of the batch as negatives); 0 leaves it out")
+    parser.add_argument("--bf16", action="store_true", help="forward pass under bfloat16 autocast (CPUs with "
+                                                                "AVX512-BF16 or AMX)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     for name, default in vars(Architecture()).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=default, help="new model only")
+        parser.add_argument("--" + name.replace("_", "-"), type=int,
+                            help=f"new model (default {default}); with --init only --image-size and --patch-size, "
+                                 "which resize the input at the same patch grid" if name in INPUT_SIZE else
+                                 f"new model only (default {default})")
     return parser
 
 
@@ -225,15 +271,26 @@ def train(args: argparse.Namespace) -> None:
         from lib.data.synthetic import generate_dataset
 
         generate_dataset(args.data, seed=args.seed + 1000, per_class=args.synthetic, captions_per_image=4)
-    arch = Architecture(**{name: getattr(args, name) for name in vars(Architecture())})
-    model, tokenizer, transform = (pretrained_model(args.init) if args.init
-                                   else new_model(all_captions(args.data), arch, args.vocab_size))
+    given = {name: getattr(args, name) for name in vars(Architecture()) if getattr(args, name) is not None}
+    if args.init:
+        model, tokenizer, transform = pretrained_model(args.init)
+        if set(given) - set(INPUT_SIZE):
+            raise TrainingDataError(f"--init {args.init} keeps its architecture; only --image-size and --patch-size "
+                                    "can change it")
+        vision = model.config.vision_config
+        if given:
+            transform = resize_input(model, given.get("image_size", vision.image_size),
+                                     given.get("patch_size", vision.patch_size))
+    else:
+        model, tokenizer, transform = new_model(all_captions(args.data), Architecture(**given), args.vocab_size)
     context = int(model.config.text_config.max_position_embeddings)
-    loader = make_loader(args.data, transform, tokenizer, context, args.batch_size, args.num_workers, args.seed)
+    loader = make_loader(args.data, transform, tokenizer, context, args.batch_size, args.num_workers, args.seed,
+                         edited=args.instance_weight > 0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     log_path = args.out.parent / f"{args.out.name}.train_log.csv"
     started = time.perf_counter()
-    losses = train_steps(model, loader, args.steps, args.lr, log_path)
+    losses = train_steps(model, loader, args.steps, args.lr, log_path, instance_weight=args.instance_weight,
+                         bf16=args.bf16)
     save_model(args.out, model, tokenizer, transform, extra_files={"train_log.csv": log_path})
     log_path.unlink()
     params = sum(p.numel() for p in model.parameters())
