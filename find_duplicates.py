@@ -25,7 +25,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--csv", type=Path, help="write one row per image in a group to this CSV file")
     parser.add_argument("--tier", nargs="+", choices=TIERS, help="only groups of these tiers (default: all)")
     parser.add_argument("--near", type=float, help="cosine threshold of the near tier, instead of the calibrated one")
-    parser.add_argument("--similar", type=float, help="cosine threshold of the similar tier (at most --near)")
+    parser.add_argument("--similar", type=float, help="cosine threshold of the similar tier")
     parser.add_argument("--calibrate", action="store_true", help="calibrate the thresholds again with the dataset's "
                                                                   "model and record them")
     parser.add_argument("--show", type=int, default=5, help="groups printed after the summary (default 5)")
@@ -59,7 +59,8 @@ def print_report(report, groups, show: int) -> None:
     from lib.store.names import shown
 
     t = report.thresholds
-    source = f"calibrated {t.calibrated_at}" if t.calibrated_at else "given"
+    source = ("defaults: too few images to calibrate on" if t.defaults else
+              f"calibrated {t.calibrated_at}" if t.calibrated_at else "given")
     print(f"dataset {report.dataset}: {len(report.paths):,} images; near >= {t.near:.4f}, similar >= "
           f"{t.similar:.4f} ({source})")
     print("| tier | groups | images | to free |\n|---|---|---|---|")

@@ -163,6 +163,9 @@ class Thresholds(BaseModel):
     calibrated_at: str | None
     model: ModelInfo | None
     details: dict
+    defaults: bool = Field(description="the library is too small to calibrate on: these are the documented "
+                                       "defaults (details.reason says why)")
+    near_bits: int = Field(description="the most bits of 64 in which a near pair's perceptual signatures differ")
 
 
 class DuplicatesAnswer(BaseModel):

@@ -218,8 +218,7 @@ class DuplicatesQuery(BaseModel):
     limit: int = Field(20, ge=1, description="groups per page; over the server's max_k it is capped (the answer's "
                                              "limit says)")
     near: Cosine | None = Field(None, description="near-duplicate threshold instead of the calibrated one")
-    similar: Cosine | None = Field(None, description="similar-photo threshold instead of the calibrated one; at most "
-                                                    "near (else 400)")
+    similar: Cosine | None = Field(None, description="similar-photo threshold instead of the calibrated one")
 
 
 class EvaluationsQuery(BaseModel):

@@ -48,7 +48,7 @@ from api.security import public, signature
 from api.validation import body, operation, query_args
 from lib.data.images import open_image, pixel_count
 from lib.serve.duplicate_finder import DuplicateFinder
-from lib.serve.duplicates import DuplicateGroup, GroupMember
+from lib.serve.duplicates import NEAR_DISTANCE, DuplicateGroup, GroupMember
 from lib.serve.figures import dataset_evaluations
 from lib.serve.index_set import LoadedDataset
 from lib.serve.search import SearchHit, SearchService
@@ -215,7 +215,8 @@ def duplicates():
     groups = [g for g in report.groups if asked.tier in (None, g.tier)]
     end = asked.offset + limit
     return jsonify({"dataset": report.dataset, "tier": asked.tier, "images": len(report.paths),
-                    "thresholds": report.thresholds.to_dict(),
+                    "thresholds": {**report.thresholds.to_dict(), "defaults": report.thresholds.defaults,
+                                   "near_bits": NEAR_DISTANCE},
                     "totals": {name: asdict(total) for name, total in report.totals().items()},
                     "total": len(groups), "offset": asked.offset, "limit": limit,
                     "next_offset": end if end < len(groups) else None,

@@ -64,9 +64,13 @@ async function groupItem(group) {
 
 function showSummary(answer) {
   const t = answer.thresholds;
-  const source = t.details?.given ? "given here" : `calibrated for ${t.model?.spec ?? "the model"} ${t.calibrated_at}`;
+  const source = t.details?.given ? "given here"
+    : t.defaults ? "defaults: too few images to calibrate on"
+    : `calibrated for ${t.model?.spec ?? "the model"} ${t.calibrated_at}`;
   document.getElementById("thresholds").textContent =
-    `${answer.images} images searched; near from cosine ${t.near.toFixed(4)}, similar from ${t.similar.toFixed(4)} (${source}).`;
+    `${answer.images} images searched; near from cosine ${t.near.toFixed(4)} with pixels within ${t.near_bits} bits, ` +
+    `similar from ${t.similar.toFixed(4)} (${source}).`;
+  document.getElementById("thresholds").dataset.defaults = String(Boolean(t.defaults));
   form.near.placeholder = t.near.toFixed(4);
   form.similar.placeholder = t.similar.toFixed(4);
   const rows = Object.entries(answer.totals).map(([tier, total]) => {

@@ -176,7 +176,7 @@ def _positions(count: int, radius: float, size: int, rng: random.Random) -> list
     return placed
 
 
-def draw_scene(scene: Scene, rng: random.Random, size: int = 64) -> Image.Image:
+def draw_scene(scene: Scene, rng: random.Random, size: int = 96) -> Image.Image:
     """Render the scene at 2x and downsample, for smooth edges."""
     big = size * 2
     image = _background(scene.background, big, rng)
@@ -231,7 +231,7 @@ def _write_metadata(root: Path, train: list[SyntheticImage], val: list[Synthetic
 
 
 def generate_dataset(root: Path, seed: int = 0, per_class: int = 50, val_per_class: int = 0,
-                     image_size: int = 64, captions_per_image: int = 1) -> list[SyntheticImage]:
+                     image_size: int = 96, captions_per_image: int = 1) -> list[SyntheticImage]:
     """Write the dataset under `root` and return its training images; the same seed gives the same files."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -247,7 +247,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-class", type=int, default=50, help="training images per class")
     parser.add_argument("--val-per-class", type=int, default=10)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--captions-per-image", type=int, default=1)
     return parser
 

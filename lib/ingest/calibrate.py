@@ -5,11 +5,16 @@ Two score distributions, measured on the dataset's own images with the model it 
   JPEG q90/70/50, resized to 50 and 75 %, cropped 5 and 10 %, rotated by +-3 degrees), for a sample;
 - distinct: the cosine between two different images of one class (two images of one partition; the
   partitions of a flat folder are chunks of neighbouring files), byte-identical pairs left out.
-The rule is precision first, because groups are connected components and one false link merges two
-groups: `similar` is the lowest cosine that at most one pair of distinct images of a class in a thousand
-reaches (DISTINCT_RATE); `near` is the 5th percentile of edits (95 % of light edits reach it), but never
-below `similar`. Where the model cannot tell edits from distinct images, near equals similar, the similar
-tier is empty and the recorded details say which share of edits near still catches.
+The rule is precision first for `similar`, which the embedding decides alone: it is the lowest cosine
+that at most one pair of distinct images of a class in a thousand reaches (DISTINCT_RATE). `near` is the
+1st percentile of edits (99 % of light edits reach it): the near tier also needs the pixels' perceptual
+signatures to agree (lib/data/perceptual.NEAR_DISTANCE), which is what keeps distinct drawings of one
+class out of it, so its cosine may sit below `similar`.
+
+A library of fewer than SMALL_LIBRARY images (or with fewer than MIN_DISTINCT_PAIRS same-class pairs) is
+not calibrated: a few dozen pairs make a noisy percentile (an 18-image library once set `near` above 2 of
+its 3 re-saves). It gets DEFAULT_NEAR and DEFAULT_SIMILAR instead, recorded with `defaults` in the
+details, and the answer and the page say so.
 
 The distinct pairs of a real library hold its duplicates too (that is why one runs the tool), and a few
 percent of them would lift a plain 99.9th percentile up to the edits (measured on a generated set with
@@ -36,16 +41,22 @@ import numpy as np
 from PIL import Image
 
 from lib.data.images import open_image
+from lib.data.perceptual import NEAR_DISTANCE
 from lib.data.variants import near_variants
 from lib.errors import ClipSearchError, NotFoundError, UnreadableImageError
 from lib.model.encoder import ClipEncoder
 from lib.store.catalog import Catalog, ImageRecord
 from lib.store.dataset_figures import DuplicateThresholds, load_thresholds, now, save_thresholds
+from lib.store.identity import ModelIdentity
 from lib.store.index_files import dataset_vectors
 
 log = logging.getLogger(__name__)
 
-EDIT_PERCENTILE = 5.0
+EDIT_PERCENTILE = 1.0
+SMALL_LIBRARY = 200
+MIN_DISTINCT_PAIRS = 200
+DEFAULT_NEAR = 0.90  # with the signature check; light edits of a photo score 0.95+ with CLIP ViT-B/32
+DEFAULT_SIMILAR = 0.96
 EDIT_SIDE = 1024  # photos are reduced to this first: a 12 MP photo takes ~0.5 s per edit, to the same effect
 DISTINCT_RATE = 0.001
 MAX_DUPLICATE_SHARE = 0.1  # a library whose same-class pairs are more often copies than this is implausible
@@ -145,7 +156,7 @@ def choose_thresholds(edits: np.ndarray, distinct: np.ndarray) -> tuple[float, f
     """(near, similar, estimated duplicate share of the distinct pairs) by the rule in the module docstring."""
     share = duplicate_share(distinct, edits)
     similar = distinct_cut(distinct, edits, share)
-    return max(float(np.percentile(edits, EDIT_PERCENTILE)), similar), similar, share
+    return float(np.percentile(edits, EDIT_PERCENTILE)), similar, share
 
 
 def _details(edits: dict[str, list[float]], distinct: np.ndarray, near: float, similar: float, share: float,
@@ -154,7 +165,8 @@ def _details(edits: dict[str, list[float]], distinct: np.ndarray, near: float, s
     return {
         "images": images, "edited_images": len(next(iter(edits.values()))), "distinct_pairs": int(len(distinct)),
         "rule": f"similar: reached by {DISTINCT_RATE:.1%} of distinct same-class pairs, duplicates among them "
-                f"taken out; near: p{EDIT_PERCENTILE:g} of light edits, at least similar",
+                f"taken out; near: p{EDIT_PERCENTILE:g} of light edits, and perceptual signatures within "
+                f"{NEAR_DISTANCE} bits",
         "edits": {kind: {"p5": round(float(np.percentile(v, 5)), 4), "median": round(float(np.median(v)), 4)}
                   for kind, v in edits.items()},
         "distinct": {name: round(float(np.percentile(distinct, q)), 4)
@@ -162,7 +174,7 @@ def _details(edits: dict[str, list[float]], distinct: np.ndarray, near: float, s
         "edits_caught_by_near": round(float((pooled >= near).mean()), 4),
         "distinct_reaching_similar": round(float((distinct >= similar).mean()), 4),
         "duplicate_share_of_distinct_pairs": round(share, 4),
-        "separable": bool(near > similar),
+        "separable": bool(near > float(np.percentile(distinct, 100 - 100 * DISTINCT_RATE))),
     }
 
 
@@ -189,6 +201,8 @@ def calibrate_duplicates(indexes_dir: Path, dataset: str, encoder: ClipEncoder, 
     pool = [records[int(i)] for i in ids if int(i) in records]
     distinct_sample = spread_sample(pool, DISTINCT_SAMPLE, rng)
     distinct = distinct_scores(distinct_sample, vectors[[row[r.id] for r in distinct_sample]])
+    if len(pool) < SMALL_LIBRARY or len(distinct) < MIN_DISTINCT_PAIRS:
+        return default_thresholds(indexes_dir, dataset, record.model, len(pool), len(distinct))
     edits = edit_scores(encoder, record.root, spread_sample(pool, sample_size, rng), rng)
     near, similar, share = choose_thresholds(np.concatenate([np.asarray(v) for v in edits.values()]), distinct)
     thresholds = DuplicateThresholds(round(near, 4), round(similar, 4), record.model, now(),
@@ -196,6 +210,18 @@ def calibrate_duplicates(indexes_dir: Path, dataset: str, encoder: ClipEncoder, 
     save_thresholds(indexes_dir, dataset, thresholds)
     log.info("duplicate thresholds of %r: near %.4f, similar %.4f (%d edited images, %d distinct pairs)", dataset,
              thresholds.near, thresholds.similar, thresholds.details["edited_images"], len(distinct))
+    return thresholds
+
+
+def default_thresholds(indexes_dir: Path, dataset: str, model: ModelIdentity, images: int,
+                       pairs: int) -> DuplicateThresholds:
+    """The documented defaults, recorded for a library too small to calibrate on."""
+    reason = (f"defaults for a small library (near {DEFAULT_NEAR}, similar {DEFAULT_SIMILAR}): {images} images and "
+              f"{pairs} same-class pairs are too few to calibrate on (it takes {SMALL_LIBRARY} images)")
+    thresholds = DuplicateThresholds(DEFAULT_NEAR, DEFAULT_SIMILAR, model, now(),
+                                     {"defaults": True, "reason": reason, "images": images, "distinct_pairs": pairs})
+    save_thresholds(indexes_dir, dataset, thresholds)
+    log.info("duplicate thresholds of %r: %s", dataset, reason)
     return thresholds
 
 

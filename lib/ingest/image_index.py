@@ -22,6 +22,7 @@ from tqdm import tqdm
 from lib.data.datasets import ImageFile, scan_dataset
 from lib.errors import ClipSearchError, DiskFullError, IndexFileError
 from lib.ingest.calibrate import calibrate_duplicates, needs_calibration
+from lib.ingest.hash_backfill import hash_missing
 from lib.ingest.ivf_index import DatasetIvf
 from lib.ingest.local_engine import LocalEngine
 from lib.ingest.report import BuildReport
@@ -92,6 +93,7 @@ class ImageIndexBuilder:
             self._check_model(rebuild)
             self._ivf = DatasetIvf(self.catalog, self.folder, self.dataset, self.encoder.dim, self.settings)
             self._update()
+            self.report.hashed = hash_missing(self.catalog, self.dataset, self.folder_root, self.settings.num_workers)
             self.report.notes += self.ivf.finish(retrain)
             keep_good_copy(self.folder)
         self.report.seconds = time.perf_counter() - started
@@ -236,7 +238,8 @@ class ImageIndexBuilder:
         for new_id, item in zip(new_ids, encoded, strict=True):
             file = todo[item.i]
             records.append(ImageRecord(new_id, self.dataset, partition, file.path, file.class_name, item.size[0],
-                                       item.size[1], file.bytes, file.mtime_ns, item.sha256, file.target))
+                                       item.size[1], file.bytes, file.mtime_ns, item.sha256, file.target,
+                                       item.perceptual_hash))
         if encoded:
             ids = np.concatenate([ids, np.asarray(new_ids, dtype=np.int64)])
             encoded_vectors = [item.vector for item in encoded]  # every item here was encoded: none is None

@@ -50,6 +50,7 @@ def decode_batch(batch: Columns, root: str, transform: ClipTransform) -> Columns
         "width": np.asarray([item.size[0] for item in items], dtype=np.int32),
         "height": np.asarray([item.size[1] for item in items], dtype=np.int32),
         "sha256": np.asarray([item.sha256 for item in items], dtype=object),
+        "perceptual_hash": np.asarray([item.perceptual_hash for item in items], dtype=object),
     }
 
 
@@ -84,7 +85,8 @@ class EncoderActor:
             pixels = self.encoder.transform.normalise(batch["pixels"][good])
             vectors[good] = self.encoder.encode_pixels(torch.from_numpy(pixels))
         return {"i": batch["i"], "vector": vectors, "error": batch["error"], "width": batch["width"],
-                "height": batch["height"], "sha256": batch["sha256"]}
+                "height": batch["height"], "sha256": batch["sha256"],
+                "perceptual_hash": batch["perceptual_hash"]}
 
 
 def encoder_options(settings: Settings) -> dict[str, Any]:
@@ -111,7 +113,8 @@ def encoded_files(batch: Columns, seen: set[int]) -> list[EncodedFile]:
         seen.add(i)
         error = str(batch["error"][row]) or None
         items.append(EncodedFile(i, error=error, size=(int(batch["width"][row]), int(batch["height"][row])),
-                                 sha256=str(batch["sha256"][row]), vector=None if error else batch["vector"][row]))
+                                 sha256=str(batch["sha256"][row]), perceptual_hash=bytes(batch["perceptual_hash"][row]),
+                                 vector=None if error else batch["vector"][row]))
     return items
 
 

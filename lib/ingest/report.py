@@ -20,6 +20,7 @@ class BuildReport:
     unchanged: int = 0
     encoded: int = 0
     partitions_written: int = 0
+    hashed: int = 0  # unchanged files given the perceptual signature an older build did not record
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     report_file: Path | None = None
@@ -31,13 +32,16 @@ class BuildReport:
         rate = self.encoded / self.seconds if self.seconds else 0.0
         return (f"{self.dataset} ({self.layout}): {self.added} added, {self.changed} changed, {self.removed} removed, "
                 f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.encoded} images {self.action} into "
-                f"{self.partitions_written} partition(s) in {self.seconds:.1f} s ({rate:.1f} images/s)")
+                f"{self.partitions_written} partition(s) in {self.seconds:.1f} s ({rate:.1f} images/s)"
+                + (f"; {self.hashed} unchanged images hashed for duplicates" if self.hashed else ""))
 
     def calibration(self) -> str:
         """The line about the duplicate thresholds, when this build calibrated them."""
         if self.thresholds is None:
             return ""
         details = self.thresholds.details
+        if details.get("defaults"):
+            return f"duplicate thresholds: {details['reason']}"
         return (f"duplicate thresholds calibrated on {details['edited_images']} images and "
                 f"{details['distinct_pairs']} distinct pairs: near {self.thresholds.near:.4f}, "
                 f"similar {self.thresholds.similar:.4f}")

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lib.data.images import decode_image
+from lib.data.perceptual import signature
 from lib.errors import UnreadableImageError
 from lib.model.encoder import ClipEncoder
 from lib.model.preprocess import ClipTransform
@@ -26,6 +27,7 @@ class EncodedFile:
     error: str | None = None
     size: tuple[int, int] = (0, 0)
     sha256: str = ""
+    perceptual_hash: bytes = b""  # lib/data/perceptual.signature of the decoded pixels
     vector: np.ndarray | None = None
 
 
@@ -60,7 +62,7 @@ def decode_file(i: int, path: Path, transform: ClipTransform, extensions: set[st
         return EncodedFile(i, error=f"cannot read file: {err.strerror}")
     # A tensor, not an array: DataLoader hands tensors back through shared memory instead of a pipe.
     pixels = transform.crop(image) if crop_only else transform(image)
-    return EncodedFile(i, torch.from_numpy(pixels), None, size, hashlib.sha256(data).hexdigest())
+    return EncodedFile(i, torch.from_numpy(pixels), None, size, hashlib.sha256(data).hexdigest(), signature(image))
 
 
 class DecodeFiles(Dataset):

@@ -35,7 +35,7 @@ def group_dataset(dataset: LoadedDataset, catalog: Catalog, thresholds: Duplicat
     records = {r.id: r for r in catalog.images(dataset.record.name)}
     present = np.array([int(i) in records for i in ids], bool)  # rows a newer build has dropped are left out
     ids, vectors = ids[present], vectors[present]
-    pairs = close_pairs(dataset.search, ids, vectors, thresholds.similar, neighbours)
+    pairs = close_pairs(dataset.search, ids, vectors, min(thresholds.near, thresholds.similar), neighbours)
     same = [positions_of(ids, np.asarray(group, np.int64)) for group in catalog.same_content(dataset.record.name)]
     same = [group[group >= 0] for group in same if (group >= 0).sum() > 1]
     return group_duplicates(dataset.record.name, [records[int(i)] for i in ids], vectors, same, pairs, thresholds,

@@ -1,18 +1,22 @@
 """A whole dataset grouped into duplicates in three tiers, each group with the image to keep and the bytes to free.
 
-Three nested levels of connected components over the dataset's images:
+Three nested levels over the dataset's images:
 - exact: byte-identical files (one SHA-256, from the catalog);
-- near: linked by exact or by a cosine >= `near` (the same picture re-encoded, resized, lightly cropped);
-- similar: linked by exact or by a cosine >= `similar` (a burst, a re-take of the same scene).
-Each component of a level is made of whole components of the level below (its *units*, each stood for
-by its keeper). A level reports a group where a component joins two units or more, so an image is a
-non-keeper in at most one group, and deleting every non-keeper leaves exactly one image of each set
-of related pictures. Nothing here deletes anything: the groups are a suggestion for a person to review.
+- near: the same picture re-encoded, resized, lightly cropped or recoloured: a cosine >= `near` to the
+  group's keeper and perceptual signatures of the pixels that agree (lib/data/perceptual.py);
+- similar: a burst, a re-take of the same scene: a cosine >= `similar` to the group's keeper.
+Each group of a level is made of whole groups of the level below (its *units*, each stood for by its
+keeper), gathered around a keeper rather than chained: every member passed its tier's check against the
+keeper itself, so no pair below a tier's threshold is shown in it (join_to_keepers). A level reports a
+group where it joins two units or more, so an image is a non-keeper in at most one group, and deleting
+every non-keeper leaves exactly one image of each set of related pictures. Nothing here deletes
+anything: the groups are a suggestion for a person to review.
 """
 from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from lib.data.perceptual import NEAR_DISTANCE, as_words, distances, valid
 from lib.errors import NotCalibratedError
 from lib.serve.neighbours import ClosePairs
 from lib.store.catalog import ImageRecord
@@ -97,7 +102,7 @@ def resolve_thresholds(recorded: DuplicateThresholds | None, dataset: str, near:
     if near is None and similar is None:
         return recorded
     near = recorded.near if near is None else near
-    similar = min(near, recorded.similar) if similar is None else similar
+    similar = recorded.similar if similar is None else similar
     return DuplicateThresholds(near, similar, recorded.model, "", {"given": True, "calibrated": recorded.to_dict()})
 
 
@@ -126,15 +131,58 @@ def _chain(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([g[:-1] for g in groups]), np.concatenate([g[1:] for g in groups])
 
 
-def tier_levels(count: int, same_content: list[np.ndarray], pairs: ClosePairs,
+def join_to_keepers(labels: np.ndarray, ranks: np.ndarray, first: np.ndarray, second: np.ndarray,
+                    accept: Callable[[int, int], bool]) -> np.ndarray:
+    """Units (the images that share a label) joined into groups around a keeper, never by chaining.
+
+    Each unit is stood for by its best-ranked image. In rank order, a unit not yet taken becomes a keeper
+    and takes every untaken unit that a pair (first, second) links it to and that `accept(keeper, other)`
+    admits (both stand-ins, positions); so every member of a group passed the check against its keeper.
+    """
+    units = int(labels.max()) + 1 if len(labels) else 0
+    by_rank = np.argsort(ranks)
+    stand_in = np.full(units, -1, np.int64)
+    stand_in[labels[by_rank[::-1]]] = by_rank[::-1]  # the last write for a label is its best-ranked image
+    a, b = labels[first], labels[second]
+    linked: dict[int, set[int]] = defaultdict(set)
+    for x, y in zip(a[a != b].tolist(), b[a != b].tolist(), strict=True):
+        linked[x].add(y)
+        linked[y].add(x)
+    joined, taken = np.arange(units), np.zeros(units, bool)
+    for unit in sorted(range(units), key=lambda u: ranks[stand_in[u]]):
+        if taken[unit]:
+            continue
+        taken[unit] = True
+        for other in sorted(linked.get(unit, ()), key=lambda u: ranks[stand_in[u]]):
+            if not taken[other] and accept(int(stand_in[unit]), int(stand_in[other])):
+                joined[other], taken[other] = unit, True
+    return joined[labels] if units else labels
+
+
+def tier_levels(records: Sequence[ImageRecord], vectors: np.ndarray, ranks: np.ndarray,
+                same_content: list[np.ndarray], pairs: ClosePairs,
                 thresholds: DuplicateThresholds) -> dict[str, np.ndarray]:
-    """The component of every image at each tier; each tier's edges include the stricter tiers' edges."""
+    """The group of every image at each tier (a label per image), each tier's groups made of the last one's.
+
+    near: cosine >= near to the group's keeper and perceptual signatures within NEAR_DISTANCE bits of it
+    (an image without a signature is never near); similar: cosine >= similar to the keeper.
+    """
     exact_first, exact_second = _chain(same_content)
-    levels = {"exact": components(count, exact_first, exact_second)}
-    for tier, cut in (("near", thresholds.near), ("similar", thresholds.similar)):
+    levels = {"exact": components(len(records), exact_first, exact_second)}
+    signatures = [r.perceptual_hash for r in records]
+    words, hashed = as_words(signatures), valid(signatures)
+
+    def near(keeper: int, other: int) -> bool:
+        return bool(hashed[keeper] and hashed[other] and vectors[keeper] @ vectors[other] >= thresholds.near
+                    and distances(words, np.array([keeper]), np.array([other]))[0] <= NEAR_DISTANCE)
+
+    def similar(keeper: int, other: int) -> bool:
+        return bool(vectors[keeper] @ vectors[other] >= thresholds.similar)
+
+    below = levels["exact"]
+    for tier, accept, cut in (("near", near, thresholds.near), ("similar", similar, thresholds.similar)):
         close = pairs.score >= cut
-        levels[tier] = components(count, np.concatenate([exact_first, pairs.first[close]]),
-                                  np.concatenate([exact_second, pairs.second[close]]))
+        below = levels[tier] = join_to_keepers(below, ranks, pairs.first[close], pairs.second[close], accept)
     return levels
 
 
@@ -154,12 +202,13 @@ def group_duplicates(dataset: str, records: Sequence[ImageRecord], vectors: np.n
     `capture_times` gives the capture time (ns) of the images the keeper is chosen among (those in a
     group only, since reading them may mean opening files); without it, their modification times.
     """
-    levels = tier_levels(len(records), same_content, pairs, thresholds)
     taken = np.array([r.mtime_ns for r in records], np.int64)
-    grouped = np.flatnonzero(np.bincount(levels["similar"])[levels["similar"]] > 1)
-    if capture_times is not None and len(grouped):
-        taken[grouped] = capture_times([records[int(i)] for i in grouped])
+    if capture_times is not None:  # only images that may be grouped: linked by any pair or by their bytes
+        linked = np.unique(np.concatenate([pairs.first, pairs.second, *same_content]).astype(np.int64))
+        if len(linked):
+            taken[linked] = capture_times([records[int(i)] for i in linked])
     ranks = keeper_ranks(records, taken)
+    levels = tier_levels(records, vectors, ranks, same_content, pairs, thresholds)
     units = np.arange(len(records))
     groups = []
     for tier in TIERS:

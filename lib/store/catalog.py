@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS images (
     mtime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     link_target TEXT NOT NULL DEFAULT '',
+    perceptual_hash BLOB NOT NULL DEFAULT x'',
     UNIQUE (dataset, path)
 );
 CREATE INDEX IF NOT EXISTS images_partition ON images (dataset, partition);
@@ -93,7 +94,7 @@ CREATE TABLE IF NOT EXISTS generation (
 # Columns added since the first catalogs: an existing catalog gets them in place when a builder opens it
 # (new tables, such as `generation`, come from SCHEMA's CREATE TABLE IF NOT EXISTS the same way).
 MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''"),
-              "images": ("link_target TEXT NOT NULL DEFAULT ''",)}
+              "images": ("link_target TEXT NOT NULL DEFAULT ''", "perceptual_hash BLOB NOT NULL DEFAULT x''")}
 NAME_COLUMNS = ("path", "link_target")  # file names: TEXT, or a BLOB of the bytes of one that is not UTF-8
 
 
@@ -260,14 +261,19 @@ class Catalog:
         db.executemany("DELETE FROM images WHERE dataset = ? AND path = ?",
                        [(r.dataset, to_sql(r.path)) for r in added])
         db.executemany("INSERT INTO images (id, dataset, partition, path, class_name, width, height, bytes, mtime_ns, "
-                       "sha256, link_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       "sha256, link_target, perceptual_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        [(r.id, r.dataset, r.partition, to_sql(r.path), r.class_name, r.width, r.height, r.bytes,
-                         r.mtime_ns, r.sha256, to_sql(r.link_target)) for r in added])
+                         r.mtime_ns, r.sha256, to_sql(r.link_target), r.perceptual_hash) for r in added])
         if partition.count:
             db.execute("INSERT OR REPLACE INTO partitions (dataset, name, index_file, index_sha256, count, ivf_file, "
                        "ivf_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)", astuple(partition))
         else:
             db.execute("DELETE FROM partitions WHERE dataset = ? AND name = ?", (partition.dataset, partition.name))
+        self._changed(db)
+
+    def set_perceptual_hashes(self, db: sqlite3.Connection, hashes: Mapping[int, bytes]) -> None:
+        """Within a transaction: the signatures of rows indexed before the catalog had them."""
+        db.executemany("UPDATE images SET perceptual_hash = ? WHERE id = ?", [(h, i) for i, h in hashes.items()])
         self._changed(db)
 
     def set_skipped(self, db: sqlite3.Connection, dataset: str, skipped: Mapping[str, SkippedFile]) -> None:

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DuplicateThresholds:
-    """Cosine cut-offs: `near` for the same picture edited, `similar` (<= near) for a burst or re-take."""
+    """Cosine cut-offs: `near` for the same picture edited (with its perceptual signature), `similar` for a
+    burst or re-take (the embedding alone). `details["defaults"]`: a small library's documented defaults."""
 
     near: float
     similar: float
@@ -35,9 +36,13 @@ class DuplicateThresholds:
     details: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if not (-1.0 <= self.similar <= self.near <= 1.0):
-            raise ClipSearchError(f"duplicate thresholds need -1 <= similar <= near <= 1, not similar={self.similar} "
+        if not (-1.0 <= self.similar <= 1.0 and -1.0 <= self.near <= 1.0):
+            raise ClipSearchError(f"duplicate thresholds are cosines between -1 and 1, not similar={self.similar} "
                                   f"and near={self.near}")
+
+    @property
+    def defaults(self) -> bool:
+        return bool(self.details.get("defaults"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"near": self.near, "similar": self.similar, "calibrated_at": self.calibrated_at,

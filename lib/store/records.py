@@ -24,6 +24,7 @@ class ImageRecord:
     mtime_ns: int
     sha256: str
     link_target: str = ""  # a link followed out of the dataset's folder (--follow-links): where it led, resolved
+    perceptual_hash: bytes = b""  # lib/data/perceptual.signature of its pixels (b"": not hashed yet)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ def test_a_tier_filter_and_given_thresholds(client):
     ("tier=blurry", 400, "tier: Input should be 'exact', 'near' or 'similar'"),
     ("limit=0", 400, "limit: Input should be greater than or equal to 1"),
     ("offset=-1", 400, "offset: Input should be greater than or equal to 0"),
-    ("near=0.5&similar=0.9", 400, "similar <= near"),
     ("near=abc", 400, "near: Input should be a valid number"),
     ("near=nan", 400, "near: Input should be a finite number"),
     ("near=0.9&colour=red", 400, "colour: Extra inputs are not permitted"),

@@ -140,6 +140,9 @@ def test_duplicates_page_shows_groups_by_tier_with_the_keeper_marked(page, plant
                            "[...document.querySelectorAll('#groups li.dup-group')]"
                            ".every(g => g.dataset.tier === 'near')")
     assert "tier=near" in page.url
+    assert "the same picture, edited" in page.inner_text("#groups li.dup-group >> nth=0")
+    assert "with pixels within 10 bits" in page.inner_text("#thresholds") and "calibrated for" in page.inner_text(
+        "#thresholds")
     page.fill("#near", "0.99")
     page.fill("#similar", "0.85")
     page.select_option("#tier", "similar")
@@ -148,6 +151,15 @@ def test_duplicates_page_shows_groups_by_tier_with_the_keeper_marked(page, plant
     page.reload()
     page.wait_for_selector("#groups li[data-tier=similar]")
     assert page.input_value("#tier") == "similar" and page.input_value("#near") == "0.99"
+
+
+def test_duplicates_page_says_a_small_library_has_default_thresholds(page, live_server):
+    """The tiny dataset (108 images) is too small to calibrate on: the page says the defaults are in use."""
+    base, _ = live_server
+    page.goto(f"{base}/duplicates.html")
+    page.wait_for_function("() => document.querySelector('#thresholds').textContent.includes('images searched')")
+    assert "defaults: too few images to calibrate on" in page.inner_text("#thresholds")
+    assert page.get_attribute("#thresholds", "data-defaults") == "true"
 
 
 def test_classification_page_shows_the_evaluation_on_the_folders(page, live_server, built_workspace):

@@ -217,3 +217,26 @@ def test_index_type_flag(tmp_path, folders_dataset, demo_encoder, index_type):
 def test_missing_folder_is_a_clear_error(tmp_path, demo_encoder):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build(settings_for(tmp_path, tmp_path / "nope"), demo_encoder)
+
+
+def test_a_catalog_without_perceptual_hashes_gets_them_on_the_next_build_without_encoding(tmp_path, folders_dataset,
+                                                                                          demo_encoder):
+    """An older catalog (no perceptual_hash column): the column is added in place, a read-only reader still
+    reads it, and the next build hashes every unchanged file without encoding one."""
+    settings = settings_for(tmp_path / "ws", folders_dataset)
+    build(settings, demo_encoder)
+    catalog = Catalog(settings.indexes_dir / CATALOG_NAME)
+    hashed = {r.path: r.perceptual_hash for r in catalog.images("test")}
+    assert len(hashed) == 4 and all(len(h) == 88 for h in hashed.values())
+    with catalog.transaction() as db:
+        db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
+    catalog.close()
+    readonly = Catalog(settings.indexes_dir / CATALOG_NAME, readonly=True)
+    assert {r.perceptual_hash for r in readonly.images("test")} == {b""}
+    readonly.close()
+    report = build(settings, demo_encoder)
+    assert (report.encoded, report.unchanged, report.hashed) == (0, 4, 4)
+    assert "4 unchanged images hashed" in report.summary()
+    catalog = Catalog(settings.indexes_dir / CATALOG_NAME)
+    assert {r.path: r.perceptual_hash for r in catalog.images("test")} == hashed
+    assert build(settings, demo_encoder).hashed == 0

@@ -87,8 +87,12 @@ def test_every_image_is_dropped_at_most_once_and_one_of_each_set_is_kept(planted
     assert [g.number for g in report.groups] == list(range(1, len(report.groups) + 1))
 
 
+SAME_PIXELS = bytes(88)  # one perceptual signature for all: the pixels agree, the cosines decide
+OTHER_PIXELS = bytes([255]) * 88
+
+
 def record(i: int, path: str, width: int, height: int, mtime: int, sha: str = "") -> ImageRecord:
-    return ImageRecord(i, "d", "p", path, "", width, height, 1000 + i, mtime, sha or f"{i:064d}")
+    return ImageRecord(i, "d", "p", path, "", width, height, 1000 + i, mtime, sha or f"{i:064d}", "", SAME_PIXELS)
 
 
 def test_keeper_is_largest_then_earliest_then_shortest_path():
@@ -98,7 +102,8 @@ def test_keeper_is_largest_then_earliest_then_shortest_path():
     # 10,000 pixels each but 5 (9,999); among those, the earliest (3 and 4), then the shorter path, then by name
     assert [records[i].id for i in np.argsort(ranks)] == [3, 4, 1, 2, 5]
     vectors = np.tile(np.eye(4, dtype=np.float32)[0], (5, 1))
-    pairs = ClosePairs(np.array([0, 0, 0, 0]), np.array([1, 2, 3, 4]), np.ones(4, np.float32))
+    first, second = np.triu_indices(5, k=1)
+    pairs = ClosePairs(first, second, np.ones(len(first), np.float32))
     report = group_duplicates("d", records, vectors, [], pairs, DuplicateThresholds(0.9, 0.8))
     (group,) = report.groups
     assert group.tier == "near" and group.keeper.id == 3 and group.keeper.path == "c/x.jpg"
@@ -184,8 +189,9 @@ def test_thresholds_given_replace_the_calibrated_ones():
     assert resolve_thresholds(None, "d", 0.9, 0.8).similar == 0.8
     with pytest.raises(NotCalibratedError, match="find_duplicates.py d --calibrate"):
         resolve_thresholds(None, "d", near=0.9)
-    with pytest.raises(ClipSearchError, match="similar <= near"):
-        resolve_thresholds(recorded, "d", similar=0.99)
+    assert resolve_thresholds(recorded, "d", similar=0.99).similar == 0.99  # near also asks the pixels: no order
+    with pytest.raises(ClipSearchError, match="cosines between -1 and 1"):
+        resolve_thresholds(recorded, "d", similar=1.5)
 
 
 def test_the_finder_reuses_a_grouping_until_the_index_set_changes(planted_workspace, demo_encoder):
@@ -193,3 +199,28 @@ def test_the_finder_reuses_a_grouping_until_the_index_set_changes(planted_worksp
     finder = DuplicateFinder(LiveIndexSet(settings.indexes_dir, settings.indexes_text_dir, demo_encoder.identity))
     first = finder.report("planted")
     assert finder.report(None) is first and finder.report("planted", near=0.99, similar=0.85) is not first
+
+
+def test_groups_gather_around_their_keeper_and_never_chain():
+    """a-b and b-c are near, a-c is not: b joins a (the keeper), c is left alone, not linked through b."""
+    records = [record(1, "a.jpg", 200, 200, 1), record(2, "b.jpg", 100, 100, 2), record(3, "c.jpg", 100, 100, 3)]
+    angle = np.radians([0.0, 14.0, 28.0])  # cosines: a-b 0.970, b-c 0.970, a-c 0.883
+    vectors = np.stack([np.cos(angle), np.sin(angle), np.zeros(3)], axis=1).astype(np.float32)
+    pairs = ClosePairs(np.array([0, 1, 0]), np.array([1, 2, 2]), np.array([0.970, 0.970, 0.883], np.float32))
+    report = group_duplicates("d", records, vectors, [], pairs, DuplicateThresholds(0.95, 0.95))
+    (group,) = report.groups
+    assert [m.path for m in group.members] == ["a.jpg", "b.jpg"] and min(m.score for m in group.members) >= 0.95
+    assert report.levels["near"][2] not in report.levels["near"][:2]
+
+
+def test_near_needs_the_pixels_to_agree():
+    """Cosine 0.99 alone is not the same picture: with other pixels (or none hashed) it is similar at most."""
+    same, other = record(1, "a.jpg", 200, 200, 1), record(2, "b.jpg", 100, 100, 2)
+    unhashed = dataclasses.replace(record(3, "c.jpg", 100, 100, 3), perceptual_hash=b"")
+    vectors = np.tile(np.eye(4, dtype=np.float32)[0], (2, 1))
+    pairs = ClosePairs(np.array([0]), np.array([1]), np.array([0.99], np.float32))
+    for second in (dataclasses.replace(other, perceptual_hash=OTHER_PIXELS), unhashed):
+        report = group_duplicates("d", [same, second], vectors, [], pairs, DuplicateThresholds(0.95, 0.95))
+        assert [g.tier for g in report.groups] == ["similar"]
+    report = group_duplicates("d", [same, other], vectors, [], pairs, DuplicateThresholds(0.95, 0.95))
+    assert [g.tier for g in report.groups] == ["near"]
