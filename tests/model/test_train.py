@@ -1,5 +1,7 @@
 import numpy as np
+import pytest
 import torch
+from PIL import Image, ImageDraw
 from transformers import AutoTokenizer
 
 from lib.model.loading import load_encoder
@@ -67,3 +69,35 @@ def test_fine_tuning_starts_from_the_service_model(demo_encoder):
     tokens = demo_encoder.tokenize(["two red circles"])
     features = TorchTowers(model, torch.device("cpu"), torch.float32).text_features(**tokens)[0]
     assert float(features @ demo_encoder.encode_texts(["two red circles"])[0]) / np.linalg.norm(features) > 0.999
+
+
+def test_the_image_to_image_term_rewards_telling_each_picture_from_the_others():
+    from lib.model.train import instance_loss
+
+    features = torch.nn.functional.normalize(torch.randn(16, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    assert float(instance_loss(features, features)) < float(instance_loss(features, features.roll(1, dims=0)))
+
+
+def test_a_trained_model_takes_a_larger_input_at_the_same_grid(demo_encoder):
+    """resize_input: the same picture at 1.5x the side, through resampled patch kernels, embeds as it did."""
+    from lib.model.small_clip import resize_input
+    from lib.model.train import image_features, pretrained_model
+
+    model, _, transform = pretrained_model("demo")
+    side, patch = transform.size, int(model.config.vision_config.patch_size)
+    image = Image.new("RGB", (side, side), (200, 200, 200))
+    ImageDraw.Draw(image).regular_polygon((side / 2, side / 2, side / 3), 5, fill=(215, 38, 38))
+    with torch.no_grad():
+        before = image_features(model, torch.from_numpy(transform(image))[None])
+        larger = resize_input(model, side * 3 // 2, patch * 3 // 2)
+        after = image_features(model, torch.from_numpy(larger(image))[None])
+    assert larger.size == side * 3 // 2 and model.config.vision_config.image_size == side * 3 // 2
+    assert float(torch.nn.functional.cosine_similarity(before, after)) > 0.9
+    with pytest.raises(ValueError, match="grid"):
+        resize_input(model, side * 2, patch)
+
+
+def test_init_refuses_an_architecture_change_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "out"), "--data", str(tmp_path), "--init", "demo", "--width", "64"])
+    assert "only --image-size and --patch-size" in capsys.readouterr().err
