@@ -25,7 +25,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from lib.data.perceptual import NEAR_DISTANCE, as_words, distances, valid
+from lib.data.perceptual import NEAR_DISTANCE as NEAR_DISTANCE  # re-exported: the answers say it
+from lib.data.perceptual import Signatures
 from lib.errors import NotCalibratedError
 from lib.serve.neighbours import ClosePairs
 from lib.store.catalog import ImageRecord
@@ -164,17 +165,16 @@ def tier_levels(records: Sequence[ImageRecord], vectors: np.ndarray, ranks: np.n
                 thresholds: DuplicateThresholds) -> dict[str, np.ndarray]:
     """The group of every image at each tier (a label per image), each tier's groups made of the last one's.
 
-    near: cosine >= near to the group's keeper and perceptual signatures within NEAR_DISTANCE bits of it
-    (an image without a signature is never near); similar: cosine >= similar to the keeper.
+    near: cosine >= near to the group's keeper and pixels that agree with its (Signatures.same_picture; an
+    image without a signature is never near); similar: cosine >= similar to the keeper.
     """
     exact_first, exact_second = _chain(same_content)
     levels = {"exact": components(len(records), exact_first, exact_second)}
-    signatures = [r.perceptual_hash for r in records]
-    words, hashed = as_words(signatures), valid(signatures)
+    signatures = Signatures([r.perceptual_hash for r in records])
 
     def near(keeper: int, other: int) -> bool:
-        return bool(hashed[keeper] and hashed[other] and vectors[keeper] @ vectors[other] >= thresholds.near
-                    and distances(words, np.array([keeper]), np.array([other]))[0] <= NEAR_DISTANCE)
+        return bool(vectors[keeper] @ vectors[other] >= thresholds.near
+                    and signatures.same_picture(np.array([keeper]), np.array([other]))[0])
 
     def similar(keeper: int, other: int) -> bool:
         return bool(vectors[keeper] @ vectors[other] >= thresholds.similar)

@@ -66,7 +66,7 @@ def test_tiny_imagenet_layout(tmp_path, tiny_dataset, demo_encoder):
     assert len(partitions) == 36 and partitions[0].index_file == f"image_tiny_n90000000_{demo_encoder.dim}.index"
     first = next(r for r in catalog.images("tiny") if r.partition == "n90000000")
     assert first.class_name == "red circle" and first.path.startswith("train/n90000000/images/")
-    assert (first.width, first.height) == (64, 64) and len(first.sha256) == 64
+    assert (first.width, first.height) == (96, 96) and len(first.sha256) == 64
     # The vector of an image finds the image itself first.
     index = read_index(settings.indexes_dir / partitions[0].index_file)
     vector = demo_encoder.encode_images([Image.open(root / first.path)])
@@ -227,7 +227,7 @@ def test_a_catalog_without_perceptual_hashes_gets_them_on_the_next_build_without
     build(settings, demo_encoder)
     catalog = Catalog(settings.indexes_dir / CATALOG_NAME)
     hashed = {r.path: r.perceptual_hash for r in catalog.images("test")}
-    assert len(hashed) == 4 and all(len(h) == 88 for h in hashed.values())
+    assert len(hashed) == 4 and all(len(h) == 91 for h in hashed.values())
     with catalog.transaction() as db:
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
     catalog.close()
