@@ -5,7 +5,7 @@ The set (lib/data/duplicate_set.py): distinct synthetic pictures in class folder
 half of them, copies planted with probability 0.6 each: byte-identical in backup/ (exact), re-encoded at
 JPEG q35-80, resized to 40-80 %, cropped 5-10 % (near), and the scene drawn again with its shapes moved
 (a re-take: similar). The dataset is built and calibrated as a user's would be, then grouped; a pair's
-predicted tier is the strictest tier at which its two images share a component.
+predicted tier is the strictest tier at which its two images share a group.
 
     .venv/bin/python -m bench.duplicate_tiers [--per-class 6] [--seed 0] [--model demo] [--near X --similar Y]
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from bench import SmokeParser, link_model_cache
 from lib.cli import run
 from lib.data.duplicate_set import SAME_PICTURE, generate_duplicate_set, predicted_tier, tier_scores
+from lib.data.perceptual import NEAR_DISTANCE, TONE_TOLERANCE
 from lib.ingest.image_index import build_image_index
 from lib.model.loading import load_encoder
 from lib.serve.duplicate_finder import group_dataset
@@ -74,9 +75,14 @@ def bench(args: argparse.Namespace) -> None:
     calibration = t.details["calibrated"]["details"] if t.details.get("given") else t.details
     print(f"\nmodel {args.model}; {len(files)} images ({Counter(f.kind for f in files)['original']} distinct); "
           f"build and calibration {seconds:.1f} s")
-    print(f"{'given' if t.details.get('given') else 'calibrated'}: near {t.near:.4f}, similar {t.similar:.4f}; "
-          f"calibration: edits caught by its near {calibration['edits_caught_by_near']:.0%}, estimated duplicate "
-          f"share of distinct pairs {calibration['duplicate_share_of_distinct_pairs']:.1%}")
+    if calibration.get("defaults"):
+        print(f"near {t.near:.4f}, similar {t.similar:.4f}: {calibration['reason']}")
+    else:
+        print(f"{'given' if t.details.get('given') else 'calibrated'}: near {t.near:.4f}, similar {t.similar:.4f}; "
+              f"calibration: edits caught by its near {calibration['edits_caught_by_near']:.0%}, estimated "
+              f"duplicate share of distinct pairs {calibration['duplicate_share_of_distinct_pairs']:.1%}")
+    print(f"near also needs the perceptual signatures to agree (within {NEAR_DISTANCE} bits, mean colour within "
+          f"{TONE_TOLERANCE})")
     print("\n| tier | true pairs | predicted pairs | precision | recall |\n|---|---|---|---|---|")
     for tier, score in tier_scores(files, report.components_by_path()).items():
         print(f"| {tier} | {score.true_pairs} | {score.predicted_pairs} | {score.precision:.3f} | {score.recall:.3f} |")

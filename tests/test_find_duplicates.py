@@ -52,7 +52,7 @@ def test_a_dataset_without_thresholds_is_calibrated_first(tmp_path, tiny_dataset
 
 @pytest.mark.parametrize("argv, words", [
     (["nope"], "unknown dataset 'nope'"),
-    (["planted", "--near", "0.8", "--similar", "0.9"], "similar <= near"),
+    (["planted", "--near", "1.5"], "cosines between -1 and 1"),
 ])
 def test_bad_input_is_one_line_with_status_2(planted_workspace, capsys, argv, words):
     settings, _ = planted_workspace

@@ -93,7 +93,8 @@ class ImageIndexBuilder:
             self._check_model(rebuild)
             self._ivf = DatasetIvf(self.catalog, self.folder, self.dataset, self.encoder.dim, self.settings)
             self._update()
-            self.report.hashed = hash_missing(self.catalog, self.dataset, self.folder_root, self.settings.num_workers)
+            if self.root is not None:  # imported embeddings have no pixels to hash
+                self.report.hashed = hash_missing(self.catalog, self.dataset, self.root, self.settings.num_workers)
             self.report.notes += self.ivf.finish(retrain)
             keep_good_copy(self.folder)
         self.report.seconds = time.perf_counter() - started

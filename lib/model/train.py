@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -28,13 +27,13 @@ from lib.cli import new_parser, run
 from lib.data.images import open_image
 from lib.data.variants import random_edit
 from lib.errors import TrainingDataError
+from lib.model.losses import contrastive_loss, instance_loss
 from lib.model.preprocess import ClipTransform
 from lib.model.small_clip import Architecture, new_model, resize_input, write_vocab_files
 
 log = logging.getLogger(__name__)
 
 INPUT_SIZE = ("image_size", "patch_size")
-INSTANCE_SCALE = 20.0  # 1 / temperature of the image-to-image term (fixed: the learned scale is the text term's)
 
 def read_captions(root: Path) -> dict[str, list[str]]:
     """Captions of each image in root/captions.csv, keyed by the image's path relative to root."""
@@ -79,27 +78,6 @@ class CaptionedImages(Dataset):
         edit = (torch.from_numpy(self.transform(random_edit(image, random.Random(random.getrandbits(32)))))
                 if self.edited else torch.zeros(0))
         return torch.from_numpy(self.transform(image)), random.choice(self.captions[i]), edit
-
-
-def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
-                     caption_ids: torch.Tensor) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE; pairs that share a caption text are all counted as positives."""
-    image_features = F.normalize(image_features, dim=-1)
-    text_features = F.normalize(text_features, dim=-1)
-    logits = logit_scale.exp().clamp(max=100.0) * image_features @ text_features.T
-    same = (caption_ids[:, None] == caption_ids[None, :]).float()
-    targets = same / same.sum(dim=1, keepdim=True)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-
-
-def instance_loss(image_features: torch.Tensor, edit_features: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE between images and their light edits: every other image of the batch is a negative,
-    those of the same class included (the hard negatives that teach "this picture" apart from "this class")."""
-    image_features = F.normalize(image_features, dim=-1)
-    edit_features = F.normalize(edit_features, dim=-1)
-    logits = INSTANCE_SCALE * image_features @ edit_features.T
-    targets = torch.arange(len(logits))
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
 def image_features(model: Any, pixels: torch.Tensor) -> torch.Tensor:

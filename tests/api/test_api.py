@@ -57,7 +57,7 @@ def test_search_ranks_images_and_links_them(client):
     assert len(results) == 5 and results[0]["class_name"] == "red circle"
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
     image = client.get(results[0]["image_url"])
-    assert image.status_code == 200 and Image.open(io.BytesIO(image.data)).size == (64, 64)
+    assert image.status_code == 200 and Image.open(io.BytesIO(image.data)).size == (96, 96)
     thumb = client.get(results[0]["thumbnail_url"] + "?size=32")
     assert thumb.mimetype == "image/jpeg" and max(Image.open(io.BytesIO(thumb.data)).size) <= 32
 

@@ -197,7 +197,7 @@ def test_command_line_ends_with_a_json_summary(pairs_table, tmp_path, capsys, mo
     summary = json.loads(printed[-1])
     assert summary["model"]["spec"] == "demo" and len(summary["model"]["weights_sha256"]) == 64
     assert summary["model"]["backend"] in ("openvino", "torch") and summary["model"]["precision"] in ("fp32", "bf16")
-    assert "centre crop 64x64" in summary["preprocessing"]["images"]
+    assert "centre crop 96x96" in summary["preprocessing"]["images"]
     assert "no prompt template" in summary["preprocessing"]["captions"]
     assert summary["wall_time_s"] > 0 and summary["peak_memory_mib"] > 0 and summary["outliers"] == 5
     for name in ("output.csv", "outliers.csv", "score_histogram.jpg", "image_captions.jpg", "similarity_matrix.jpg",

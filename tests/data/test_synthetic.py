@@ -28,7 +28,7 @@ def test_tiny_imagenet_layout(tiny_dataset):
     first = annotations[0].split("\t")
     assert (root / "val" / "images" / first[0]).is_file() and first[1] in wnids
     with Image.open(images[0].path) as image:
-        assert image.size == (64, 64) and image.mode == "RGB"
+        assert image.size == (96, 96) and image.mode == "RGB"
 
 
 def test_captions_describe_the_scene(tiny_dataset):

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from lib.errors import IndexMismatchError
-from lib.ingest.calibrate import calibrate_duplicates, choose_thresholds, needs_calibration, spread_sample
+from lib.ingest.calibrate import (
+    DEFAULT_NEAR,
+    DEFAULT_SIMILAR,
+    calibrate_duplicates,
+    choose_thresholds,
+    needs_calibration,
+    spread_sample,
+)
 from lib.ingest.image_index import build_image_index
 from lib.store.catalog import ImageRecord
 from lib.store.dataset_figures import figures_path, load_thresholds
@@ -17,16 +24,18 @@ def test_separable_model_gets_a_similar_band_below_near():
     edits = rng.uniform(0.93, 1.0, 2000)
     distinct = rng.uniform(0.2, 0.85, 20000)
     near, similar, share = choose_thresholds(edits, distinct)
-    assert near == pytest.approx(np.percentile(edits, 5)) and similar == pytest.approx(0.85, abs=0.002)
+    assert near == pytest.approx(np.percentile(edits, 1)) and similar == pytest.approx(0.85, abs=0.002)
     assert share == 0.0 and near > similar
 
 
-def test_overlap_puts_near_at_the_distinct_cut_not_at_the_edits():
+def test_overlap_leaves_near_at_the_edits_and_similar_at_the_distinct_cut():
+    """A weak model (a crop can score 0.6): near still catches 99 % of edits, since the pixels must agree too;
+    similar, which the embedding decides alone, stays where distinct pairs hardly reach."""
     rng = np.random.default_rng(1)
-    edits = rng.uniform(0.6, 1.0, 2000)  # a weak model: a crop can score 0.6
+    edits = rng.uniform(0.6, 1.0, 2000)
     distinct = rng.uniform(0.2, 0.95, 20000)
     near, similar, _ = choose_thresholds(edits, distinct)
-    assert near == similar and 0.93 <= similar <= 0.95  # not the 5th percentile of the edits (0.62)
+    assert near == pytest.approx(np.percentile(edits, 1)) and 0.93 <= similar <= 0.95
 
 
 def test_duplicates_among_the_distinct_pairs_are_taken_out():
@@ -36,7 +45,7 @@ def test_duplicates_among_the_distinct_pairs_are_taken_out():
     polluted = np.concatenate([clean, rng.uniform(0.97, 1.0, 10000)])  # 10 % of the pairs are duplicates
     assert np.percentile(polluted, 99.9) > 0.99
     near, similar, share = choose_thresholds(edits, polluted)
-    assert share == pytest.approx(0.1, abs=0.01) and similar < 0.9 and near == pytest.approx(np.percentile(edits, 5))
+    assert share == pytest.approx(0.1, abs=0.01) and similar < 0.9 and near == pytest.approx(np.percentile(edits, 1))
 
 
 def test_the_sample_takes_every_class_in_turn():
@@ -45,14 +54,23 @@ def test_the_sample_takes_every_class_in_turn():
     assert sorted(r.partition for r in picked) == ["p0", "p0", "p1", "p1", "p2", "p2"]
 
 
-def test_a_build_records_calibrated_thresholds(built_workspace, demo_encoder):
-    recorded = load_thresholds(built_workspace.indexes_dir, "tiny", demo_encoder.identity)
-    assert recorded is not None and -1 <= recorded.similar <= recorded.near <= 1
+def test_a_build_records_calibrated_thresholds(planted_workspace, demo_encoder):
+    settings, files = planted_workspace
+    recorded = load_thresholds(settings.indexes_dir, "planted", demo_encoder.identity)
+    assert recorded is not None and not recorded.defaults and -1 <= recorded.similar <= 1 and -1 <= recorded.near <= 1
     details = recorded.details
-    assert details["edited_images"] == 48 and details["images"] == 72 and details["distinct_pairs"] > 0
-    assert set(details["edits"]) >= {"jpeg q50", "resize 50%", "crop 10%", "rotate 3°"}
+    assert details["edited_images"] == 48 and details["images"] == len(files) and details["distinct_pairs"] > 0
+    assert set(details["edits"]) >= {"jpeg q50", "resize 50%", "crop 10%", "rotate 3°", "recolour"}
+    assert not needs_calibration(settings.indexes_dir, "planted", demo_encoder, len(files))
+    assert needs_calibration(settings.indexes_dir, "planted", demo_encoder, 3 * len(files))  # grown more than twice
+
+
+def test_a_small_library_gets_the_documented_defaults(built_workspace, demo_encoder):
+    """72 training images: too few pairs for percentiles, so the defaults, with the reason recorded."""
+    recorded = load_thresholds(built_workspace.indexes_dir, "tiny", demo_encoder.identity)
+    assert recorded.defaults and (recorded.near, recorded.similar) == (DEFAULT_NEAR, DEFAULT_SIMILAR)
+    assert recorded.details["images"] == 72 and "too few to calibrate on" in recorded.details["reason"]
     assert not needs_calibration(built_workspace.indexes_dir, "tiny", demo_encoder, 72)
-    assert needs_calibration(built_workspace.indexes_dir, "tiny", demo_encoder, 200)  # grown more than twice
 
 
 def test_calibration_with_another_model_is_refused(built_workspace, other_model_dir):

@@ -60,12 +60,16 @@ def test_an_actor_with_other_model_weights_refuses_to_encode(demo_encoder, model
     options = encoder_options(settings_for(Path("/workspace"), Path("."), backend="openvino"))
     assert options == {"precision": "auto", "backend": "openvino", "cache_dir": Path("/workspace/cache")}
     actor = EncoderActor("demo", {**options, "cache_dir": model_cache}, "f" * 64, threads=1)
-    batch = {"i": np.array([0]), "pixels": np.zeros((1, 64, 64, 3), np.uint8), "error": np.array([""], dtype=object)}
-    with pytest.raises(ModelLoadError, match=r"model 'demo' on a Ray worker has other weights \(3c6883aa4702\) "
+    side = demo_encoder.transform.crop_height
+    batch = {"i": np.array([0]), "pixels": np.zeros((1, side, side, 3), np.uint8),
+             "error": np.array([""], dtype=object)}
+    with pytest.raises(ModelLoadError, match=rf"model 'demo' on a Ray worker has other weights "
+                                             rf"\({demo_encoder.identity.weights_sha256[:12]}\) "
                                              r"than on the driver \(ffffffffffff\)"):
         actor(batch)
     good = EncoderActor("demo", {"precision": "fp32"}, demo_encoder.identity.weights_sha256, threads=1)
-    out = good({**batch, "width": np.array([64]), "height": np.array([64]), "sha256": np.array(["x"])})
+    out = good({**batch, "width": np.array([64]), "height": np.array([64]), "sha256": np.array(["x"]),
+                "perceptual_hash": np.array([b""], dtype=object)})
     assert out["vector"].shape == (1, demo_encoder.dim) and abs(np.linalg.norm(out["vector"][0]) - 1) < 1e-5
 
 
@@ -73,7 +77,8 @@ def test_encoded_files_drop_a_file_delivered_twice():
     def batch(indexes):
         n = len(indexes)
         return {"i": np.array(indexes), "vector": np.ones((n, 4), np.float32), "error": np.array(["", "bad"][:n]),
-                "width": np.full(n, 5), "height": np.full(n, 6), "sha256": np.array(["ab"] * n)}
+                "width": np.full(n, 5), "height": np.full(n, 6), "sha256": np.array(["ab"] * n),
+                "perceptual_hash": np.array([b"p"] * n, dtype=object)}
 
     seen: set[int] = set()
     first = encoded_files(batch([3, 4]), seen)

@@ -5,8 +5,9 @@ from PIL import Image, ImageDraw
 from transformers import AutoTokenizer
 
 from lib.model.loading import load_encoder
+from lib.model.losses import contrastive_loss
 from lib.model.small_clip import Architecture, new_model, train_tokenizer
-from lib.model.train import all_captions, contrastive_loss, main, make_loader, read_captions, train_steps
+from lib.model.train import all_captions, main, make_loader, read_captions, train_steps
 
 TINY = Architecture(width=32, layers=1, heads=2, embed_dim=16, image_size=32, patch_size=8, context_length=24)
 
@@ -72,7 +73,7 @@ def test_fine_tuning_starts_from_the_service_model(demo_encoder):
 
 
 def test_the_image_to_image_term_rewards_telling_each_picture_from_the_others():
-    from lib.model.train import instance_loss
+    from lib.model.losses import instance_loss
 
     features = torch.nn.functional.normalize(torch.randn(16, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
     assert float(instance_loss(features, features)) < float(instance_loss(features, features.roll(1, dims=0)))

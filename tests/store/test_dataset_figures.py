@@ -27,8 +27,9 @@ def test_thresholds_hold_only_for_the_model_they_were_calibrated_with(tmp_path):
 def test_damaged_or_impossible_thresholds_are_ignored_or_refused(tmp_path):
     figures_path(tmp_path, "duplicates", "photos").write_text("{not json")
     assert load_thresholds(tmp_path, "photos", MODEL) is None
-    with pytest.raises(ClipSearchError, match="similar <= near"):
-        DuplicateThresholds(0.8, 0.9)
+    with pytest.raises(ClipSearchError, match="cosines between -1 and 1"):
+        DuplicateThresholds(1.2, 0.9)
+    assert DuplicateThresholds(0.8, 0.9).similar == 0.9  # near also asks the pixels: either may be higher
 
 
 def test_one_evaluation_per_model_is_kept(tmp_path):
