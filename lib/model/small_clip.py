@@ -20,8 +20,8 @@ class Architecture:
     layers: int = 4
     heads: int = 4
     embed_dim: int = 128
-    image_size: int = 64
-    patch_size: int = 8
+    image_size: int = 96
+    patch_size: int = 12
     context_length: int = 32
 
 

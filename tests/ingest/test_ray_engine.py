@@ -116,10 +116,10 @@ def test_a_two_node_cluster_builds_what_the_local_engine_builds(tmp_path, tiny_d
     build_image_index(local, demo_encoder, progress=False)
     report = build_image_index(on_ray, demo_encoder, progress=False)
     assert report.encoded == len(images) and not report.skipped
-    local_rows = {(r.path, r.partition, r.width, r.height, r.sha256) for r in Catalog(
-        local.indexes_dir / CATALOG_NAME).images("tiny")}
-    ray_rows = {(r.path, r.partition, r.width, r.height, r.sha256) for r in assert_consistent(on_ray, "tiny").images(
-        "tiny")}
+    def rows(catalog):
+        return {(r.path, r.partition, r.width, r.height, r.sha256, r.perceptual_hash) for r in catalog.images("tiny")}
+
+    local_rows, ray_rows = rows(Catalog(local.indexes_dir / CATALOG_NAME)), rows(assert_consistent(on_ray, "tiny"))
     assert ray_rows == local_rows
     expected, got = vectors_by_path(local, "tiny"), vectors_by_path(on_ray, "tiny")
     assert got.keys() == expected.keys()
