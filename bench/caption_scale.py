@@ -4,7 +4,7 @@
 Generated pairs shaped like COCO: five captions per image (--captions-per-image), every caption a
 distinct text up to --max-distinct-captions (past that, caption texts repeat across images, so that the
 text encoder does not dominate the largest size). Up to --files-up-to rows the images are generated
-64x64 JPEGs, decoded in the DataLoader workers and encoded like any run; above that, the image vectors
+96x96 JPEGs, decoded in the DataLoader workers and encoded like any run; above that, the image vectors
 come from a generated clip-retrieval embeddings folder (--image-embeddings; random unit vectors: the
 arithmetic and memory of a real run, meaningless scores). Each size runs in a process of its own, so
 that its peak memory is its own. A second table gives the cost of each phase per item, and the time a

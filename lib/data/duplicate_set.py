@@ -1,7 +1,7 @@
 """A generated library with duplicates planted at known tiers, to measure the duplicate finder against.
 
 One class folder per synthetic class, with distinct pictures drawn at a photo-like 256 px (the demo
-model sees 64 px). Of some pictures, copies are planted: byte-identical in `backup/` (exact),
+model sees 96 px). Of some pictures, copies are planted: byte-identical in `backup/` (exact),
 re-encoded, resized and lightly cropped beside the original (near), and the same scene drawn again
 with its shapes moved (a re-take: similar). `tier_scores` compares a grouping with that truth.
 """

@@ -14,7 +14,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader, Dataset
 
 from lib.data.images import decode_image
-from lib.data.perceptual import WORK_SIDE, signature
+from lib.data.perceptual import SIGNATURE_BYTES, WORK_SIDE, signature
 from lib.errors import UnreadableImageError
 from lib.store.catalog import Catalog, ImageRecord
 
@@ -45,8 +45,8 @@ def _pairs(batch: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
 
 
 def hash_missing(catalog: Catalog, dataset: str, root: Path, num_workers: int) -> int:
-    """Hash the dataset's rows that have no signature; returns how many got one."""
-    missing = [r for r in catalog.images(dataset) if not r.perceptual_hash]
+    """Hash the dataset's rows that have no signature (or one of another format); returns how many got one."""
+    missing = [r for r in catalog.images(dataset) if len(r.perceptual_hash) != SIGNATURE_BYTES]
     if not missing:
         return 0
     log.info("hashing %d images of %r indexed before perceptual hashes (no re-encoding)", len(missing), dataset)

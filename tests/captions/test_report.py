@@ -35,6 +35,6 @@ def test_report_opens_offline_and_shows_its_images(browser, scored_run):  # noqa
     summary_text = page.inner_text("#summary")
     assert f"{summary['rows']:,}" in summary_text and "wall time" in summary_text and "peak memory" in summary_text
     model_text = page.inner_text("#model")
-    assert summary["model"]["weights_sha256"] in model_text and "centre crop 64x64" in model_text
+    assert summary["model"]["weights_sha256"] in model_text and "centre crop 96x96" in model_text
     assert fetched_elsewhere == []
     context.close()

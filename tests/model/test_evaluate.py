@@ -1,8 +1,10 @@
 import json
 
 import numpy as np
+import pytest
 
 from lib.model.evaluate import evaluate, main
+from lib.model.loading import load_encoder
 from lib.model.metrics import average_precision, retrieval_scores
 
 
@@ -21,11 +23,28 @@ def test_retrieval_scores_on_vectors():
     assert p_at_1 == 0.5 and mean_ap == (1 + 1 / 3) / 2
 
 
-def test_demo_model_is_far_above_chance(demo_encoder):
-    scores = evaluate(demo_encoder, seed=2024, per_class=10)  # 10 per class: precision@10 can reach 1
-    assert scores.zero_shot_top1 >= 0.7  # chance is 1/36
-    assert scores.precision_at_10 >= 0.7  # chance is 1/36
-    assert scores.attribute_precision_at_10 >= 0.6  # chance is 1/6
+@pytest.fixture(scope="module")
+def held_out_scores(model_cache):
+    """The demo model on a held-out seed it was never trained on (training data: seed 1000), in both
+    precisions: the CI's CPU may lack bf16, and the figures must not depend on it."""
+    return {precision: evaluate(load_encoder("demo", precision=precision, cache_dir=model_cache), seed=2024)
+            for precision in ("fp32", "bf16")}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_demo_model_holds_its_floors_in_either_precision(held_out_scores, precision):
+    """Measured on seed 2024 (models/README.md): zero-shot 0.953, precision@10 0.997, attribute 1.000, the
+    same to 0.003 in bf16. The floors are the model card's targets less a margin for another CPU's rounding."""
+    scores = held_out_scores[precision]
+    assert scores.zero_shot_top1 >= 0.94  # chance is 1/36
+    assert scores.precision_at_10 >= 0.95
+    assert scores.attribute_precision_at_10 >= 0.90  # chance is 1/6
+
+
+def test_bf16_and_fp32_agree_on_the_figures(held_out_scores):
+    fp32, bf16 = held_out_scores["fp32"], held_out_scores["bf16"]
+    for name in ("zero_shot_top1", "precision_at_10", "attribute_precision_at_10", "map"):
+        assert abs(getattr(fp32, name) - getattr(bf16, name)) <= 0.01, name
 
 
 def test_cli_ends_with_a_json_line(capsys):
