@@ -41,34 +41,35 @@ def planted(planted_workspace):
 
 def test_planted_copies_land_in_their_tiers(planted):
     """Floors from bench/duplicate_tiers.py on this very set (--per-class 4 --planted-share 0.3 --seed 2:
-    exact 1.0/1.0, near precision 0.96, recall 0.59; docs/benchmarks.md): exact is perfect, near is precise
-    and finds re-encoded and resized copies; a 5-10 % crop or a re-take the demo model cannot tell from
-    another picture of the class, so the calibration, precision first, leaves the similar tier empty rather
-    than link distinct pictures (its precision stays 1.0, its recall 0)."""
+    exact 1.0/1.0, near precision 1.000, recall 0.800; re-encoded 28/29, resized 18/20 and cropped 21/30
+    found at their tier; docs/benchmarks.md): exact is perfect, near is precise, since its pairs must also
+    agree on the pixels, and finds most crops now; the similar tier, the embedding alone, is weak with the
+    demo model (precision 0.08), and no test claims otherwise."""
     _, files, dataset, catalog, thresholds = planted
     report = group_dataset(dataset, catalog, thresholds)
     scores = tier_scores(files, report.components_by_path())
     assert scores["exact"].precision == 1.0 and scores["exact"].recall == 1.0
-    assert scores["near"].precision >= 0.9 and scores["near"].recall >= 0.45
-    assert scores["similar"].precision >= 0.9 and scores["any"].precision >= 0.9
+    assert scores["near"].precision >= 0.95 and scores["near"].recall >= 0.7
+    assert scores["any"].precision >= 0.85
     levels = report.components_by_path()
     originals = {f.family: f.path for f in files if f.kind == "original"}
     found = Counter(f.kind for f in files
                     if predicted_tier(originals[f.family], f.path, levels) == SAME_PICTURE[f.kind])
     planted_kinds = Counter(f.kind for f in files)
-    assert found["reencoded"] >= 0.8 * planted_kinds["reencoded"] and found["resized"] >= 0.6 * planted_kinds["resized"]
+    assert found["reencoded"] >= 0.9 * planted_kinds["reencoded"] and found["resized"] >= 0.8 * planted_kinds["resized"]
+    assert found["cropped"] >= 0.5 * planted_kinds["cropped"]
 
 
 def test_lower_thresholds_find_re_takes_as_similar(planted):
-    """Floors from bench/duplicate_tiers.py --near 0.99 --similar 0.93 on this set (exact 1.0/1.0, near 1.0/0.50,
-    similar precision 0.28, recall 0.60): given thresholds find re-takes, but with the demo model most pairs
-    a lowered similar threshold links are other pictures of the same class."""
+    """Floors from the same set with --near 0.99 --similar 0.85 (exact 1.0/1.0, near 1.000/0.482, similar
+    precision 0.21, recall 0.31): a lowered similar threshold finds re-takes, but with the demo model most
+    pairs it links are other pictures of the same class."""
     _, files, dataset, catalog, thresholds = planted
-    report = group_dataset(dataset, catalog, resolve_thresholds(thresholds, "planted", near=0.99, similar=0.93))
+    report = group_dataset(dataset, catalog, resolve_thresholds(thresholds, "planted", near=0.99, similar=0.85))
     scores = tier_scores(files, report.components_by_path())
     assert scores["exact"].precision == 1.0 and scores["exact"].recall == 1.0
-    assert scores["near"].precision >= 0.9 and scores["near"].recall >= 0.4
-    assert scores["similar"].precision >= 0.2 and scores["similar"].recall >= 0.45
+    assert scores["near"].precision >= 0.95 and scores["near"].recall >= 0.4
+    assert scores["similar"].precision >= 0.15 and scores["similar"].recall >= 0.2
     assert {g.tier for g in report.groups} == {"exact", "near", "similar"}
 
 
