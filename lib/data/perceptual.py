@@ -82,7 +82,7 @@ class Signatures:
         self.words = np.zeros((len(signatures), HASH_BYTES // 8), np.uint64)
         self.tones = np.zeros((len(signatures), TONE_BYTES), np.int16)
         self.spreads = np.zeros((len(signatures), SPREAD_BYTES), np.float32)
-        for row in np.flatnonzero(self.valid):
+        for row in np.flatnonzero(self.valid).tolist():
             self.words[row] = np.frombuffer(signatures[row], ">u8", count=HASH_BYTES // 8)
             self.tones[row] = np.frombuffer(signatures[row], np.uint8, count=TONE_BYTES, offset=HASH_BYTES)
             self.spreads[row] = np.frombuffer(signatures[row], np.int8, offset=HASH_BYTES + TONE_BYTES) / SPREAD_SCALE

@@ -1,6 +1,7 @@
 """The named records the catalog reads and writes: datasets, partitions, images, skipped files, IVF layers."""
 from __future__ import annotations
 
+import builtins  # `bytes` is a field of ImageRecord, so the type needs its full name there
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ class ImageRecord:
     mtime_ns: int
     sha256: str
     link_target: str = ""  # a link followed out of the dataset's folder (--follow-links): where it led, resolved
-    perceptual_hash: bytes = b""  # lib/data/perceptual.signature of its pixels (b"": not hashed yet)
+    perceptual_hash: builtins.bytes = b""  # lib/data/perceptual.signature of its pixels (b"": not hashed yet)
 
 
 @dataclass(frozen=True)
