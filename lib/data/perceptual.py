@@ -61,14 +61,14 @@ def _crops(image: Image.Image) -> list[Image.Image]:
 
 
 def signature(image: Image.Image) -> bytes:
-    """The picture's 91-byte signature: eleven big-endian 64-bit hashes (the whole picture's first), then
-    its mean colour."""
+    """The picture's SIGNATURE_BYTES-byte signature: eleven big-endian 64-bit hashes (the whole picture's
+    first), its mean colour, then the quantiles of its standardised brightness (int8, z * SPREAD_SCALE)."""
     colour = image.convert("RGB")
     colour.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BILINEAR)
-    bits = [np.packbits(imagehash.phash(crop).hash.flatten()) for crop in _crops(colour.convert("L"))]
-    pixels = np.asarray(colour, np.float32).reshape(-1, 3)
-    tone = pixels.mean(axis=0).round().astype(np.uint8)
-    luminance = np.asarray(colour.convert("L"), np.float32).ravel()
+    grey = colour.convert("L")
+    bits = [np.packbits(imagehash.phash(crop).hash.flatten()) for crop in _crops(grey)]
+    tone = np.asarray(colour, np.float32).reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
+    luminance = np.asarray(grey, np.float32).ravel()
     standard = (luminance - luminance.mean()) / max(float(luminance.std()), 1.0)
     spread = np.clip(np.percentile(standard, SPREAD_QUANTILES) * SPREAD_SCALE, -127, 127).round().astype(np.int8)
     return np.concatenate([*bits, tone, spread.view(np.uint8)]).tobytes()

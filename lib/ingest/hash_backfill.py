@@ -2,8 +2,10 @@
 
 A build hashes every file it encodes (lib/model/decode.py); this pass gives the same to the unchanged
 files of a dataset built by an older version, so that its near-duplicate tier works after the next build.
-Files are read in DataLoader workers like the build's; one that cannot be read keeps an empty signature
-(its pairs can reach the similar tier, never the near one) and is tried again on the next build.
+Files are read in DataLoader workers like the build's, through the server's own opener (open_indexed: a
+link may not lead out of the dataset, and the file must still be the one indexed); one that cannot be read
+keeps an empty signature (its pairs can reach the similar tier, never the near one) and is tried again on
+the next build.
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader, Dataset
 
+from lib.data.dataset_files import open_indexed
 from lib.data.images import decode_image
 from lib.data.perceptual import SIGNATURE_BYTES, WORK_SIDE, signature
-from lib.errors import UnreadableImageError
+from lib.errors import NotFoundError, UnreadableImageError
 from lib.store.catalog import Catalog, ImageRecord
 
 log = logging.getLogger(__name__)
@@ -33,8 +36,9 @@ class HashFiles(Dataset):
     def __getitem__(self, i: int) -> tuple[int, bytes]:
         record = self.records[i]
         try:
-            image, _ = decode_image(self.root / record.path, min_side=WORK_SIDE)
-        except (UnreadableImageError, OSError) as err:
+            with open_indexed(self.root, record) as file:
+                image, _ = decode_image(file, min_side=WORK_SIDE)
+        except (NotFoundError, UnreadableImageError, OSError) as err:
             log.warning("no perceptual hash for %s: %s", record.path, err)
             return record.id, b""
         return record.id, signature(image)

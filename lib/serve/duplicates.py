@@ -160,17 +160,23 @@ def join_to_keepers(labels: np.ndarray, ranks: np.ndarray, first: np.ndarray, se
     return joined[labels] if units else labels
 
 
+def tier_pairs(signatures: Signatures, pairs: ClosePairs, thresholds: DuplicateThresholds) -> dict[str, np.ndarray]:
+    """Per tier, which of the pairs could link at it: near needs the cosine and the pixels, similar the cosine."""
+    return {"near": (pairs.score >= thresholds.near) & signatures.same_picture(pairs.first, pairs.second),
+            "similar": pairs.score >= thresholds.similar}
+
+
 def tier_levels(records: Sequence[ImageRecord], vectors: np.ndarray, ranks: np.ndarray,
-                same_content: list[np.ndarray], pairs: ClosePairs,
-                thresholds: DuplicateThresholds) -> dict[str, np.ndarray]:
+                same_content: list[np.ndarray], pairs: ClosePairs, thresholds: DuplicateThresholds,
+                signatures: Signatures, candidates: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The group of every image at each tier (a label per image), each tier's groups made of the last one's.
 
     near: cosine >= near to the group's keeper and pixels that agree with its (Signatures.same_picture; an
-    image without a signature is never near); similar: cosine >= similar to the keeper.
+    image without a signature is never near); similar: cosine >= similar to the keeper. `candidates` are
+    tier_pairs' masks: the pairs that may link at each tier.
     """
     exact_first, exact_second = _chain(same_content)
     levels = {"exact": components(len(records), exact_first, exact_second)}
-    signatures = Signatures([r.perceptual_hash for r in records])
 
     def near(keeper: int, other: int) -> bool:
         return bool(vectors[keeper] @ vectors[other] >= thresholds.near
@@ -180,8 +186,8 @@ def tier_levels(records: Sequence[ImageRecord], vectors: np.ndarray, ranks: np.n
         return bool(vectors[keeper] @ vectors[other] >= thresholds.similar)
 
     below = levels["exact"]
-    for tier, accept, cut in (("near", near, thresholds.near), ("similar", similar, thresholds.similar)):
-        close = pairs.score >= cut
+    for tier, accept in (("near", near), ("similar", similar)):
+        close = candidates[tier]
         below = levels[tier] = join_to_keepers(below, ranks, pairs.first[close], pairs.second[close], accept)
     return levels
 
@@ -202,13 +208,16 @@ def group_duplicates(dataset: str, records: Sequence[ImageRecord], vectors: np.n
     `capture_times` gives the capture time (ns) of the images the keeper is chosen among (those in a
     group only, since reading them may mean opening files); without it, their modification times.
     """
+    signatures = Signatures([r.perceptual_hash for r in records])
+    candidates = tier_pairs(signatures, pairs, thresholds)
     taken = np.array([r.mtime_ns for r in records], np.int64)
-    if capture_times is not None:  # only images that may be grouped: linked by any pair or by their bytes
-        linked = np.unique(np.concatenate([pairs.first, pairs.second, *same_content]).astype(np.int64))
+    if capture_times is not None:  # only images that may be grouped: a pair that can link them, or their bytes
+        able = candidates["near"] | candidates["similar"]
+        linked = np.unique(np.concatenate([pairs.first[able], pairs.second[able], *same_content]).astype(np.int64))
         if len(linked):
             taken[linked] = capture_times([records[int(i)] for i in linked])
     ranks = keeper_ranks(records, taken)
-    levels = tier_levels(records, vectors, ranks, same_content, pairs, thresholds)
+    levels = tier_levels(records, vectors, ranks, same_content, pairs, thresholds, signatures, candidates)
     units = np.arange(len(records))
     groups = []
     for tier in TIERS:
