@@ -92,15 +92,33 @@ class LinkedImage(BaseModel):
 
 
 class Hit(LinkedImage):
-    score: float
+    score: float = Field(description="cosine to the query; in mode 'text' the text match's bm25 score, in 'hybrid' "
+                                     "the reciprocal rank fusion score")
     dataset: str
     partition: str
     class_name: str
+    captured_at: str | None = Field(None, description="ISO 8601 (UTC): when the picture was taken (EXIF), else "
+                                                      "the file's modification time")
+    captured_from: Literal["exif", "mtime"] | None = None
+
+
+class ParsedTerm(BaseModel):
+    text: str | None = None
+    image_id: int | None = None
+    upload: int | None = None
+    weight: float
 
 
 class SearchAnswer(BaseModel):
-    query: str
+    query: str | None = Field(description="the query as given (null for terms)")
+    parsed: list[ParsedTerm] = Field(description="how the query was read: its terms and weights")
     k: int
+    offset: int
+    next_offset: int | None = Field(description="the offset of the next page; null on the last one")
+    cutoff_score: float | None = Field(description="the score results had to reach (min_score or the auto cut-off)")
+    relevant: int | None = Field(description="how many results there are in all, where known")
+    sort: str
+    mode: str
     results: list[Hit]
     notes: list[str]
 

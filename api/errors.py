@@ -8,7 +8,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge, Unauthorized
 
 from api.limits import current_limits
-from lib.errors import ClipSearchError, NotCalibratedError, NotFoundError, UnreadableImageError
+from lib.errors import ClipSearchError, NotCalibratedError, NotFoundError, QueryError, UnreadableImageError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ def error_response(status: int, error: str, detail: Any = "", headers: dict[str,
 
 # lib's errors and how each leaves the API (Flask picks the handler of the most specific class).
 DOMAIN_ERRORS = ((NotFoundError, 404, "not found"), (UnreadableImageError, 400, "unreadable image"),
-                 (NotCalibratedError, 409, "not calibrated"), (ClipSearchError, 400, "cannot do that"))
+                 (NotCalibratedError, 409, "not calibrated"), (QueryError, 400, "bad query"),
+                 (ClipSearchError, 400, "cannot do that"))
 
 
 def _domain_handler(status: int, error: str):

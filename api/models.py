@@ -8,8 +8,10 @@ Choices are `Literal[...]` (strict validation takes no strings for an Enum).
 from __future__ import annotations
 
 import io
+import json
 import re
 import types
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -18,6 +20,10 @@ from spectree.model_adapter.pydantic_adapter import BaseFile
 from werkzeug.datastructures import FileStorage
 
 from api.limits import MAX_IMAGE_ID, MAX_PARTITIONS, Limit, current_limits
+from lib.serve.query_terms import MAX_TERMS, MAX_WEIGHT
+
+MAX_OFFSET = 100_000  # lib/serve/ranking.MAX_DEPTH: no list is deeper
+MAX_UPLOAD_TERMS = 4
 
 
 def integral(value: Any) -> Any:
@@ -55,6 +61,7 @@ Partitions = Annotated[list[Name], Field(min_length=1, max_length=MAX_PARTITIONS
 EXACT = ("scan every stored vector instead of probing the dataset's IVF lists (slower on large datasets; the "
          "answer as exact search gives it)")
 ImageIds = Annotated[list[ImageId], Field(min_length=1), Limit("images")]
+Cosine = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False, description="a cosine threshold")]
 
 
 class UploadedImage(BaseFile):
@@ -126,14 +133,101 @@ def form_of(model: type[BaseModel], *mixins: type[BaseModel], **fields: tuple[An
                            exec_body=lambda ns: ns.update(namespace))
 
 
-class SearchBody(JsonBody):
-    """Search the images of one dataset by text."""
+def iso_instant(end_of_day: bool) -> BeforeValidator:
+    """An ISO 8601 date or date-time (UTC unless it says otherwise) as ns since the epoch; a bare date as
+    `date_to` means the end of that day."""
+    def parse(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise PydanticCustomError("iso_date", "must be an ISO 8601 date or date-time, such as 2024-05-31 or "
+                                                  "2024-05-31T18:30:00") from None
+        if len(value.strip()) <= 10 and end_of_day:
+            moment += timedelta(days=1) - timedelta(microseconds=1)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1_000_000) * 1000
+    return BeforeValidator(parse)
 
-    query: Query
+
+Offset = Annotated[int, Field(0, ge=0, le=MAX_OFFSET, description="results to skip: the `next_offset` of the page "
+                                                                    "before"), BeforeValidator(integral)]
+Side = Annotated[int, Field(ge=1, le=1_000_000, description="pixels"), BeforeValidator(integral)]
+DateFrom = Annotated[int, Field(description="ISO 8601 date or date-time: captured at or after"),
+                     iso_instant(end_of_day=False)]
+DateTo = Annotated[int, Field(description="ISO 8601 date or date-time: captured at or before (a date: that whole "
+                                          "day)"), iso_instant(end_of_day=True)]
+
+
+class TermBody(JsonBody):
+    """One term of a composed query: a text, an indexed image or an uploaded one (its number among the
+    form's `image` files), with a weight (negative: away from it)."""
+
+    text: Caption | None = None
+    image_id: ImageId | None = None
+    upload: Annotated[int, Field(ge=0, le=MAX_UPLOAD_TERMS), BeforeValidator(integral)] | None = None
+    weight: float = Field(1.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TermBody:
+        given = [name for name in ("text", "image_id", "upload") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a term is exactly one of text, image_id or upload")
+        if self.weight == 0:
+            raise ValueError("a term's weight may not be 0")
+        return self
+
+
+def _json_text(value: Any) -> Any:
+    """A form sends `terms` as JSON text."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        value = value[0]
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise PydanticCustomError("json_terms", "terms must be a JSON list of terms") from None
+    return value
+
+
+class SearchBody(JsonBody):
+    """Search the images of one dataset by text (a query or composed terms), with pages, a cut-off and filters."""
+
+    query: Query | None = Field(None, description="text, or the search box's grammar: `red circle - circle + "
+                                                  "square`, `2:red`, `img:12` (README)")
+    terms: Annotated[list[TermBody], Field(min_length=1, max_length=MAX_TERMS), BeforeValidator(_json_text)] | None = (
+        Field(None, description="a composed query instead of `query`"))
     k: K = 10
+    offset: Offset = 0
     dataset: Name | None = Field(None, description="the dataset to search; may be left out when there is one")
     partitions: Partitions | None = None
     exact: bool = Field(False, description=EXACT)
+    min_score: Cosine | None = Field(None, description="keep only results whose cosine reaches this")
+    cutoff: Literal["auto"] | None = Field(None, description="'auto': keep results up to where the query's own "
+                                                             "scores fall apart (the answer's cutoff_score)")
+    date_from: DateFrom | None = None
+    date_to: DateTo | None = None
+    folder: Annotated[str, Field(min_length=1, max_length=1024, description="a folder (path prefix relative to "
+                                                                            "the dataset's root)")] | None = None
+    min_width: Side | None = None
+    min_height: Side | None = None
+    sort: Literal["relevance", "newest", "oldest"] = Field("relevance", description="date order sorts the relevant "
+                                                           "results only: the cut-off's, min_score's, else k x 10")
+    mode: Literal["clip", "text", "hybrid"] = Field("clip", description="CLIP, text in names and captions, or both "
+                                                                        "(reciprocal rank fusion)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchBody:
+        if (self.query is None) == (self.terms is None) and not getattr(self, "image", None):
+            raise ValueError("give either query or terms" if self.query is None else
+                             "give query or terms, not both")
+        if self.date_from is not None and self.date_to is not None and self.date_from > self.date_to:
+            raise PydanticCustomError("date_order", "date_from is after date_to")
+        if self.mode == "text" and (self.min_score is not None or self.cutoff is not None):
+            raise PydanticCustomError("text_cutoff", "mode 'text' has no CLIP scores: min_score and cutoff need "
+                                                     "mode 'clip' or 'hybrid'")
+        return self
 
 
 class ImageBody(JsonBody):
@@ -192,7 +286,10 @@ class SomeImages(BaseModel):
 ClassifyForm = form_of(ClassifyBody, OneImage, image=(UploadedImage, None), image_id=(ImageId, None))
 SimilarForm = form_of(SimilarBody, OneImage, image=(UploadedImage, None), image_id=(ImageId, None))
 SimilarityForm = form_of(SimilarityBody, SomeImages, images=(Uploads, None), image_ids=(ImageIds, None))
-SearchForm = form_of(SearchBody)
+QueryImages = Annotated[list[UploadedImage], Field(min_length=1, max_length=MAX_UPLOAD_TERMS,
+                                                   description="images as terms of the query (weight 1 unless a "
+                                                               "term names them by `upload`)")]
+SearchForm = form_of(SearchBody, image=(QueryImages | None, None))
 
 
 class SignedLink(BaseModel):
@@ -207,7 +304,6 @@ class ThumbnailQuery(SignedLink):
     size: int = Field(256, ge=16, le=1024, description="longest side in pixels")
 
 
-Cosine = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False, description="a cosine threshold")]
 
 
 class DuplicatesQuery(BaseModel):

@@ -51,7 +51,8 @@ from lib.serve.duplicate_finder import DuplicateFinder
 from lib.serve.duplicates import NEAR_DISTANCE, DuplicateGroup, GroupMember
 from lib.serve.figures import dataset_evaluations
 from lib.serve.index_set import LoadedDataset
-from lib.serve.search import SearchHit, SearchService
+from lib.serve.query_terms import Term, parse_query
+from lib.serve.search import SearchFilters, SearchHit, SearchRequest, SearchService
 from lib.serve.thumbnails import browser_copy, needs_browser_copy, thumbnail
 from lib.store.names import shown
 
@@ -161,9 +162,19 @@ def indexes():
 def search():
     """Search by text: the images of a dataset ranked by cosine similarity to the query."""
     asked, k, notes = asked_with_k()
-    query = asked.query.strip()
-    hits = service().search_text(query, k, asked.dataset, asked.partitions, exact=asked.exact)
-    return hits_answer(k, hits, notes, query=query)
+    uploads = [read_image(upload) for upload in getattr(asked, "image", None) or ()]
+    query = asked.query.strip() if asked.query is not None else None
+    terms = parse_query(query) if query is not None else [Term(t.weight, t.text, t.image_id, t.upload)
+                                                          for t in asked.terms or ()]
+    named = {term.upload for term in terms}
+    terms += [Term(1.0, upload=n) for n in range(len(uploads)) if n not in named]
+    filters = SearchFilters(asked.date_from, asked.date_to, asked.folder, asked.min_width, asked.min_height)
+    page = service().search(SearchRequest(terms, k, asked.offset, asked.dataset, asked.partitions, asked.exact,
+                                          asked.min_score, asked.cutoff, filters, asked.sort, asked.mode, uploads))
+    return hits_answer(k, page.hits, notes, query=query, parsed=[term.to_dict() for term in terms],
+                       offset=asked.offset, next_offset=page.next_offset,
+                       cutoff_score=None if page.cutoff_score is None else round(page.cutoff_score, 6),
+                       relevant=page.relevant, sort=asked.sort, mode=asked.mode)
 
 
 @bp.post("/classify")

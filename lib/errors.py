@@ -41,6 +41,10 @@ class NotFoundError(ClipSearchError):
     """A dataset, partition, vocabulary or image id that the index set does not have."""
 
 
+class QueryError(ClipSearchError):
+    """A search that cannot be read: a malformed term, terms that cancel out, filters that contradict."""
+
+
 class CaptionTableError(ClipSearchError):
     """A pairs table (CSV or Parquet) that cannot be read or lacks the image or caption column."""
 

@@ -28,6 +28,7 @@ import faiss
 import numpy as np
 
 from lib.errors import ClipSearchError, IndexFileError, IndexMismatchError, NotFoundError
+from lib.serve.ranking import RankedLists
 from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, IvfRecord, PartitionRecord
 from lib.store.catalog_copy import repair_catalog
 from lib.store.dataset_index import DatasetIndex, open_dataset
@@ -36,6 +37,9 @@ from lib.store.index_files import ids_of
 from lib.store.vocab_index import TextIndex, load_text_index
 
 log = logging.getLogger(__name__)
+
+
+SUBSET_SCAN = 200_000  # a filter admitting at most this many images is searched by reading their vectors
 
 
 @dataclass(frozen=True)
@@ -88,23 +92,39 @@ class LoadedDataset:
         return self.index.ivf.params if self.index.ivf else None
 
     def search(self, vectors: np.ndarray, depth: int, chosen: Sequence[str] | None = None,
-               exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Top-`depth` (scores, ids) over the chosen partitions (all when none are chosen).
+               exact: bool = False, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`depth` (scores, ids) over the chosen partitions (all when none are chosen), only among the
+        ids `among` when given (a filter's: applied inside the search, so a filtered page is as full).
 
-        Deeper searches are cheap and consistent: the first n results of a search of depth d > n are the
-        results of a search of depth n (for d up to ivf_set.RERANK_FLOOR on re-ranked codes), so pages of
-        results continue exactly. `exact` scans every stored vector instead of probing IVF lists.
+        The first n results of a search of depth d > n are the results of a search of depth n (for d up
+        to ivf_set.RERANK_FLOOR on re-ranked codes; lib/serve/ranking.py pages deeper). `exact` scans every
+        stored vector instead of probing IVF lists. A filter that admits at most SUBSET_SCAN images is
+        searched exactly by reading their vectors; a larger one through faiss's id selector.
         """
         names = list(dict.fromkeys(chosen)) if chosen and set(chosen) != set(self.partitions) else None
+        selector, share = None, 1.0
+        if among is not None:
+            among = self.held(among, names)
+            if len(among) <= SUBSET_SCAN:
+                return self.index.exact.search_among(vectors, depth, among)
+            selector, share = faiss.IDSelectorBatch(among), len(among) / max(self.index.exact.count(names), 1)
         ivf = self.index.ivf
         if exact or ivf is None:
-            return self.index.exact.search(vectors, depth, names)
+            return self.index.exact.search(vectors, depth, names, selector)
         covered = None if names is None else [n for n in names if n in ivf.names]
         rest = self.index.exact_only if names is None else [n for n in names if n not in ivf.names]
-        results = [ivf.search(vectors, depth, covered)] if covered is None or covered else []
+        results = [ivf.search(vectors, depth, covered, selector, share)] if covered is None or covered else []
         if rest:
-            results.append(self.index.exact.search(vectors, depth, rest))
+            results.append(self.index.exact.search(vectors, depth, rest, selector))
         return merge(results, depth)
+
+    def held(self, ids: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+        """The ids the loaded partitions (the chosen ones, or all) hold, in order."""
+        stores, _ = self.index.exact.locate(ids)
+        numbers = list(self.index.exact.stores)
+        wanted = np.array([numbers.index(n) for n in names if n in numbers] if names is not None
+                          else range(len(numbers)), np.int64)
+        return np.asarray(ids, np.int64)[np.isin(stores, wanted)]
 
     def left_out_why(self, partition: str) -> str | None:
         """Why a partition of the catalog's is not loaded (its file is damaged), or None."""
@@ -113,6 +133,11 @@ class LoadedDataset:
     def vector(self, image_id: int) -> np.ndarray:
         """The stored vector of an indexed image, as a (1, dim) array."""
         return self.index.exact.vectors(np.array([image_id]))
+
+    @cached_property
+    def ranked(self) -> RankedLists:
+        """The ranked lists of recent queries (lib/serve/ranking.py), dropped with the dataset when it reloads."""
+        return RankedLists()
 
     @cached_property
     def order(self) -> IdOrder:

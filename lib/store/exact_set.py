@@ -64,13 +64,28 @@ class ExactSet:
     def count(self, chosen: Sequence[str] | None = None) -> int:
         return sum(self.counts.values()) if chosen is None else sum(self.counts[name] for name in chosen)
 
-    def search(self, vectors: np.ndarray, depth: int, chosen: Sequence[str] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-`depth` (scores, ids) over the chosen partitions (all by default)."""
+    def search(self, vectors: np.ndarray, depth: int, chosen: Sequence[str] | None = None,
+               selector: faiss.IDSelector | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-`depth` (scores, ids) over the chosen partitions (all by default), among the ids a
+        selector admits when one is given."""
         index = self.all if chosen is None else shards_of([self.stores[name] for name in chosen], self.dim)
         if index.ntotal == 0:
             return np.full((len(vectors), depth), -np.inf, np.float32), np.full((len(vectors), depth), -1)
-        return index.search(np.ascontiguousarray(vectors, dtype=np.float32), depth)
+        params = None if selector is None else faiss.SearchParameters(sel=selector)
+        return index.search(np.ascontiguousarray(vectors, dtype=np.float32), depth, params=params)
+
+    def search_among(self, vectors: np.ndarray, depth: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-`depth` (scores, ids) among these ids (all held by the set), by reading their vectors:
+        for a filter that admits few images, cheaper than a scan of every vector with a selector."""
+        found = np.full((len(vectors), depth), -np.inf, np.float32), np.full((len(vectors), depth), -1, np.int64)
+        if len(ids) == 0:
+            return found
+        scores = np.asarray(vectors, np.float32) @ self.vectors(ids).T
+        take = min(depth, len(ids))
+        top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        order = np.take_along_axis(top, np.lexsort((ids[top], -np.take_along_axis(scores, top, 1)), axis=1), 1)
+        found[0][:, :take], found[1][:, :take] = np.take_along_axis(scores, order, 1), ids[order]
+        return found
 
     def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(store number, row) of each id; -1 where the set does not hold it."""

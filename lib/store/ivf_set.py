@@ -30,14 +30,14 @@ STACK_CACHE = 64  # assembled indexes of chosen partitions kept per dataset (0.1
 
 
 def _search_preassigned(index: faiss.IndexIVF, vectors: np.ndarray, k: int, lists: np.ndarray,
-                        scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                        scores: np.ndarray, selector: faiss.IDSelector | None = None) -> tuple[np.ndarray, np.ndarray]:
     """IndexIVF.search_preassigned with nprobe given per call, not set on the shared index (threads), through
     the C++ method: faiss's Python wrapper refuses SearchParameters here."""
     found, ids = np.empty((len(vectors), k), np.float32), np.empty((len(vectors), k), np.int64)
     lists, scores = np.ascontiguousarray(lists, np.int64), np.ascontiguousarray(scores, np.float32)
     index.search_preassigned_c(len(vectors), faiss.swig_ptr(vectors), k, faiss.swig_ptr(lists),
                                faiss.swig_ptr(scores), faiss.swig_ptr(found), faiss.swig_ptr(ids), False,
-                               faiss.SearchParametersIVF(nprobe=lists.shape[1]))
+                               faiss.SearchParametersIVF(nprobe=lists.shape[1], sel=selector))
     return found, ids
 
 
@@ -65,15 +65,16 @@ class IvfSet:
         order = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1), 1)
         return np.take_along_axis(scores, order, 1).astype(np.float32), allowed[order]
 
-    def candidates(self, vectors: np.ndarray, pool: int, chosen: Sequence[str] | None, nprobe: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """The top `pool` (scores, ids) by the codes alone, over all partitions (chosen None) or the chosen ones."""
+    def candidates(self, vectors: np.ndarray, pool: int, chosen: Sequence[str] | None, nprobe: int,
+                   selector: faiss.IDSelector | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The top `pool` (scores, ids) by the codes alone, over all partitions (chosen None) or the chosen ones,
+        among the ids the selector admits (all without one)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if chosen is None:
-            return self.all.search(vectors, pool, params=faiss.SearchParametersIVF(nprobe=nprobe))
+            return self.all.search(vectors, pool, params=faiss.SearchParametersIVF(nprobe=nprobe, sel=selector))
         index, allowed = self._stack(tuple(sorted(chosen)))
         scores, lists = self._probes(vectors, allowed, nprobe)
-        return _search_preassigned(index, vectors, pool, lists, scores)
+        return _search_preassigned(index, vectors, pool, lists, scores, selector)
 
     def rerank(self, vectors: np.ndarray, ids: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores of the candidate ids from the stored vectors; the top `depth` of each row.
@@ -98,19 +99,25 @@ class IvfSet:
         return rerank * max(depth, RERANK_FLOOR) if self.reranks else depth
 
     def search_with(self, vectors: np.ndarray, depth: int, chosen: Sequence[str] | None, nprobe: int,
-                    rerank: int) -> tuple[np.ndarray, np.ndarray]:
+                    rerank: int, selector: faiss.IDSelector | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-`depth` (scores, ids) with these settings (the tuner tries several)."""
-        scores, ids = self.candidates(vectors, self.pool(depth, rerank), chosen, nprobe)
+        scores, ids = self.candidates(vectors, self.pool(depth, rerank), chosen, nprobe, selector)
         return self.rerank(vectors, ids, depth) if self.reranks else (scores[:, :depth], ids[:, :depth])
 
-    def search(self, vectors: np.ndarray, depth: int, chosen: Sequence[str] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-`depth` (scores, ids) as tuned: IVF probes and re-ranking, or exact where IVF would not do."""
+    def search(self, vectors: np.ndarray, depth: int, chosen: Sequence[str] | None = None,
+               selector: faiss.IDSelector | None = None, share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`depth` (scores, ids) as tuned: IVF probes and re-ranking, or exact where IVF would not do.
+
+        With a selector that admits `share` of the vectors, 1/share times as many lists are probed, so
+        that a filtered search finds about as many results as an unfiltered one."""
         params = self.params
+        widen = 1.0 / max(share, 1e-6)
         if chosen is None or self.names <= set(chosen):
             if not params.nprobe:
-                return self.exact.search(vectors, depth)
-            return self.search_with(vectors, depth, None, params.nprobe, params.rerank)
-        if not params.nprobe_filtered or self.exact.count(chosen) < params.exact_below:
-            return self.exact.search(vectors, depth, list(chosen))
-        return self.search_with(vectors, depth, chosen, params.nprobe_filtered, params.rerank_filtered)
+                return self.exact.search(vectors, depth, None, selector)
+            nprobe = min(self.trained.nlist, int(np.ceil(params.nprobe * widen)))
+            return self.search_with(vectors, depth, None, nprobe, params.rerank, selector)
+        if not params.nprobe_filtered or self.exact.count(chosen) * share < params.exact_below:
+            return self.exact.search(vectors, depth, list(chosen), selector)
+        nprobe = min(self.trained.nlist, int(np.ceil(params.nprobe_filtered * widen)))
+        return self.search_with(vectors, depth, chosen, nprobe, params.rerank_filtered, selector)

@@ -72,7 +72,7 @@ def test_search_in_chosen_partitions(client):
 
 
 @pytest.mark.parametrize("body, status, words", [
-    ({"k": 3}, 400, "query: Field required"),
+    ({"k": 3}, 400, "give either query or terms"),
     ({"query": "   "}, 400, "query: must hold at least one non-space character"),
     # space to Python or to the spec:
     ({"query": "\x1e\ufeff"}, 400, "query: must hold at least one non-space character"),
