@@ -11,7 +11,6 @@ import io
 import json
 import re
 import types
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -20,6 +19,8 @@ from spectree.model_adapter.pydantic_adapter import BaseFile
 from werkzeug.datastructures import FileStorage
 
 from api.limits import MAX_IMAGE_ID, MAX_PARTITIONS, Limit, current_limits
+from lib.errors import QueryError
+from lib.serve.paged_search import parse_instant
 from lib.serve.query_terms import MAX_TERMS, MAX_WEIGHT
 
 MAX_OFFSET = 100_000  # lib/serve/ranking.MAX_DEPTH: no list is deeper
@@ -134,20 +135,15 @@ def form_of(model: type[BaseModel], *mixins: type[BaseModel], **fields: tuple[An
 
 
 def iso_instant(end_of_day: bool) -> BeforeValidator:
-    """An ISO 8601 date or date-time (UTC unless it says otherwise) as ns since the epoch; a bare date as
-    `date_to` means the end of that day."""
+    """lib.serve.search.parse_instant as a validator: ns since the epoch, or the field's error."""
     def parse(value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
         try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
+            if not isinstance(value, str):
+                raise QueryError("not a string")
+            return parse_instant(value, end_of_day)
+        except QueryError:
             raise PydanticCustomError("iso_date", "must be an ISO 8601 date or date-time, such as 2024-05-31 or "
                                                   "2024-05-31T18:30:00") from None
-        if len(value.strip()) <= 10 and end_of_day:
-            moment += timedelta(days=1) - timedelta(microseconds=1)
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        return int(moment.timestamp() * 1_000_000) * 1000
     return BeforeValidator(parse)
 
 

@@ -51,8 +51,9 @@ from lib.serve.duplicate_finder import DuplicateFinder
 from lib.serve.duplicates import NEAR_DISTANCE, DuplicateGroup, GroupMember
 from lib.serve.figures import dataset_evaluations
 from lib.serve.index_set import LoadedDataset
+from lib.serve.paged_search import SearchFilters, SearchRequest
 from lib.serve.query_terms import Term, parse_query
-from lib.serve.search import SearchFilters, SearchHit, SearchRequest, SearchService
+from lib.serve.search import SearchHit, SearchService
 from lib.serve.thumbnails import browser_copy, needs_browser_copy, thumbnail
 from lib.store.names import shown
 

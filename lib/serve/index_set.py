@@ -32,6 +32,7 @@ from lib.serve.ranking import RankedLists
 from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, IvfRecord, PartitionRecord
 from lib.store.catalog_copy import repair_catalog
 from lib.store.dataset_index import DatasetIndex, open_dataset
+from lib.store.id_order import IdOrder, merge
 from lib.store.identity import ModelIdentity
 from lib.store.index_files import ids_of
 from lib.store.vocab_index import TextIndex, load_text_index
@@ -47,33 +48,6 @@ class LoadedPartition:
     record: PartitionRecord
     class_name: str
     index: faiss.Index  # the partition's exact file: its vectors with their catalog ids
-
-
-def merge(results: Sequence[tuple[np.ndarray, np.ndarray]], depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """The best `depth` of several (scores, ids) results of the same queries."""
-    if len(results) == 1:
-        return results[0]
-    scores, ids = np.hstack([r[0] for r in results]), np.hstack([r[1] for r in results])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
-
-
-class IdOrder:
-    """Image ids in a fixed order, and the way back from an id to its place (made once per loaded dataset)."""
-
-    def __init__(self, ids: np.ndarray) -> None:
-        self.ids = ids
-        self._by_id = np.argsort(ids)
-        self._sorted = ids[self._by_id]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def places(self, ids: Sequence[int]) -> list[int | None]:
-        """The place of each id (None for an id the dataset does not hold)."""
-        found = np.searchsorted(self._sorted, ids)
-        return [int(self._by_id[f]) if f < len(self._sorted) and self._sorted[f] == i else None
-                for f, i in zip(found, ids, strict=True)]
 
 
 @dataclass(frozen=True)

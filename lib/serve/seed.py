@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from lib.errors import NotFoundError
-from lib.serve.index_set import LoadedDataset, merge
+from lib.serve.index_set import LoadedDataset
 from lib.serve.search import SearchService
+from lib.store.id_order import merge
 from lib.store.names import shown
 from lib.store.vocab_index import TextIndex
 

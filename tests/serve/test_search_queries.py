@@ -6,8 +6,9 @@ from lib.errors import QueryError
 from lib.ingest.embeddings_import import import_embeddings
 from lib.serve import ranking
 from lib.serve.index_set import LiveIndexSet
+from lib.serve.paged_search import SearchRequest
 from lib.serve.query_terms import Term, parse_query, query_vector
-from lib.serve.search import SearchRequest, SearchService
+from lib.serve.search import SearchService
 from tests.conftest import held_out, ivf_settings
 
 

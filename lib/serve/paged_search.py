@@ -1,0 +1,220 @@
+"""A search as people ask for it: a composed query, one page of it, a relevance cut-off, filters, an order.
+
+The request (`SearchRequest`) names the page by `offset` and `k`; results come from one ranked list per
+query (lib/serve/ranking.py), so pages continue each other exactly. `min_score` and `cutoff="auto"` end
+the list where relevance ends; filters (capture date, folder, pixel size) are applied inside the search
+(lib/serve/index_set.LoadedDataset.search: `among`); `sort` orders the relevant results by capture time;
+`mode` ranks by CLIP, by the words of names and captions (the catalog's FTS5 table), or fuses both.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from PIL import Image
+
+from lib.errors import QueryError
+from lib.serve.index_set import LoadedDataset
+from lib.serve.query_terms import Term, check_terms, query_vector, texts_of
+from lib.serve.ranking import (
+    BASE_DEPTH,
+    CUTOFF_DEPTH,
+    CUTOFF_SHARE,
+    FUSION_DEPTH,
+    Ranked,
+    auto_cutoff,
+    date_order,
+    fuse,
+    kept_count,
+)
+
+if TYPE_CHECKING:
+    from lib.serve.search import SearchHit, SearchService
+
+Sort = Literal["relevance", "newest", "oldest"]
+Mode = Literal["clip", "text", "hybrid"]
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """What a result must be besides relevant; applied inside the search (lib/store/catalog.filtered_ids)."""
+
+    date_from_ns: int | None = None
+    date_to_ns: int | None = None
+    folder: str | None = None
+    min_width: int | None = None
+    min_height: int | None = None
+
+    def given(self) -> bool:
+        return any(value is not None for value in (self.date_from_ns, self.date_to_ns, self.folder,
+                                                   self.min_width, self.min_height))
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One page of a search: the query as terms, the page, the cut-off, filters, order and mode."""
+
+    terms: Sequence[Term]
+    k: int
+    offset: int = 0
+    dataset: str | None = None
+    partitions: Sequence[str] | None = None
+    exact: bool = False
+    min_score: float | None = None
+    cutoff: Literal["auto"] | None = None
+    filters: SearchFilters = field(default_factory=SearchFilters)
+    sort: Sort = "relevance"
+    mode: Mode = "clip"
+    uploads: Sequence[Image.Image] = ()
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: list[SearchHit]
+    next_offset: int | None  # where the next page starts; None on the last page
+    cutoff_score: float | None  # the score results had to reach (min_score's, the auto cut-off's, the higher)
+    relevant: int | None  # how many results there are in all, where that is known
+
+
+def parse_instant(text: str, end_of_day: bool = False) -> int:
+    """An ISO 8601 date or date-time (UTC unless it says otherwise) as ns since the epoch; with
+    `end_of_day`, a bare date means the last instant of that day (a `date_to` takes the whole day)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise QueryError(f"{text!r} is not an ISO 8601 date or date-time, such as 2024-05-31 or "
+                         "2024-05-31T18:30:00") from None
+    if end_of_day and len(text.strip()) <= 10:
+        moment += timedelta(days=1) - timedelta(microseconds=1)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
+def iso_time(ns: int | None) -> str | None:
+    return None if ns is None else datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
+
+
+
+class PagedSearch:
+    """One request's search over a SearchService's encoder, index set and catalog."""
+
+    def __init__(self, service: SearchService) -> None:
+        self.service = service
+
+    def search(self, asked: SearchRequest) -> SearchPage:
+        """One page of results of a composed query (lib/serve/query_terms.py), ranked by CLIP, by the text
+        of names and captions, or both fused; cut where relevance ends when asked, filtered inside the
+        search, in relevance or date order. Pages continue each other exactly (lib/serve/ranking.py)."""
+        check_terms(asked.terms)
+        if asked.mode == "text" and (asked.min_score is not None or asked.cutoff is not None):
+            raise QueryError("mode: min_score and cutoff apply to CLIP's scores, not to mode 'text'")
+        dataset = self.service.dataset_named(self.service.indexes.current(), asked.dataset)
+        self.service.check_partitions(dataset, asked.partitions)
+        if not dataset.partitions:
+            return SearchPage([], None, None, 0)
+        among = self._filtered(dataset, asked.filters)
+        threshold, cutoff = asked.min_score, None
+        lists: Callable[[int], Ranked] | None = None
+        if asked.mode != "text":
+            vector = query_vector(asked.terms, lambda term: self.service.term_vector(term, asked.uploads))
+            key = (vector.tobytes(), tuple(asked.partitions or ()), asked.exact, asked.filters)
+            searched = len(among) if among is not None else dataset.count
+
+            def search_depth(depth: int, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+                scores, ids = dataset.search(vector, depth, asked.partitions, asked.exact or exact, among)
+                return scores[0], ids[0]
+
+            def lists(count: int) -> Ranked:
+                return dataset.ranked.get(key, search_depth, count)
+
+            if asked.cutoff == "auto":
+                window = min(CUTOFF_DEPTH, int(searched * CUTOFF_SHARE))
+                cutoff = auto_cutoff(lists(window + 1).scores, searched)
+                if cutoff is not None:
+                    threshold = cutoff if threshold is None else max(threshold, cutoff)
+        if asked.mode == "text":
+            scores, ids = self._text_ranked(dataset, asked, among)
+        elif asked.mode == "hybrid":
+            assert lists is not None
+            clip = lists(FUSION_DEPTH)
+            clip_ids = clip.ids[:kept_count(clip, threshold)] if threshold is not None else clip.ids
+            scores, ids = fuse([clip_ids, self._text_ranked(dataset, asked, among)[1]])
+        else:
+            scores, ids = None, None
+        if asked.sort != "relevance":
+            return self._by_date(asked, dataset, threshold, lists if ids is None else None, scores, ids)
+        if ids is not None:
+            assert scores is not None
+            return self._page(asked, scores, ids, complete=True, threshold=None)
+        assert lists is not None
+        wanted = asked.offset + asked.k + 1
+        found = lists(wanted)
+        if threshold is not None:
+            while not found.complete and len(found) < wanted and len(found) and found.scores[-1] >= threshold:
+                found = lists(len(found) + 1)
+        return self._page(asked, found.scores, found.ids, found.complete, threshold)
+
+    def _page(self, asked: SearchRequest, scores: np.ndarray, ids: np.ndarray, complete: bool,
+              threshold: float | None) -> SearchPage:
+        end = len(ids) if threshold is None else int(np.searchsorted(-scores, -threshold, side="right"))
+        cut = threshold is not None and end < len(ids)
+        page = list(zip(ids[asked.offset:min(end, asked.offset + asked.k)].tolist(),
+                        scores[asked.offset:min(end, asked.offset + asked.k)].tolist(), strict=True))
+        more = asked.offset + asked.k < end or (not complete and not cut)
+        known = end if complete or cut else None
+        return SearchPage(self.service.hits(page), asked.offset + asked.k if more else None, threshold, known)
+
+    def _by_date(self, asked: SearchRequest, dataset: LoadedDataset, threshold: float | None,
+                 lists: Callable[[int], Ranked] | None, scores: np.ndarray | None,
+                 ids: np.ndarray | None) -> SearchPage:
+        """The relevant results (the cut-off's or min_score's, else the first k x 10) by capture time."""
+        if ids is None:
+            assert lists is not None
+            if threshold is None:
+                found = lists(asked.k * 10)
+                scores, ids = found.scores[:asked.k * 10], found.ids[:asked.k * 10]
+            else:
+                found = lists(BASE_DEPTH)
+                while not found.complete and len(found) and found.scores[-1] >= threshold:
+                    found = lists(len(found) + 1)
+                end = kept_count(found, threshold)
+                scores, ids = found.scores[:end], found.ids[:end]
+        elif asked.mode == "hybrid":
+            assert scores is not None
+            scores, ids = scores[:asked.k * 10], ids[:asked.k * 10]
+        assert scores is not None
+        records = self.service.records(ids.tolist())
+        taken = np.array([getattr(records.get(i), "captured_ns", 0) or 0 for i in ids.tolist()], np.int64)
+        order = date_order(ids, scores, taken, asked.sort == "newest")
+        page = order[asked.offset:asked.offset + asked.k]
+        hits = self.service.hits([(int(ids[p]), float(scores[p])) for p in page], records)
+        more = asked.offset + asked.k < len(ids)
+        return SearchPage(hits, asked.offset + asked.k if more else None, threshold, len(ids))
+
+    def _filtered(self, dataset: LoadedDataset, filters: SearchFilters) -> np.ndarray | None:
+        """The ids that pass the filters (None: no filter given)."""
+        if not filters.given():
+            return None
+        f = filters
+        return self.service.catalog().filtered_ids(dataset.record.name, date_from_ns=f.date_from_ns,
+                                            date_to_ns=f.date_to_ns, folder=f.folder, min_width=f.min_width,
+                                            min_height=f.min_height)
+
+    def _text_ranked(self, dataset: LoadedDataset, asked: SearchRequest, among: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The images whose names or captions hold the query's words (its positive text terms), best first,
+        within the chosen partitions and the filters."""
+        texts = texts_of(asked.terms)
+        if not texts:
+            raise QueryError("mode: a text match needs a text term of positive weight")
+        found = self.service.catalog().text_search(dataset.record.name, " ".join(texts), FUSION_DEPTH)
+        ids = np.array([i for i, _ in found], np.int64)
+        scores = np.array([s for _, s in found], np.float32)
+        held = np.isin(ids, dataset.held(ids, asked.partitions))
+        if among is not None:
+            held &= np.isin(ids, among)
+        return scores[held], ids[held]
+
