@@ -210,3 +210,24 @@ def test_the_auto_cutoff_keeps_the_relevant_images(held_out_demo):
     for kind in ("colour", "shape"):
         precision, recall = np.mean(found[kind], axis=0)
         assert precision >= 0.8 and recall >= 0.8, kind
+
+
+@pytest.mark.parametrize("scan_below", [0, 10**9])  # faiss's id selector with more lists probed, or a subset scan
+def test_a_filter_is_applied_inside_the_search(ivf_workspace, demo_encoder, monkeypatch, scan_below):
+    from lib.serve import index_set
+    from tests.conftest import recall_at_10
+
+    monkeypatch.setattr(index_set, "SUBSET_SCAN", scan_below)
+    dataset = service_of(ivf_workspace, demo_encoder).indexes.current().datasets["mix"]
+    every = dataset.order.ids
+    among = np.sort(np.random.default_rng(3).choice(every, len(every) // 5, replace=False))
+    queries = held_out(50, seed=11)
+    _, found = dataset.search(queries, 10, among=among)
+    assert np.isin(found, among).all() and (found >= 0).all()  # every page full, only admitted images
+    vectors = dataset.index.exact.vectors(among)
+    truth = among[np.argsort(-(queries @ vectors.T), axis=1)[:, :10]]
+    assert recall_at_10(found, truth) >= (0.999 if scan_below else 0.9)
+    chosen = sorted(dataset.partitions)[:3]
+    _, found = dataset.search(queries, 10, chosen, among=among)
+    held = dataset.held(among, chosen)
+    assert np.isin(found[found >= 0], held).all() and len(held) < len(among)
