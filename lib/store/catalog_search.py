@@ -1,0 +1,127 @@
+"""The catalog's queries for the read side's filters and text matches, and the full-text table a build fills.
+
+Filters run on the capture facts of `images` (captured_ns, folder, width, height; indexed in INDEXES). The
+text of an image (its file and folder names split into words, its captions) is a row of the FTS5 table
+`image_text` with the image id as rowid; `text_search` builds its MATCH expression only from quoted word
+prefixes, so no user text is ever read as FTS5 query syntax. Catalog inherits these methods.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from lib.errors import IndexMismatchError
+from lib.store.names import folder_of, from_sql, to_sql
+from lib.store.records import CaptureFacts, ImageText
+
+TEXT_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS image_text USING fts5(
+    name, folders, caption, sidecar, dataset UNINDEXED, sidecar_stamp UNINDEXED,
+    tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
+);
+"""
+# On columns that older catalogs get from MIGRATIONS, so created after them.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS images_captured ON images (dataset, captured_ns);
+CREATE INDEX IF NOT EXISTS images_folder ON images (dataset, folder);
+"""
+QUERY_WORD = re.compile(r"[^\W_]+")  # letters and digits: what unicode61 keeps of a query, and nothing else
+OLD_CATALOG = ("the catalog predates capture facts and text matching; run build_image_index.py on the dataset "
+               "to add them (nothing is re-encoded)")
+
+
+def match_expression(text: str) -> str:
+    """An FTS5 MATCH expression for any user text: each word a quoted prefix, all of them required ('' for none)."""
+    return " ".join(f'"{word}"*' for word in QUERY_WORD.findall(text))
+
+
+def folder_clause(folder: str) -> tuple[str, list[str | bytes]]:
+    """SQL matching a folder and every folder under it ('a/b': 'a/b', 'a/b/c', never 'a/bc'). A name that is not
+    UTF-8 is a BLOB (lib/store/names.py), which sorts apart from TEXT, so under a UTF-8 folder both are searched."""
+    stored = to_sql(folder)
+    args: list[str | bytes] = [] if isinstance(stored, bytes) else [folder, folder + "/", folder + "0"]
+    raw = os.fsencode(folder)
+    args += [raw, raw + b"/", raw + b"0"]  # '0' is the character after '/'
+    return "(" + " OR ".join(["folder = ? OR (folder >= ? AND folder < ?)"] * (len(args) // 3)) + ")", args
+
+
+def fill_folders(db: sqlite3.Connection) -> None:
+    """The folder of every row of a catalog that has just been given the column."""
+    rows = db.execute("SELECT id, path FROM images").fetchall()
+    db.executemany("UPDATE images SET folder = ? WHERE id = ?", [(to_sql(folder_of(from_sql(p))), i) for i, p in rows])
+
+
+class CatalogSearch:
+    db: sqlite3.Connection
+
+    def _changed(self, db: sqlite3.Connection) -> None: ...
+
+    def filtered_ids(self, dataset: str, *, date_from_ns: int | None = None, date_to_ns: int | None = None,
+                     folder: str | None = None, min_width: int | None = None,
+                     min_height: int | None = None) -> np.ndarray:
+        """The sorted int64 ids of the dataset's images that pass every filter given: capture time within
+        [date_from_ns, date_to_ns] (rows whose time was never read are left out), under `folder` (a path
+        prefix relative to the root; '' or '/' is the whole dataset), at least min_width x min_height pixels."""
+        where, args = ["dataset = ?"], [dataset]  # type: list[str], list[str | bytes | int]
+        for value, condition in ((date_from_ns, "captured_ns >= ?"), (date_to_ns, "captured_ns <= ?"),
+                                 (min_width, "width >= ?"), (min_height, "height >= ?")):
+            if value is not None:
+                where.append(condition)
+                args.append(value)
+        if date_from_ns is not None or date_to_ns is not None:
+            where.append("captured_from != ''")
+        if folder is not None and folder.strip("/"):
+            clause, folder_args = folder_clause(folder.strip("/"))
+            where.append(clause)
+            args += folder_args
+        cursor = self.db.cursor()
+        cursor.row_factory = None
+        try:
+            rows = cursor.execute(f"SELECT id FROM images WHERE {' AND '.join(where)}", args)
+            ids = np.fromiter((row[0] for row in rows), dtype=np.int64)
+        except sqlite3.OperationalError as err:
+            raise IndexMismatchError(f"{OLD_CATALOG} ({err})") from None
+        ids.sort()
+        return ids
+
+    def text_search(self, dataset: str, text: str, limit: int) -> list[tuple[int, float]]:
+        """(id, score) of the dataset's images whose names or captions hold every word of `text` (as a prefix,
+        case and accents ignored), best first; the score is -bm25, so higher is better. No words: []."""
+        expression = match_expression(text)
+        if not expression or limit <= 0:
+            return []
+        try:
+            rows = self.db.execute("SELECT t.rowid, bm25(image_text) FROM image_text t JOIN images i ON i.id = t.rowid "
+                                   "WHERE image_text MATCH ? AND i.dataset = ? ORDER BY bm25(image_text), t.rowid "
+                                   "LIMIT ?", (expression, dataset, limit)).fetchall()
+        except sqlite3.OperationalError as err:
+            if "no such table" not in str(err):
+                raise
+            raise IndexMismatchError(f"{OLD_CATALOG} ({err})") from None
+        return [(int(image_id), -float(score)) for image_id, score in rows]
+
+    def image_text_state(self, dataset: str) -> dict[int, tuple[str, str]]:
+        """(caption, sidecar_stamp) of each row of the dataset's text, for a build to tell what changed."""
+        rows = self.db.execute("SELECT rowid, caption, sidecar_stamp FROM image_text WHERE dataset = ?", (dataset,))
+        return {int(i): (caption, stamp) for i, caption, stamp in rows}
+
+    def put_image_text(self, db: sqlite3.Connection, dataset: str, texts: Iterable[ImageText]) -> None:
+        """Within a transaction: the text rows of these images, written anew."""
+        texts = list(texts)
+        self.drop_image_text(db, [t.id for t in texts])
+        db.executemany("INSERT INTO image_text (rowid, name, folders, caption, sidecar, dataset, sidecar_stamp) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [(t.id, t.name, t.folders, t.caption, t.sidecar, dataset, t.sidecar_stamp) for t in texts])
+
+    def drop_image_text(self, db: sqlite3.Connection, ids: Iterable[int]) -> None:
+        db.executemany("DELETE FROM image_text WHERE rowid = ?", [(i,) for i in ids])
+
+    def set_capture_facts(self, db: sqlite3.Connection, facts: Mapping[int, CaptureFacts]) -> None:
+        """Within a transaction: the capture facts of rows indexed before the catalog had them."""
+        db.executemany("UPDATE images SET captured_ns = ?, captured_from = ?, camera = ?, orientation = ? WHERE id = ?",
+                       [(f.captured_ns, f.captured_from, f.camera, f.orientation, i) for i, f in facts.items()])
+        self._changed(db)
