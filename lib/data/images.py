@@ -95,10 +95,9 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_
     return decode_image(source, max_pixels, max_side=max_side).image
 
 
-def _upright_size(image: Image.Image) -> tuple[int, int]:
+def _upright_size(image: Image.Image, orientation: int) -> tuple[int, int]:
     width, height = image.size
-    turned = image.getexif().get(ExifTags.Base.Orientation) in TURNING_ORIENTATIONS
-    return (height, width) if turned else (width, height)
+    return (height, width) if orientation in TURNING_ORIENTATIONS else (width, height)
 
 
 def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -121,7 +120,8 @@ def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAUL
                         f"image is {width}x{height} pixels, over the limit of {max_pixels:,} "
                         "(decompression bomb guard)")
                 image.seek(0)
-                size, facts = _upright_size(image), exif_facts(image)
+                facts = exif_facts(image)
+                size = _upright_size(image, facts.orientation)
                 if min_side and image.format == "JPEG":
                     image.draft(image.mode, (min_side, min_side))
                 elif max_side:
