@@ -135,6 +135,7 @@ def test_text_without_words_matches_nothing(catalog, text):
 
 def test_match_expression_quotes_every_word():
     assert match_expression('say "NEAR" -x* col:umn') == '"say"* "NEAR"* "x"* "col"* "umn"*'
+    assert match_expression("a a b " + " ".join(f"w{i}" for i in range(100))).count("*") == 32
 
 
 def test_a_removed_image_leaves_the_text_table(catalog):
