@@ -12,9 +12,10 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from lib.errors import UnreadableImageError
+from lib.store.records import CaptureFacts
 
 DEFAULT_MAX_PIXELS = 64_000_000
-EXIF_IFD, DATE_TIME_ORIGINAL, DATE_TIME = 0x8769, 36867, 306
+EXIF_IFD, DATE_TIME_ORIGINAL, DATE_TIME, MAKE, MODEL = 0x8769, 36867, 306, 271, 272
 TURNING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
@@ -29,11 +30,28 @@ def register_formats() -> None:
     register_heif_opener()
 
 
+class ExifFacts(NamedTuple):
+    """What a file's EXIF header says of the photo: when it was taken (its clock read as UTC), by which camera,
+    and its orientation (1: upright, the default)."""
+
+    taken_ns: int | None = None
+    camera: str = ""
+    orientation: int = 1
+
+    def captured(self, mtime_ns: int) -> CaptureFacts:
+        """The catalog's capture facts: the EXIF time, else the file's modification time, and which one."""
+        if self.taken_ns is None:
+            return CaptureFacts(mtime_ns, "mtime", self.camera, self.orientation)
+        return CaptureFacts(self.taken_ns, "exif", self.camera, self.orientation)
+
+
 class DecodedImage(NamedTuple):
-    """A decoded picture and the upright size of the file's full-resolution image (what the catalog records)."""
+    """A decoded picture, the upright size of the file's full-resolution image and its EXIF facts (what the
+    catalog records)."""
 
     image: Image.Image
     size: tuple[int, int]
+    facts: ExifFacts = ExifFacts()
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -77,10 +95,9 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_
     return decode_image(source, max_pixels, max_side=max_side).image
 
 
-def _upright_size(image: Image.Image) -> tuple[int, int]:
+def _upright_size(image: Image.Image, orientation: int) -> tuple[int, int]:
     width, height = image.size
-    turned = image.getexif().get(ExifTags.Base.Orientation) in TURNING_ORIENTATIONS
-    return (height, width) if turned else (width, height)
+    return (height, width) if orientation in TURNING_ORIENTATIONS else (width, height)
 
 
 def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -103,7 +120,8 @@ def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAUL
                         f"image is {width}x{height} pixels, over the limit of {max_pixels:,} "
                         "(decompression bomb guard)")
                 image.seek(0)
-                size = _upright_size(image)
+                facts = exif_facts(image)
+                size = _upright_size(image, facts.orientation)
                 if min_side and image.format == "JPEG":
                     image.draft(image.mode, (min_side, min_side))
                 elif max_side:
@@ -112,7 +130,7 @@ def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAUL
                 picture = _to_rgb(ImageOps.exif_transpose(image))
                 if max_side:
                     picture.thumbnail((max_side, max_side))
-                return DecodedImage(picture, size)
+                return DecodedImage(picture, size, facts)
     except UnreadableImageError:
         raise
     except FileNotFoundError:
@@ -125,17 +143,50 @@ def decode_image(source: str | Path | bytes | BinaryIO, max_pixels: int = DEFAUL
         raise UnreadableImageError(f"damaged or truncated image: {err}") from None
 
 
-def capture_time_ns(path: Path | BinaryIO) -> int | None:
-    """When the picture was taken (EXIF DateTimeOriginal, else DateTime), in ns since the epoch, its clock read
-    as UTC; None for a file without one or that cannot be read. Reads the header, not the pixels."""
+def _tag_text(value: object) -> str:
+    return (value.decode("latin-1") if isinstance(value, bytes) else str(value)).strip("\x00 ")
+
+
+def _taken_ns(exif: Image.Exif) -> int | None:
+    text = exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL) or exif.get(DATE_TIME)
+    try:
+        taken = datetime.strptime(_tag_text(text)[:19], "%Y:%m:%d %H:%M:%S") if text else None
+    except ValueError:  # a blank or malformed date ('    :  :     :  :  ')
+        return None
+    return None if taken is None else int(taken.replace(tzinfo=UTC).timestamp()) * 1_000_000_000
+
+
+def _camera(exif: Image.Exif) -> str:
+    """The Model, with the Make before it unless the Model already starts with the Make (or its first word:
+    'NIKON CORPORATION' + 'NIKON D750' is 'NIKON D750')."""
+    make, model = _tag_text(exif.get(MAKE, "")), _tag_text(exif.get(MODEL, ""))
+    brand = make.split()[0].lower() if make.split() else ""
+    if not model or not brand or model.lower().startswith(brand):
+        return model or make
+    return f"{make} {model}"
+
+
+def exif_facts(image: Image.Image) -> ExifFacts:
+    """The EXIF facts of an open image (read from its header; nothing is decoded)."""
+    exif = image.getexif()
+    orientation = exif.get(ExifTags.Base.Orientation, 1)
+    return ExifFacts(_taken_ns(exif), _camera(exif), orientation if orientation in range(1, 9) else 1)
+
+
+def read_exif_facts(source: Path | BinaryIO) -> ExifFacts | None:
+    """exif_facts of a file, reading its header only; None for a file that cannot be read or is not an image."""
     register_formats()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as image:
-                exif = image.getexif()
-                text = exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL) or exif.get(DATE_TIME)
-        taken = datetime.strptime(str(text).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S") if text else None
+            with Image.open(source) as image:
+                return exif_facts(image)
     except (OSError, SyntaxError, ValueError, EOFError, UnidentifiedImageError, Image.DecompressionBombError):
         return None
-    return None if taken is None else int(taken.replace(tzinfo=UTC).timestamp()) * 1_000_000_000
+
+
+def capture_time_ns(path: Path | BinaryIO) -> int | None:
+    """When the picture was taken (EXIF DateTimeOriginal, else DateTime), in ns since the epoch, its clock read
+    as UTC; None for a file without one or that cannot be read. Reads the header, not the pixels."""
+    facts = read_exif_facts(path)
+    return None if facts is None else facts.taken_ns

@@ -37,6 +37,7 @@ from lib.ingest.ivf_train import sample_rows
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
 from lib.store.catalog import DatasetRecord, ImageRecord, SkippedFile
+from lib.store.names import folder_of
 from lib.store.records import EMBEDDINGS_LAYOUT
 
 log = logging.getLogger(__name__)
@@ -172,8 +173,8 @@ class EmbeddingsImporter(ImageIndexBuilder):
             new_ids = self.catalog.next_ids(db, len(fresh))
         ids = np.array([known[p].id if p in keep else 0 for p in paths], dtype=np.int64)
         ids[fresh] = new_ids
-        records = [ImageRecord(new_id, self.dataset, name, paths[i], class_name, 0, 0, stamps[i][0], stamps[i][1], "")
-                   for new_id, i in zip(new_ids, fresh, strict=True)]
+        records = [ImageRecord(new_id, self.dataset, name, paths[i], class_name, 0, 0, stamps[i][0], stamps[i][1], "",
+                               folder=folder_of(paths[i])) for new_id, i in zip(new_ids, fresh, strict=True)]
         present = set(paths)
         self.report.added += sum(paths[i] not in known for i in fresh)
         self.report.changed += sum(paths[i] in known for i in fresh)

@@ -20,9 +20,11 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.data.datasets import ImageFile, scan_dataset
+from lib.data.image_text import caption_files
 from lib.errors import ClipSearchError, DiskFullError, IndexFileError
 from lib.ingest.calibrate import calibrate_duplicates, needs_calibration
-from lib.ingest.hash_backfill import hash_missing
+from lib.ingest.hash_backfill import backfill_missing
+from lib.ingest.image_text import update_image_text
 from lib.ingest.ivf_index import DatasetIvf
 from lib.ingest.local_engine import LocalEngine
 from lib.ingest.report import BuildReport
@@ -34,6 +36,7 @@ from lib.store.catalog_copy import keep_good_copy, repair_catalog
 from lib.store.files import build_lock, out_of_space
 from lib.store.index_files import commit_partition, image_index_name, read_index, settle_partition, vectors_of
 from lib.store.ivf_files import quantizer_name
+from lib.store.names import folder_of
 from lib.store.records import EMBEDDINGS_LAYOUT
 
 log = logging.getLogger(__name__)
@@ -93,8 +96,11 @@ class ImageIndexBuilder:
             self._check_model(rebuild)
             self._ivf = DatasetIvf(self.catalog, self.folder, self.dataset, self.encoder.dim, self.settings)
             self._update()
-            if self.root is not None:  # imported embeddings have no pixels to hash
-                self.report.hashed = hash_missing(self.catalog, self.dataset, self.root, self.settings.num_workers)
+            record = self.catalog.dataset(self.dataset)
+            if self.root is not None and record is not None:  # imported embeddings may have no pixels to read
+                self.report.hashed, self.report.dated = backfill_missing(
+                    self.catalog, self.dataset, self.root, self.settings.num_workers, record.files_recorded)
+            self.report.texts = update_image_text(self.catalog, self.dataset, self.root, self.files_by_path)
             self.report.notes += self.ivf.finish(retrain)
             keep_good_copy(self.folder)
         self.report.seconds = time.perf_counter() - started
@@ -169,7 +175,8 @@ class ImageIndexBuilder:
         skipped_before = self.catalog.skipped(self.dataset)
         todo, removed = [], defaultdict(list)
         present = set()
-        for file in files:
+        captions = caption_files({file.path for file in files})
+        for file in (file for file in files if file.path not in captions):
             present.add(file.path)
             old = known.get(file.path)
             same = old is not None and (old.bytes, old.mtime_ns, old.partition, old.link_target) == (
@@ -237,10 +244,11 @@ class ImageIndexBuilder:
             new_ids = self.catalog.next_ids(db, len(encoded))
         records = []
         for new_id, item in zip(new_ids, encoded, strict=True):
-            file = todo[item.i]
+            file, facts = todo[item.i], item.facts.captured(todo[item.i].mtime_ns)
             records.append(ImageRecord(new_id, self.dataset, partition, file.path, file.class_name, item.size[0],
                                        item.size[1], file.bytes, file.mtime_ns, item.sha256, file.target,
-                                       item.perceptual_hash))
+                                       item.perceptual_hash, facts.captured_ns, facts.captured_from, facts.camera,
+                                       facts.orientation, folder_of(file.path)))
         if encoded:
             ids = np.concatenate([ids, np.asarray(new_ids, dtype=np.int64)])
             encoded_vectors = [item.vector for item in encoded]  # every item here was encoded: none is None

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from lib.data.datasets import ImageFile, image_extensions
+from lib.data.images import ExifFacts
 from lib.errors import ModelLoadError
 from lib.ingest.ray_cluster import ActorPlan, RayConnection
 from lib.model.decode import EncodedFile, decode_file
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Columns = dict[str, np.ndarray]
 BATCHES_PER_BLOCK = 4  # a block of paths is one decode task: small enough to stream and to retry cheaply
+NO_TIME = np.iinfo(np.int64).min  # taken_ns of a file without an EXIF date (a column holds no None)
 
 
 def decode_batch(batch: Columns, root: str, transform: ClipTransform) -> Columns:
@@ -51,6 +53,10 @@ def decode_batch(batch: Columns, root: str, transform: ClipTransform) -> Columns
         "height": np.asarray([item.size[1] for item in items], dtype=np.int32),
         "sha256": np.asarray([item.sha256 for item in items], dtype=object),
         "perceptual_hash": np.asarray([item.perceptual_hash for item in items], dtype=object),
+        "taken_ns": np.asarray([NO_TIME if item.facts.taken_ns is None else item.facts.taken_ns for item in items],
+                               dtype=np.int64),
+        "camera": np.asarray([item.facts.camera for item in items], dtype=object),
+        "orientation": np.asarray([item.facts.orientation for item in items], dtype=np.int32),
     }
 
 
@@ -84,9 +90,7 @@ class EncoderActor:
         if good.any():
             pixels = self.encoder.transform.normalise(batch["pixels"][good])
             vectors[good] = self.encoder.encode_pixels(torch.from_numpy(pixels))
-        return {"i": batch["i"], "vector": vectors, "error": batch["error"], "width": batch["width"],
-                "height": batch["height"], "sha256": batch["sha256"],
-                "perceptual_hash": batch["perceptual_hash"]}
+        return {**{name: column for name, column in batch.items() if name != "pixels"}, "vector": vectors}
 
 
 def encoder_options(settings: Settings) -> dict[str, Any]:
@@ -112,9 +116,12 @@ def encoded_files(batch: Columns, seen: set[int]) -> list[EncodedFile]:
             continue
         seen.add(i)
         error = str(batch["error"][row]) or None
+        taken = int(batch["taken_ns"][row])
+        facts = ExifFacts(None if taken == NO_TIME else taken, str(batch["camera"][row]),
+                          int(batch["orientation"][row]))
         items.append(EncodedFile(i, error=error, size=(int(batch["width"][row]), int(batch["height"][row])),
                                  sha256=str(batch["sha256"][row]), perceptual_hash=bytes(batch["perceptual_hash"][row]),
-                                 vector=None if error else batch["vector"][row]))
+                                 facts=facts, vector=None if error else batch["vector"][row]))
     return items
 
 

@@ -21,6 +21,8 @@ class BuildReport:
     encoded: int = 0
     partitions_written: int = 0
     hashed: int = 0  # unchanged files given the perceptual signature an older build did not record
+    dated: int = 0  # unchanged files given the capture facts an older build did not record
+    texts: int = 0  # images whose text row (names, captions) was written: new, or a caption changed
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     report_file: Path | None = None
@@ -33,7 +35,8 @@ class BuildReport:
         return (f"{self.dataset} ({self.layout}): {self.added} added, {self.changed} changed, {self.removed} removed, "
                 f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.encoded} images {self.action} into "
                 f"{self.partitions_written} partition(s) in {self.seconds:.1f} s ({rate:.1f} images/s)"
-                + (f"; {self.hashed} unchanged images hashed for duplicates" if self.hashed else ""))
+                + (f"; {self.hashed} unchanged images hashed for duplicates" if self.hashed else "")
+                + (f"; {self.dated} unchanged images given capture dates" if self.dated else ""))
 
     def calibration(self) -> str:
         """The line about the duplicate thresholds, when this build calibrated them."""

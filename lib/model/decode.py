@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lib.data.images import decode_image
+from lib.data.images import ExifFacts, decode_image
 from lib.data.perceptual import signature
 from lib.errors import UnreadableImageError
 from lib.model.encoder import ClipEncoder
@@ -28,6 +28,7 @@ class EncodedFile:
     size: tuple[int, int] = (0, 0)
     sha256: str = ""
     perceptual_hash: bytes = b""  # lib/data/perceptual.signature of the decoded pixels
+    facts: ExifFacts = ExifFacts()  # capture time, camera and orientation from the file's EXIF header
     vector: np.ndarray | None = None
 
 
@@ -53,7 +54,7 @@ def decode_file(i: int, path: Path, transform: ClipTransform, extensions: set[st
         return EncodedFile(i, error=f"not an image file type ({path.suffix or 'no extension'})")
     try:
         data = path.read_bytes()
-        image, size = decode_image(data, min_side=draft_side(transform))
+        image, size, facts = decode_image(data, min_side=draft_side(transform))
     except UnreadableImageError as err:
         return EncodedFile(i, error=str(err))
     except FileNotFoundError:
@@ -62,7 +63,8 @@ def decode_file(i: int, path: Path, transform: ClipTransform, extensions: set[st
         return EncodedFile(i, error=f"cannot read file: {err.strerror}")
     # A tensor, not an array: DataLoader hands tensors back through shared memory instead of a pipe.
     pixels = transform.crop(image) if crop_only else transform(image)
-    return EncodedFile(i, torch.from_numpy(pixels), None, size, hashlib.sha256(data).hexdigest(), signature(image))
+    return EncodedFile(i, torch.from_numpy(pixels), None, size, hashlib.sha256(data).hexdigest(), signature(image),
+                       facts)
 
 
 class DecodeFiles(Dataset):

@@ -17,6 +17,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from typing import Any
 
+from lib.store.catalog_search import INDEXES, TEXT_SCHEMA, CatalogSearch, fill_folders
 from lib.store.identity import ModelIdentity
 from lib.store.names import from_sql, to_sql
 from lib.store.records import DatasetRecord, ImageRecord, IvfRecord, PartitionRecord, SkippedFile
@@ -56,6 +57,11 @@ CREATE TABLE IF NOT EXISTS images (
     sha256 TEXT NOT NULL,
     link_target TEXT NOT NULL DEFAULT '',
     perceptual_hash BLOB NOT NULL DEFAULT x'',
+    captured_ns INTEGER NOT NULL DEFAULT 0,
+    captured_from TEXT NOT NULL DEFAULT '',
+    camera TEXT NOT NULL DEFAULT '',
+    orientation INTEGER NOT NULL DEFAULT 1,
+    folder TEXT NOT NULL DEFAULT '',
     UNIQUE (dataset, path)
 );
 CREATE INDEX IF NOT EXISTS images_partition ON images (dataset, partition);
@@ -94,8 +100,11 @@ CREATE TABLE IF NOT EXISTS generation (
 # Columns added since the first catalogs: an existing catalog gets them in place when a builder opens it
 # (new tables, such as `generation`, come from SCHEMA's CREATE TABLE IF NOT EXISTS the same way).
 MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''"),
-              "images": ("link_target TEXT NOT NULL DEFAULT ''", "perceptual_hash BLOB NOT NULL DEFAULT x''")}
-NAME_COLUMNS = ("path", "link_target")  # file names: TEXT, or a BLOB of the bytes of one that is not UTF-8
+              "images": ("link_target TEXT NOT NULL DEFAULT ''", "perceptual_hash BLOB NOT NULL DEFAULT x''",
+                         "captured_ns INTEGER NOT NULL DEFAULT 0", "captured_from TEXT NOT NULL DEFAULT ''",
+                         "camera TEXT NOT NULL DEFAULT ''", "orientation INTEGER NOT NULL DEFAULT 1",
+                         "folder TEXT NOT NULL DEFAULT ''")}
+NAME_COLUMNS = ("path", "link_target", "folder")  # file names: TEXT, or a BLOB of the bytes of one that is not UTF-8
 
 
 def image_record(row: sqlite3.Row) -> ImageRecord:
@@ -105,8 +114,9 @@ def image_record(row: sqlite3.Row) -> ImageRecord:
     return ImageRecord(**values)
 
 
-class Catalog:
-    """One SQLite file; every change goes through `transaction()` so readers see all of it or none."""
+class Catalog(CatalogSearch):
+    """One SQLite file; every change goes through `transaction()` so readers see all of it or none (the queries
+    of search filters and text matches are CatalogSearch's)."""
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
@@ -116,8 +126,9 @@ class Catalog:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA + TEXT_SCHEMA)
             self._migrate()
+            self.db.executescript(INDEXES)
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.row_factory = sqlite3.Row
 
@@ -128,6 +139,8 @@ class Catalog:
                 for column in columns:
                     if column.split()[0] not in have:
                         self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+                        if column.startswith("folder "):
+                            fill_folders(self.db)
 
     @classmethod
     def in_folder(cls, indexes_dir: Path, readonly: bool = False) -> Catalog:
@@ -164,6 +177,7 @@ class Catalog:
     def drop_dataset(self, name: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+            db.execute("DELETE FROM image_text WHERE dataset = ?", (name,))
             self._changed(db)
 
     def partitions(self, dataset: str) -> list[PartitionRecord]:
@@ -257,13 +271,17 @@ class Catalog:
         rows now; the vector stays in the other partition's file until it is rewritten, and finds no row.
         """
         added = list(added)
+        removed = list(removed)
         db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in removed])
+        self.drop_image_text(db, removed)
         db.executemany("DELETE FROM images WHERE dataset = ? AND path = ?",
                        [(r.dataset, to_sql(r.path)) for r in added])
         db.executemany("INSERT INTO images (id, dataset, partition, path, class_name, width, height, bytes, mtime_ns, "
-                       "sha256, link_target, perceptual_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       "sha256, link_target, perceptual_hash, captured_ns, captured_from, camera, orientation, folder) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        [(r.id, r.dataset, r.partition, to_sql(r.path), r.class_name, r.width, r.height, r.bytes,
-                         r.mtime_ns, r.sha256, to_sql(r.link_target), r.perceptual_hash) for r in added])
+                         r.mtime_ns, r.sha256, to_sql(r.link_target), r.perceptual_hash, r.captured_ns,
+                         r.captured_from, r.camera, r.orientation, to_sql(r.folder)) for r in added])
         if partition.count:
             db.execute("INSERT OR REPLACE INTO partitions (dataset, name, index_file, index_sha256, count, ivf_file, "
                        "ivf_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)", astuple(partition))

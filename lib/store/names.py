@@ -48,3 +48,8 @@ def shown(name: str) -> str:
     if name.isprintable() and "\\" not in name:
         return name
     return "".join(map(_escaped, name))
+
+
+def folder_of(path: str) -> str:
+    """The folder of a path relative to a dataset root ('a/b' of 'a/b/c.jpg'; '' at the top)."""
+    return path.rpartition("/")[0]

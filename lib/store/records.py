@@ -1,4 +1,5 @@
-"""The named records the catalog reads and writes: datasets, partitions, images, skipped files, IVF layers."""
+"""The named records the catalog reads and writes: datasets, partitions, images (and their capture facts),
+skipped files, IVF layers."""
 from __future__ import annotations
 
 import builtins  # `bytes` is a field of ImageRecord, so the type needs its full name there
@@ -26,6 +27,25 @@ class ImageRecord:
     sha256: str
     link_target: str = ""  # a link followed out of the dataset's folder (--follow-links): where it led, resolved
     perceptual_hash: builtins.bytes = b""  # lib/data/perceptual.signature of its pixels (b"": not hashed yet)
+    captured_ns: int = 0  # when it was taken, ns since the epoch (EXIF clock read as UTC), or its file's mtime
+    captured_from: str = ""  # 'exif' or 'mtime'; '' = not read yet (an older build), or imported embeddings
+    camera: str = ""  # EXIF Model (with the Make when the Model does not start with it); '' = none
+    orientation: int = 1  # EXIF orientation (1: upright)
+    folder: str = ""  # the path's folder relative to the dataset root, '/'-separated; '' at the top
+
+    @property
+    def capture(self) -> CaptureFacts:
+        return CaptureFacts(self.captured_ns, self.captured_from, self.camera, self.orientation)
+
+
+@dataclass(frozen=True)
+class CaptureFacts:
+    """What a build reads from a file's header for the date, camera and orientation filters and sorts."""
+
+    captured_ns: int
+    captured_from: str  # 'exif' or 'mtime'
+    camera: str = ""
+    orientation: int = 1
 
 
 @dataclass(frozen=True)
@@ -93,3 +113,15 @@ class IvfRecord:
             return (f"vectors added since training fit the quantizer worse (mean cosine to the nearest centroid "
                     f"{self.recent_fit:.2f}, was {self.fit:.2f}); rebuild with --retrain")
         return None
+
+
+@dataclass(frozen=True)
+class ImageText:
+    """The words an image is found by in text search: its name and folders split into words, its captions."""
+
+    id: int
+    name: str
+    folders: str
+    caption: str = ""  # from the dataset's captions.csv
+    sidecar: str = ""  # from a .txt file beside the image with the same stem
+    sidecar_stamp: str = ""  # 'bytes:mtime_ns' of that file when read ('' = none), so it is read again only if changed

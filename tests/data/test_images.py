@@ -4,7 +4,15 @@ import pytest
 from PIL import Image
 
 from lib.data.datasets import image_extensions
-from lib.data.images import capture_time_ns, open_image, pixel_count, register_formats
+from lib.data.images import (
+    ExifFacts,
+    capture_time_ns,
+    decode_image,
+    open_image,
+    pixel_count,
+    read_exif_facts,
+    register_formats,
+)
 from lib.errors import UnreadableImageError
 from tests.helpers import bomb_png, encoded
 
@@ -101,3 +109,37 @@ def test_pixel_count_reads_only_the_header():
     assert pixel_count(bomb_png(50_000, 50_000)) is None  # Pillow refuses to open it; open_image says why
     assert pixel_count(encoded(Image.new("RGB", (30, 20)), "JPEG")) == 600
     assert pixel_count(b"not an image") is None and pixel_count(b"") is None
+
+
+def exif_jpeg(path, tags: dict, size=(8, 6)):
+    """A JPEG whose EXIF holds `tags` (DateTimeOriginal, 36867, goes into the EXIF IFD, the rest into IFD0)."""
+    exif = Image.Exif()
+    for tag, value in tags.items():
+        (exif.get_ifd(0x8769) if tag == 36867 else exif)[tag] = value
+    Image.new("RGB", size, "red").save(path, exif=exif)
+    return path
+
+
+@pytest.mark.parametrize("tags, camera", [
+    ({271: "Canon", 272: "Canon EOS 5D"}, "Canon EOS 5D"),
+    ({271: "NIKON CORPORATION", 272: "NIKON D750"}, "NIKON D750"),
+    ({271: "Apple", 272: "iPhone 12"}, "Apple iPhone 12"),
+    ({272: "X100V\x00"}, "X100V"),
+    ({271: "FUJIFILM"}, "FUJIFILM"),
+    ({}, ""),
+])
+def test_exif_facts_name_the_camera(tmp_path, tags, camera):
+    assert read_exif_facts(exif_jpeg(tmp_path / "c.jpg", tags)).camera == camera
+
+
+def test_exif_facts_come_with_the_decoded_picture(tmp_path):
+    path = exif_jpeg(tmp_path / "turned.jpg", {274: 6, 36867: "2019:07:14 15:16:17", 306: "2020:01:01 00:00:00"})
+    decoded = decode_image(path.read_bytes())
+    assert decoded.size == (6, 8) and decoded.facts == ExifFacts(1563117377 * 10**9, "", 6)
+    assert read_exif_facts(path) == decoded.facts
+    plain = decode_image(exif_jpeg(tmp_path / "plain.jpg", {274: 42}).read_bytes()).facts
+    assert plain == ExifFacts(None, "", 1)  # no date; an orientation out of range is read as upright
+    assert plain.captured(123).captured_from == "mtime" and plain.captured(123).captured_ns == 123
+    assert decoded.facts.captured(123).captured_from == "exif"
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    assert read_exif_facts(tmp_path / "broken.jpg") is None

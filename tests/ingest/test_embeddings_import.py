@@ -148,3 +148,25 @@ def test_a_dataset_without_images_groups_duplicates_and_refuses_calibration(tmp_
     assert sorted(len(g.members) for g in report.groups) == [2] * 20
     with pytest.raises(ClipSearchError, match="--images-root"):
         calibrate_duplicates(settings.indexes_dir, "mix", demo_encoder)
+
+
+def test_imported_rows_have_folders_and_names_but_no_capture_time(tmp_path, demo_encoder):
+    """Imported embeddings record no file of their own (their mtime is the part file's), so their rows keep
+    captured_from '' and pass no date filter; folders and file names come from their paths, captions from
+    the captions.csv of --images-root."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "captions.csv").write_text("image,caption\ntrips/IMG_1-holidayBeach.jpg,sunset at the sea\n")
+    paths = ["trips/IMG_1-holidayBeach.jpg", "home/cat.jpg"]
+    source = write_folder(tmp_path / "in", [(unit(2, 128, 1), paths)])
+    settings = ivf_settings(tmp_path / "ws")
+    report = import_embeddings(settings, demo_encoder, source, images_root=images, progress=False)
+    assert (report.added, report.dated, report.texts) == (2, 0, 2)
+    catalog = Catalog.in_folder(settings.indexes_dir)
+    rows = {r.path: r for r in catalog.images("mix")}
+    assert {(r.folder, r.captured_from) for r in rows.values()} == {("trips", ""), ("home", "")}
+    assert catalog.filtered_ids("mix", date_from_ns=0).tolist() == []
+    assert catalog.filtered_ids("mix", folder="home").tolist() == [rows["home/cat.jpg"].id]
+    beach = rows[paths[0]].id
+    assert [i for i, _ in catalog.text_search("mix", "holiday", 5)] == [beach]
+    assert [i for i, _ in catalog.text_search("mix", "sunset", 5)] == [beach]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lib.data.images import ExifFacts
 from lib.errors import ModelLoadError
 from lib.ingest.image_index import ImageIndexBuilder, build_image_index
-from lib.ingest.ray_engine import EncoderActor, RayEngine, decode_batch, encoded_files, encoder_options
+from lib.ingest.ray_engine import NO_TIME, EncoderActor, RayEngine, decode_batch, encoded_files, encoder_options
 from lib.serve.index_set import load_index_set
 from lib.store.catalog import CATALOG_NAME, Catalog
 from lib.store.dataset_index import open_dataset
@@ -50,6 +51,7 @@ def test_decode_batch_keeps_bad_files_as_errors(tmp_path, demo_encoder):
     side = demo_encoder.transform.crop_height
     assert out["i"].tolist() == [7, 8, 9] and out["pixels"].shape == (3, side, side, 3)
     assert out["pixels"].dtype == np.uint8 and [len(h) for h in out["perceptual_hash"]] == [107, 0, 0]
+    assert out["taken_ns"].tolist() == [NO_TIME] * 3 and out["orientation"].tolist() == [1, 1, 1]
     assert out["error"][0] == "" and (out["width"][0], out["height"][0]) == (80, 60) and len(out["sha256"][0]) == 64
     assert "not an image" in out["error"][1] and "file not found" in out["error"][2]
     assert not out["pixels"][1].any()
@@ -71,8 +73,9 @@ def test_an_actor_with_other_model_weights_refuses_to_encode(demo_encoder, model
         actor(batch)
     good = EncoderActor("demo", {"precision": "fp32"}, demo_encoder.identity.weights_sha256, threads=1)
     out = good({**batch, "width": np.array([64]), "height": np.array([64]), "sha256": np.array(["x"]),
-                "perceptual_hash": np.array([b""], dtype=object)})
+                "perceptual_hash": np.array([b""], dtype=object), "taken_ns": np.array([7])})
     assert out["vector"].shape == (1, demo_encoder.dim) and abs(np.linalg.norm(out["vector"][0]) - 1) < 1e-5
+    assert "pixels" not in out and out["taken_ns"].tolist() == [7]  # every other column goes back to the driver
 
 
 def test_encoded_files_drop_a_file_delivered_twice():
@@ -80,12 +83,14 @@ def test_encoded_files_drop_a_file_delivered_twice():
         n = len(indexes)
         return {"i": np.array(indexes), "vector": np.ones((n, 4), np.float32), "error": np.array(["", "bad"][:n]),
                 "width": np.full(n, 5), "height": np.full(n, 6), "sha256": np.array(["ab"] * n),
-                "perceptual_hash": np.array([b"p"] * n, dtype=object)}
+                "perceptual_hash": np.array([b"p"] * n, dtype=object), "taken_ns": np.array([7, NO_TIME][:n]),
+                "camera": np.array(["Canon EOS 5D", ""][:n], dtype=object), "orientation": np.array([6, 1][:n])}
 
     seen: set[int] = set()
     first = encoded_files(batch([3, 4]), seen)
     assert [(f.i, f.error, f.size) for f in first] == [(3, None, (5, 6)), (4, "bad", (5, 6))]
     assert first[0].vector.shape == (4,) and first[1].vector is None
+    assert first[0].facts == ExifFacts(7, "Canon EOS 5D", 6) and first[1].facts == ExifFacts(None, "", 1)
     assert encoded_files(batch([4]), seen) == [] and seen == {3, 4}
 
 
@@ -119,7 +124,8 @@ def test_a_two_node_cluster_builds_what_the_local_engine_builds(tmp_path, tiny_d
     report = build_image_index(on_ray, demo_encoder, progress=False)
     assert report.encoded == len(images) and not report.skipped
     def rows(catalog):
-        return {(r.path, r.partition, r.width, r.height, r.sha256, r.perceptual_hash) for r in catalog.images("tiny")}
+        return {(r.path, r.partition, r.width, r.height, r.sha256, r.perceptual_hash, r.capture, r.folder)
+                for r in catalog.images("tiny")}
 
     local_rows, ray_rows = rows(Catalog(local.indexes_dir / CATALOG_NAME)), rows(assert_consistent(on_ray, "tiny"))
     assert ray_rows == local_rows

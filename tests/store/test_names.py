@@ -64,6 +64,6 @@ def test_an_old_catalog_gets_the_link_column_in_place(tmp_path):
     assert readonly.image(1).link_target == ""  # the server reads an old catalog as it is
     readonly.close()
     catalog = Catalog.in_folder(tmp_path)
-    assert [row[1] for row in catalog.db.execute("PRAGMA table_info(images)")][-2:] == ["link_target",
-                                                                                      "perceptual_hash"]
+    assert [row[1] for row in catalog.db.execute("PRAGMA table_info(images)")][-7:] == [
+        "link_target", "perceptual_hash", "captured_ns", "captured_from", "camera", "orientation", "folder"]
     assert catalog.image(1).path == "a.jpg"
