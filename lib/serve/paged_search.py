@@ -187,7 +187,7 @@ class PagedSearch:
             scores, ids = scores[:asked.k * 10], ids[:asked.k * 10]
         assert scores is not None
         records = self.service.records(ids.tolist())
-        taken = np.array([getattr(records.get(i), "captured_ns", 0) or 0 for i in ids.tolist()], np.int64)
+        taken = np.array([r.captured_ns if (r := records.get(i)) is not None else 0 for i in ids.tolist()], np.int64)
         order = date_order(ids, scores, taken, asked.sort == "newest")
         page = order[asked.offset:asked.offset + asked.k]
         hits = self.service.hits([(int(ids[p]), float(scores[p])) for p in page], records)

@@ -57,8 +57,9 @@ class SimilarityMatrix:
 
 
 def _captured(record: ImageRecord) -> tuple[str | None, str | None]:
-    source = getattr(record, "captured_from", "")
-    return (iso_time(getattr(record, "captured_ns", None)), source) if source else (None, None)
+    """When the picture was taken (ISO 8601) and where that was read; (None, None) where it was not recorded."""
+    source = record.captured_from
+    return (iso_time(record.captured_ns), source) if source else (None, None)
 
 
 class SearchService:
