@@ -8,7 +8,7 @@ classes of that colour) and each shape ("circle": the 6 classes of that shape).
 
 - Cut-off: precision and recall of what `cutoff: "auto"` keeps, per kind of query, beside flat
   `min_score` thresholds (one number for every query: what PR #21537 of Immich rejected).
-- Modes: precision@10 and recall@100 of clip, text (names and captions, FTS5) and hybrid (rank fusion).
+- Modes: precision@10 and R-precision of clip, text (names and captions, FTS5) and hybrid (rank fusion).
 
     .venv/bin/python -m bench.search_relevance [--per-class 50] [--seed 0] [--model demo]
 
@@ -94,18 +94,20 @@ def cutoff_table(service: SearchService, sizes: dict[str, int]) -> list[str]:
 
 
 def modes_table(service: SearchService, sizes: dict[str, int]) -> list[str]:
-    lines = ["| query kind | mode | precision@10 | recall@100 |", "|---|---|---|---|"]
+    """precision@10 and R-precision (the share of relevant images among the first R, R = how many there are)."""
+    lines = ["| query kind | mode | precision@10 | R-precision |", "|---|---|---|---|"]
     for kind in KINDS:
         for mode in ("clip", "text", "hybrid"):
             found = []
             for query_kind, query, relevant in queries():
                 if query_kind != kind:
                     continue
-                hits = service.search(SearchRequest(parse_query(query), k=100, dataset="demo", mode=mode)).hits
+                count = sum(sizes[name] for name in relevant)
+                hits = service.search(SearchRequest(parse_query(query), k=count, dataset="demo", mode=mode)).hits
                 found.append((precision_recall(hits[:10], relevant, sizes)[0],
                               precision_recall(hits, relevant, sizes)[1]))
-            precision, recall = np.mean(found, axis=0)
-            lines.append(f"| {kind} | {mode} | {precision:.3f} | {recall:.3f} |")
+            precision, r_precision = np.mean(found, axis=0)
+            lines.append(f"| {kind} | {mode} | {precision:.3f} | {r_precision:.3f} |")
     return lines
 
 
