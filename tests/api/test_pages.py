@@ -136,6 +136,35 @@ def test_more_results_button_pages_without_the_observer(page, live_server):
     assert len(result_ids(page)) == 10
 
 
+def test_a_new_query_drops_the_pages_of_the_old_one(page, live_server):
+    """The first query's answer is held back until the second one is on screen: it must not show up there."""
+    base, _ = live_server
+    held, shown = [], []
+
+    def route(route):
+        if route.request.post_data_json["query"] == "red circle":
+            held.append(route)
+            return
+        answer = route.fetch()
+        shown.extend(str(hit["id"]) for hit in answer.json()["results"])
+        route.fulfill(response=answer)
+
+    page.route("**/search", route)
+    page.goto(f"{base}/image-search.html?q=red+circle&k=10")
+    page.wait_for_selector("#status.loading")
+    page.fill("#query", "blue square")
+    page.press("#query", "Enter")
+    page.wait_for_selector("#results li")
+    assert held
+    for old in held:
+        old.continue_()
+    page.wait_for_timeout(500)
+    ids = result_ids(page)
+    assert len(ids) >= 10 and ids == shown[:len(ids)]
+    assert page.inner_text("#results-title") == "Results for “blue square”"
+    page.unroute_all(behavior="ignoreErrors")
+
+
 def test_relevant_only_sends_the_auto_cutoff_and_shows_its_score(page, live_server):
     base, _ = live_server
     page.goto(f"{base}/image-search.html?q=red+circle&k=50")
@@ -218,8 +247,8 @@ def test_results_show_their_capture_date(page, live_server):
         route.fulfill(json=answer)
 
     page.route("**/search", dated)
-    page.goto(f"{base}/image-search.html?q=red+circle&k=10")
-    page.wait_for_selector("#results li time")
+    page.goto(f"{base}/image-search.html?q=red+circle&k=100")  # the whole tiny dataset: one page
+    page.wait_for_selector("#end", state="visible")
     assert page.locator("#results li time").count() == 1
     assert page.inner_text("#results li:first-child time") == "taken 2024-05-31"
     assert "taken 2024-05-31" in page.get_attribute("#results li:first-child button", "aria-label")
