@@ -78,10 +78,12 @@ export function showError(element, err) {
 export async function resultCard(hit, onOpen) {
   const item = document.createElement("li");
   item.className = "card";
+  item.dataset.id = String(hit.id);
   const button = document.createElement("button");
   button.type = "button";
   const label = hit.class_name || hit.path;
-  button.setAttribute("aria-label", `${label}, score ${hit.score.toFixed(3)}: open`);
+  const taken = hit.captured_at ? `, ${capturedText(hit)}` : "";
+  button.setAttribute("aria-label", `${label}${taken}, score ${hit.score.toFixed(3)}: open`);
   const img = document.createElement("img");
   img.src = await apiUrl(hit.thumbnail_url);
   img.alt = `${label} (${hit.path})`;
@@ -96,9 +98,21 @@ export async function resultCard(hit, onOpen) {
   score.textContent = hit.score.toFixed(3);
   meta.append(name, score);
   button.append(img, meta);
+  if (hit.captured_at) {
+    const when = document.createElement("time");
+    when.className = "meta when";
+    when.dateTime = hit.captured_at;
+    when.textContent = capturedText(hit);
+    button.append(when);
+  }
   button.addEventListener("click", () => onOpen(hit));
   item.append(button);
   return item;
+}
+
+// The capture date of a hit (UTC, as the catalog keeps it) and where it came from.
+export function capturedText(hit) {
+  return `${hit.captured_from === "mtime" ? "file dated" : "taken"} ${hit.captured_at.slice(0, 10)}`;
 }
 
 export async function renderResults(list, hits, onOpen) {

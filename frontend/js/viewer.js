@@ -1,5 +1,6 @@
 // The full-size view of one result, with "more like this".
 import { apiUrl } from "./api.js";
+import { capturedText } from "./ui.js";
 
 const MARKUP = `
   <h2 id="viewer-title"></h2>
@@ -31,7 +32,8 @@ export function createViewer(onMoreLikeThis) {
     image.src = await apiUrl(hit.image_url);
     image.alt = `${label} (${hit.path}), full size`;
     document.getElementById("viewer-meta").textContent =
-      `${hit.path} · ${hit.width}×${hit.height} · dataset ${hit.dataset}, class ${hit.partition} · score ${hit.score.toFixed(3)}`;
+      `${hit.path} · ${hit.width}×${hit.height} · dataset ${hit.dataset}, class ${hit.partition} · score ${hit.score.toFixed(3)}` +
+      (hit.captured_at ? ` · ${capturedText(hit)}` : "");
     document.getElementById("viewer-open").href = image.src;
     dialog.showModal();
   };

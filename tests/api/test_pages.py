@@ -1,9 +1,11 @@
 """The pages in headless Chromium (Debian's, driven by Playwright) against the live server."""
 import dataclasses
 import random
+import re
 import shutil
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from werkzeug.serving import make_server
@@ -81,6 +83,193 @@ def test_search_shows_images_and_keeps_the_query_in_the_url(page, live_server):
     page.click("#more-like-this")
     page.wait_for_function("() => document.getElementById('results-title').textContent.startsWith('Images like')")
     assert "like=" in page.url and page.locator("#results li").count() >= 10
+
+
+def is_search(request) -> bool:
+    return request.method == "POST" and request.url.endswith("/search")
+
+
+def result_ids(page) -> list[str]:
+    return page.eval_on_selector_all("#results li", "items => items.map(i => i.dataset.id)")
+
+
+def dataset_size(page, base: str) -> int:
+    (dataset,) = page.request.get(f"{base}/indexes").json()["datasets"]
+    return dataset["count"]
+
+
+def test_search_loads_the_next_page_as_the_end_scrolls_into_view(page, live_server):
+    base, _ = live_server
+    total = dataset_size(page, base)
+    offsets = []
+    page.on("request", lambda r: offsets.append(r.post_data_json["offset"]) if is_search(r) else None)
+    page.goto(f"{base}/image-search.html?q=red+circle&k=10")
+    page.wait_for_selector("#results li")
+    for _ in range(100):  # scroll as fast as a flick: one request at a time all the same
+        if page.is_visible("#end"):
+            break
+        page.mouse.wheel(0, 5000)
+        page.wait_for_timeout(30)
+    page.wait_for_selector("#end", state="visible")
+    ids = result_ids(page)
+    assert len(ids) == len(set(ids)) == total
+    assert offsets == list(range(0, total, 10))
+    assert page.inner_text("#end") == f"End of results: {total} images." and page.is_hidden("#more")
+    assert page.inner_text("#results li:first-child .class") == "red circle"
+
+
+def test_more_results_button_pages_without_the_observer(page, live_server):
+    """The fallback, and the keyboard's way: no IntersectionObserver, so only the button loads more."""
+    base, _ = live_server
+    page.add_init_script("window.IntersectionObserver = class { observe() {} unobserve() {} };")
+    page.goto(f"{base}/image-search.html?q=blue+square&k=10")
+    page.wait_for_selector("#more", state="visible")
+    assert len(result_ids(page)) == 10
+    page.focus("#more")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelectorAll('#results li').length === 20")
+    assert len(set(result_ids(page))) == 20
+    assert page.inner_text("#status") == "20 results so far"  # the total is known on the last page
+    page.fill("#query", "green star")  # a new query starts again from its first page
+    page.press("#query", "Enter")
+    page.wait_for_function("() => document.getElementById('results-title').textContent.includes('green star')")
+    assert len(result_ids(page)) == 10
+
+
+def test_a_new_query_drops_the_pages_of_the_old_one(page, live_server):
+    """The first query's answer is held back until the second one is on screen: it must not show up there."""
+    base, _ = live_server
+    held, shown = [], []
+
+    def route(route):
+        if route.request.post_data_json["query"] == "red circle":
+            held.append(route)
+            return
+        answer = route.fetch()
+        shown.extend(str(hit["id"]) for hit in answer.json()["results"])
+        route.fulfill(response=answer)
+
+    page.route("**/search", route)
+    page.goto(f"{base}/image-search.html?q=red+circle&k=10")
+    page.wait_for_selector("#status.loading")
+    page.fill("#query", "blue square")
+    page.press("#query", "Enter")
+    page.wait_for_selector("#results li")
+    assert held
+    for old in held:
+        old.continue_()
+    page.wait_for_timeout(500)
+    ids = result_ids(page)
+    assert len(ids) >= 10 and ids == shown[:len(ids)]
+    assert page.inner_text("#results-title") == "Results for “blue square”"
+    page.unroute_all(behavior="ignoreErrors")
+
+
+def test_relevant_only_sends_the_auto_cutoff_and_shows_its_score(page, live_server):
+    base, _ = live_server
+    page.goto(f"{base}/image-search.html?q=red+circle&k=50")
+    page.wait_for_function("() => document.querySelectorAll('#results li').length === 50")
+    assert page.is_hidden("#cutoff-score")
+    with page.expect_request(is_search) as sent:
+        page.check("#cutoff")
+    assert sent.value.post_data_json["cutoff"] == "auto" and sent.value.post_data_json["offset"] == 0
+    page.wait_for_selector("#cutoff-score", state="visible")
+    assert re.fullmatch(r"Relevant only: showing results scoring at least -?\d\.\d{3}\.",
+                        page.inner_text("#cutoff-score"))
+    page.wait_for_selector("#end", state="visible")
+    kept = len(result_ids(page))
+    assert 0 < kept < 50 and page.inner_text("#end") == f"End of results: {kept} relevant images."
+    assert page.inner_text("#status") == f"{kept} of {kept} relevant results"
+    assert "cutoff=auto" in page.url
+    shot(page, "image-search-relevant")
+    page.reload()
+    page.wait_for_selector("#cutoff-score", state="visible")
+    assert page.is_checked("#cutoff") and len(result_ids(page)) == kept
+
+
+FILTERS = {"date_from": "2024-01-01", "date_to": "2024-12-31", "folder": "train", "min_width": "32",
+           "min_height": "24"}
+
+
+def test_filters_and_order_are_sent_and_restored_from_the_url(page, live_server):
+    base, _ = live_server
+    page.goto(f"{base}/image-search.html?q=red+circle&k=10")
+    page.wait_for_selector("#results li")
+    assert page.get_attribute("#filters", "open") is None and page.is_hidden("#folder")  # collapsed
+    page.click("#filters summary")
+    for name, value in FILTERS.items():
+        page.fill(f"#{name}", value)
+    page.select_option("#sort", "newest")  # a change of order searches again
+    with page.expect_request(is_search) as sent:
+        page.select_option("#mode", "hybrid")
+    wanted = {"query": "red circle", "k": 10, "offset": 0, "dataset": "tiny", "date_from": "2024-01-01",
+              "date_to": "2024-12-31", "folder": "train", "min_width": 32, "min_height": 24, "sort": "newest",
+              "mode": "hybrid"}
+    assert sent.value.post_data_json == wanted
+    for name, value in {**FILTERS, "sort": "newest", "mode": "hybrid"}.items():
+        assert f"{name}={value}" in page.url
+    page.wait_for_selector("#status.error")  # whatever the server says shows where errors show
+    with page.expect_request(is_search) as sent:
+        page.reload()
+    assert sent.value.post_data_json == wanted
+    assert page.get_attribute("#filters", "open") is not None
+    assert {name: page.input_value(f"#{name}") for name in FILTERS} == FILTERS
+    assert page.input_value("#sort") == "newest" and page.input_value("#mode") == "hybrid"
+    page.select_option("#mode", "text")  # no CLIP scores to cut in text mode
+    assert page.is_disabled("#cutoff")
+
+
+def test_a_refused_filter_is_named_in_the_error_area(page, live_server):
+    base, _ = live_server
+    page.goto(f"{base}/image-search.html?q=red&date_from=2025-01-01&date_to=2024-01-01")
+    page.wait_for_selector("#status.error")
+    assert "date_from" in page.inner_text("#status") and page.locator("#results li").count() == 0
+    assert page.is_hidden("#more") and page.is_hidden("#end")
+
+
+def test_sort_by_relevance_is_sent_and_answered(page, live_server):
+    base, _ = live_server
+    with page.expect_request(is_search) as sent:
+        page.goto(f"{base}/image-search.html?q=yellow+triangle&k=10&sort=relevance")
+    assert sent.value.post_data_json["sort"] == "relevance" and "cutoff" not in sent.value.post_data_json
+    page.wait_for_selector("#results li")
+    assert page.inner_text("#results li:first-child .class") == "yellow triangle"
+    assert "sort=" not in page.url or "sort=relevance" in page.url
+
+
+def test_results_show_their_capture_date(page, live_server):
+    """Capture times come with the catalog's new columns (main, later): here the answer is given one."""
+    base, _ = live_server
+
+    def dated(route):
+        answer = route.fetch().json()
+        answer["results"][0].update(captured_at="2024-05-31T18:30:00Z", captured_from="exif")
+        route.fulfill(json=answer)
+
+    page.route("**/search", dated)
+    page.goto(f"{base}/image-search.html?q=red+circle&k=100")  # the whole tiny dataset: one page
+    page.wait_for_selector("#end", state="visible")
+    assert page.locator("#results li time").count() == 1
+    assert page.inner_text("#results li:first-child time") == "taken 2024-05-31"
+    assert "taken 2024-05-31" in page.get_attribute("#results li:first-child button", "aria-label")
+    page.unroute_all(behavior="ignoreErrors")  # the next pages may still be on their way
+
+
+def test_the_page_shows_how_a_composed_query_was_read(page, live_server):
+    base, _ = live_server
+    page.goto(f"{base}/image-search.html?q={quote('red circle - circle + square')}")
+    page.wait_for_selector("#parsed .chip")
+    chips = page.eval_on_selector_all("#parsed .chip", "chips => chips.map(c => c.textContent)")
+    assert chips == ["red circle ×1", "− circle ×1", "+ square ×1"]
+    assert page.inner_text("#results li:first-child .class") == "red square"
+    shot(page, "image-search-composed")
+    page.fill("#query", "2:red")
+    page.press("#query", "Enter")
+    page.wait_for_function("() => document.querySelector('#parsed .chip')?.textContent === 'red ×2'")
+    page.fill("#query", "red circle")  # one plain term: nothing to show
+    page.press("#query", "Enter")
+    page.wait_for_selector("#parsed", state="hidden")
+    assert page.is_hidden("#reading")
 
 
 def test_classification_of_an_upload(page, live_server, tmp_path):
@@ -206,6 +395,8 @@ def test_phone_width_has_no_sideways_scroll(browser, live_server):
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), name
     page.goto(f"{base}/image-search.html?q=blue")
     page.wait_for_selector("#results li img")
+    page.click("#filters summary")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "open filters"
     shot(page, "image-search-phone")
     context.close()
 
