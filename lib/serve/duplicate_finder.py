@@ -2,7 +2,9 @@
 
 `group_dataset` is what find_duplicates.py runs once; `DuplicateFinder` is what the server runs, keeping
 the last few answers, because a grouping reads every vector and searches the index once per vector
-(seconds at 100,000 images) while the pages of one answer are asked for one after another.
+(seconds at 100,000 images) while the pages of one answer are asked for one after another. A grouping
+also opens files: the capture times of images that may be grouped, and the pixels of each pair that may
+be near (PixelMatcher), through the same checks as the files the server serves (open_indexed).
 """
 from __future__ import annotations
 

@@ -3,7 +3,9 @@
 Three nested levels over the dataset's images:
 - exact: byte-identical files (one SHA-256, from the catalog);
 - near: the same picture re-encoded, resized, lightly cropped or recoloured: a cosine >= `near` to the
-  group's keeper and perceptual signatures of the pixels that agree (lib/data/perceptual.py);
+  group's keeper, perceptual signatures of the pixels that agree (lib/data/perceptual.py, from the
+  catalog) and then, for a pair that passed both, the two files' pixels laid onto each other
+  (lib/data/aligned_pixels.py, read by the caller: duplicate_finder.PixelMatcher);
 - similar: a burst, a re-take of the same scene: a cosine >= `similar` to the group's keeper.
 Each group of a level is made of whole groups of the level below (its *units*, each stood for by its
 keeper), gathered around a keeper rather than chained: every member passed its tier's check against the
