@@ -232,7 +232,8 @@ def test_near_needs_the_pixels_to_agree():
 
 def test_near_needs_the_aligned_pixels_of_the_files_and_an_unreadable_one_is_not_near(tmp_path):
     """Signatures and cosine agree for all three pairs; the files decide: a crop is near, the same drawing
-    with its shape moved 10 px is not, and neither is an image whose file is gone (no error: similar at most)."""
+    with its shape moved 10 px is not, and neither is an image whose file is gone or a dataset without
+    files (imported embeddings): no error, similar at most."""
     pictures = {"a.jpg": drawing(40, 40), "b.jpg": cropped(drawing(40, 40), 0.08, random.Random(1)),
                 "c.jpg": drawing(50, 40)}
     records = []
@@ -250,3 +251,4 @@ def test_near_needs_the_aligned_pixels_of_the_files_and_an_unreadable_one_is_not
     assert [(g.tier, [m.path for m in g.members]) for g in report.groups] == [
         ("near", ["a.jpg", "b.jpg"]), ("similar", ["a.jpg", "c.jpg", "gone.jpg"])]
     assert matcher.read(records[3]) is None
+    assert not PixelMatcher(SimpleNamespace(root=None, files_recorded=False))(records[0], records[1])  # no files
