@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench import SmokeParser, link_model_cache
 from lib.cli import run
+from lib.data.aligned_pixels import MOST_DIFFERING, SIDE
 from lib.data.duplicate_set import SAME_PICTURE, generate_duplicate_set, predicted_tier, tier_scores
 from lib.data.perceptual import NEAR_DISTANCE, SPREAD_TOLERANCE, TONE_TOLERANCE
 from lib.ingest.image_index import build_image_index
@@ -82,7 +83,8 @@ def bench(args: argparse.Namespace) -> None:
               f"calibration: edits caught by its near {calibration['edits_caught_by_near']:.0%}, estimated "
               f"duplicate share of distinct pairs {calibration['duplicate_share_of_distinct_pairs']:.1%}")
     print(f"near also needs the perceptual signatures to agree (hashes within {NEAR_DISTANCE} bits, mean colour "
-          f"within {TONE_TOLERANCE}, brightness quantiles within {SPREAD_TOLERANCE})")
+          f"within {TONE_TOLERANCE}, brightness quantiles within {SPREAD_TOLERANCE}), then the aligned pixels "
+          f"(no blob of over {MOST_DIFFERING} differing pixels at {SIDE} px, a textured ground's grain alike)")
     print("\n| tier | true pairs | predicted pairs | precision | recall |\n|---|---|---|---|---|")
     for tier, score in tier_scores(files, report.components_by_path()).items():
         print(f"| {tier} | {score.true_pairs} | {score.predicted_pairs} | {score.precision:.3f} | {score.recall:.3f} |")

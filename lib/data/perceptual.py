@@ -25,7 +25,8 @@ same place on another background, which a DCT hash normalises away; the mean col
 shape of the brightness distribution (16 quantiles of the luminance standardised to mean 0 and deviation
 1: blind to brightness and contrast, not to a checkered ground against a dotted one) takes out 5 in 6 of
 the rest at SPREAD_TOLERANCE = 0.15, which 96.5 % of edits keep (p99 0.21). The embedding's own cut
-(calibrated per dataset) has to reject what is left.
+(calibrated per dataset) and, for the pairs it leaves, the files' pixels laid onto each other
+(lib/data/aligned_pixels.py: a small shape moved or changed) reject what is left.
 """
 from __future__ import annotations
 

@@ -3,7 +3,9 @@
 Three nested levels over the dataset's images:
 - exact: byte-identical files (one SHA-256, from the catalog);
 - near: the same picture re-encoded, resized, lightly cropped or recoloured: a cosine >= `near` to the
-  group's keeper and perceptual signatures of the pixels that agree (lib/data/perceptual.py);
+  group's keeper, perceptual signatures of the pixels that agree (lib/data/perceptual.py, from the
+  catalog) and then, for a pair that passed both, the two files' pixels laid onto each other
+  (lib/data/aligned_pixels.py, read by the caller: duplicate_finder.PixelMatcher);
 - similar: a burst, a re-take of the same scene: a cosine >= `similar` to the group's keeper.
 Each group of a level is made of whole groups of the level below (its *units*, each stood for by its
 keeper), gathered around a keeper rather than chained: every member passed its tier's check against the
@@ -15,6 +17,7 @@ anything: the groups are a suggestion for a person to review.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -160,27 +163,46 @@ def join_to_keepers(labels: np.ndarray, ranks: np.ndarray, first: np.ndarray, se
     return joined[labels] if units else labels
 
 
-def tier_pairs(signatures: Signatures, pairs: ClosePairs, thresholds: DuplicateThresholds) -> dict[str, np.ndarray]:
-    """Per tier, which of the pairs could link at it: near needs the cosine and the pixels, similar the cosine."""
-    return {"near": (pairs.score >= thresholds.near) & signatures.same_picture(pairs.first, pairs.second),
-            "similar": pairs.score >= thresholds.similar}
+PixelCheck = Callable[[int, int], bool]  # whether two images (positions) show the same pixels once aligned
+
+
+def pixel_check(records: Sequence[ImageRecord], same_pixels: Callable[[ImageRecord, ImageRecord], bool]) -> PixelCheck:
+    """`same_pixels` on positions, asked once per pair whichever way round (it may read two files)."""
+
+    @functools.cache
+    def ordered(low: int, high: int) -> bool:
+        return same_pixels(records[low], records[high])
+
+    return lambda first, second: ordered(min(first, second), max(first, second))
+
+
+def tier_pairs(signatures: Signatures, pairs: ClosePairs, thresholds: DuplicateThresholds,
+               pixels: PixelCheck | None = None) -> dict[str, np.ndarray]:
+    """Per tier, which of the pairs could link at it: near needs the cosine, the perceptual signatures and
+    then (only for a pair that passed both: it may read files) `pixels`; similar the cosine alone."""
+    near = (pairs.score >= thresholds.near) & signatures.same_picture(pairs.first, pairs.second)
+    if pixels is not None:
+        near[near] = [pixels(int(a), int(b)) for a, b in zip(pairs.first[near], pairs.second[near], strict=True)]
+    return {"near": near, "similar": pairs.score >= thresholds.similar}
 
 
 def tier_levels(records: Sequence[ImageRecord], vectors: np.ndarray, ranks: np.ndarray,
                 same_content: list[np.ndarray], pairs: ClosePairs, thresholds: DuplicateThresholds,
-                signatures: Signatures, candidates: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                signatures: Signatures, candidates: dict[str, np.ndarray],
+                pixels: PixelCheck | None = None) -> dict[str, np.ndarray]:
     """The group of every image at each tier (a label per image), each tier's groups made of the last one's.
 
-    near: cosine >= near to the group's keeper and pixels that agree with its (Signatures.same_picture; an
-    image without a signature is never near); similar: cosine >= similar to the keeper. `candidates` are
-    tier_pairs' masks: the pairs that may link at each tier.
+    near: cosine >= near to the group's keeper and pixels that agree with its (Signatures.same_picture, then
+    `pixels`; an image without a signature is never near); similar: cosine >= similar to the keeper.
+    `candidates` are tier_pairs' masks: the pairs that may link at each tier.
     """
     exact_first, exact_second = _chain(same_content)
     levels = {"exact": components(len(records), exact_first, exact_second)}
 
     def near(keeper: int, other: int) -> bool:
         return bool(vectors[keeper] @ vectors[other] >= thresholds.near
-                    and signatures.same_picture(np.array([keeper]), np.array([other]))[0])
+                    and signatures.same_picture(np.array([keeper]), np.array([other]))[0]
+                    and (pixels is None or pixels(keeper, other)))
 
     def similar(keeper: int, other: int) -> bool:
         return bool(vectors[keeper] @ vectors[other] >= thresholds.similar)
@@ -202,14 +224,18 @@ def _group(tier: str, positions: np.ndarray, records: Sequence[ImageRecord], vec
 
 def group_duplicates(dataset: str, records: Sequence[ImageRecord], vectors: np.ndarray, same_content: list[np.ndarray],
                      pairs: ClosePairs, thresholds: DuplicateThresholds,
-                     capture_times: Callable[[list[ImageRecord]], np.ndarray] | None = None) -> DuplicateReport:
+                     capture_times: Callable[[list[ImageRecord]], np.ndarray] | None = None,
+                     same_pixels: Callable[[ImageRecord, ImageRecord], bool] | None = None) -> DuplicateReport:
     """Group images (records and vectors in one order; same_content and pairs as positions in it) into tiers.
 
     `capture_times` gives the capture time (ns) of the images the keeper is chosen among (those in a
     group only, since reading them may mean opening files); without it, their modification times.
+    `same_pixels` is the near tier's last check, made only for pairs that passed the cosine and the
+    signatures (it reads the two files: duplicate_finder.PixelMatcher); without it, the signatures decide.
     """
     signatures = Signatures([r.perceptual_hash for r in records])
-    candidates = tier_pairs(signatures, pairs, thresholds)
+    pixels = pixel_check(records, same_pixels) if same_pixels is not None else None
+    candidates = tier_pairs(signatures, pairs, thresholds, pixels)
     taken = np.array([r.mtime_ns for r in records], np.int64)
     if capture_times is not None:  # only images that may be grouped: a pair that can link them, or their bytes
         able = candidates["near"] | candidates["similar"]
@@ -217,7 +243,7 @@ def group_duplicates(dataset: str, records: Sequence[ImageRecord], vectors: np.n
         if len(linked):
             taken[linked] = capture_times([records[int(i)] for i in linked])
     ranks = keeper_ranks(records, taken)
-    levels = tier_levels(records, vectors, ranks, same_content, pairs, thresholds, signatures, candidates)
+    levels = tier_levels(records, vectors, ranks, same_content, pairs, thresholds, signatures, candidates, pixels)
     units = np.arange(len(records))
     groups = []
     for tier in TIERS:

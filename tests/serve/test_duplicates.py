@@ -3,6 +3,7 @@ import csv
 import dataclasses
 import io
 import os
+import random
 from collections import Counter
 from types import SimpleNamespace
 
@@ -11,8 +12,9 @@ import pytest
 from PIL import Image
 
 from lib.data.duplicate_set import SAME_PICTURE, predicted_tier, tier_scores
+from lib.data.variants import cropped
 from lib.errors import ClipSearchError, NotCalibratedError
-from lib.serve.duplicate_finder import DuplicateFinder, capture_times, group_dataset
+from lib.serve.duplicate_finder import DuplicateFinder, PixelMatcher, capture_times, group_dataset
 from lib.serve.duplicates import (
     CSV_HEADER,
     DuplicateGroup,
@@ -27,6 +29,7 @@ from lib.serve.neighbours import ClosePairs, close_pairs
 from lib.store.catalog import Catalog, ImageRecord
 from lib.store.dataset_figures import DuplicateThresholds, load_thresholds
 from lib.store.index_files import build_index
+from tests.data.test_aligned_pixels import drawing
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +228,27 @@ def test_near_needs_the_pixels_to_agree():
         assert [g.tier for g in report.groups] == ["similar"]
     report = group_duplicates("d", [same, other], vectors, [], pairs, DuplicateThresholds(0.95, 0.95))
     assert [g.tier for g in report.groups] == ["near"]
+
+
+def test_near_needs_the_aligned_pixels_of_the_files_and_an_unreadable_one_is_not_near(tmp_path):
+    """Signatures and cosine agree for all three pairs; the files decide: a crop is near, the same drawing
+    with its shape moved 10 px is not, and neither is an image whose file is gone or a dataset without
+    files (imported embeddings): no error, similar at most."""
+    pictures = {"a.jpg": drawing(40, 40), "b.jpg": cropped(drawing(40, 40), 0.08, random.Random(1)),
+                "c.jpg": drawing(50, 40)}
+    records = []
+    for i, name in enumerate(["a.jpg", "b.jpg", "c.jpg", "gone.jpg"], 1):
+        if name in pictures:
+            pictures[name].save(tmp_path / name, quality=90)
+            os.utime(tmp_path / name, ns=(i, i))
+        size = pictures[name].size if name in pictures else (96, 96)
+        records.append(dataclasses.replace(record(i, name, *size, mtime=i),
+                                           bytes=(tmp_path / name).stat().st_size if name in pictures else 1))
+    matcher = PixelMatcher(SimpleNamespace(root=tmp_path, files_recorded=True))
+    vectors = np.tile(np.eye(4, dtype=np.float32)[0], (4, 1))
+    pairs = ClosePairs(np.array([0, 0, 0]), np.array([1, 2, 3]), np.full(3, 0.99, np.float32))
+    report = group_duplicates("d", records, vectors, [], pairs, DuplicateThresholds(0.95, 0.95), same_pixels=matcher)
+    assert [(g.tier, [m.path for m in g.members]) for g in report.groups] == [
+        ("near", ["a.jpg", "b.jpg"]), ("similar", ["a.jpg", "c.jpg", "gone.jpg"])]
+    assert matcher.read(records[3]) is None
+    assert not PixelMatcher(SimpleNamespace(root=None, files_recorded=False))(records[0], records[1])  # no files
