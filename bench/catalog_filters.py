@@ -21,8 +21,9 @@ import numpy as np
 
 from bench import SmokeParser
 from lib.cli import run
-from lib.store.catalog import Catalog, DatasetRecord, ImageRecord, PartitionRecord
+from lib.store.catalog import Catalog, DatasetRecord, ImageRecord
 from lib.store.identity import ModelIdentity
+from lib.store.index_files import commit_partition
 from lib.store.records import ImageText
 
 DAY = 86_400 * 10**9
@@ -45,7 +46,8 @@ QUERIES: dict[str, Callable[[Catalog], Sized]] = {
 }
 
 
-def fill(catalog: Catalog, count: int) -> None:
+def fill(catalog: Catalog, count: int, indexes: Path) -> None:
+    """`count` images in one partition, committed as a build commits one (8-d zero vectors: only rows matter)."""
     rng = np.random.default_rng(0)
     widths, heights = rng.integers(100, 4000, count), rng.integers(100, 3000, count)
     days = rng.integers(0, 3650, count)
@@ -58,7 +60,9 @@ def fill(catalog: Catalog, count: int) -> None:
                                "blue sea" if i % 7 == 0 else "a red circle"))
     with catalog.transaction() as db:
         catalog.put_dataset(db, DatasetRecord("d", None, "flat", "flat", ModelIdentity("bench", "0" * 64, 8)))
-        catalog.apply_partition(db, PartitionRecord("d", "p", "p.index", "0", count), [], records)
+    commit_partition(catalog, indexes, "d", "p", np.arange(1, count + 1), np.zeros((count, 8), np.float32),
+                     added=records)
+    with catalog.transaction() as db:
         catalog.put_image_text(db, "d", texts)
 
 
@@ -83,7 +87,7 @@ def bench(args: argparse.Namespace) -> None:
     for count in args.images:
         with tempfile.TemporaryDirectory(prefix="bench-filters-") as tmp:
             catalog = Catalog.in_folder(Path(tmp))
-            fill(catalog, count)
+            fill(catalog, count, Path(tmp))
             baseline = None
             for name, query in QUERIES.items():
                 ms, found = best_ms(query, catalog)
