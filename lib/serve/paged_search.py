@@ -116,7 +116,7 @@ class PagedSearch:
         if not dataset.partitions:
             return SearchPage([], None, None, 0)
         among = self._filtered(dataset, asked.filters)
-        threshold, cutoff = asked.min_score, None
+        threshold = asked.min_score
         lists: Callable[[int], Ranked] | None = None
         if asked.mode != "text":
             vector = query_vector(asked.terms, lambda term: self.service.term_vector(term, asked.uploads))
@@ -198,10 +198,9 @@ class PagedSearch:
         """The ids that pass the filters (None: no filter given)."""
         if not filters.given():
             return None
-        f = filters
-        return self.service.catalog().filtered_ids(dataset.record.name, date_from_ns=f.date_from_ns,
-                                            date_to_ns=f.date_to_ns, folder=f.folder, min_width=f.min_width,
-                                            min_height=f.min_height)
+        return self.service.catalog().filtered_ids(
+            dataset.record.name, date_from_ns=filters.date_from_ns, date_to_ns=filters.date_to_ns,
+            folder=filters.folder, min_width=filters.min_width, min_height=filters.min_height)
 
     def _text_ranked(self, dataset: LoadedDataset, asked: SearchRequest, among: np.ndarray | None
                      ) -> tuple[np.ndarray, np.ndarray]:

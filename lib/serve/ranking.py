@@ -24,6 +24,7 @@ BASE_DEPTH = 100  # the first level; ivf_set.RERANK_FLOOR: up to it, IVF's re-ra
 MAX_DEPTH = 100_000  # no list grows past this many results
 CACHE_SECONDS = 600.0
 CACHE_LISTS = 256
+CACHE_RESULTS = 2_000_000  # results kept in all, 12 bytes each: at most 24 MB of lists per worker
 CUTOFF_DEPTH = 1000  # the auto cut-off reads the scores of at most this many first results ...
 CUTOFF_SHARE = 0.5  # ... and of at most this share of the searched images (the low tail has gaps too)
 CUTOFF_MIN_KEPT = 4  # it keeps at least this many
@@ -73,11 +74,12 @@ def extend(ranked: Ranked | None, search: Search, count: int) -> Ranked:
 
 
 class RankedLists:
-    """Ranked lists by query key, kept CACHE_SECONDS after their last use (at most CACHE_LISTS); thread-safe."""
+    """Ranked lists by query key, kept CACHE_SECONDS after their last use (at most CACHE_LISTS lists and
+    CACHE_RESULTS results, the least recently used go first); thread-safe."""
 
     def __init__(self, seconds: float = CACHE_SECONDS, size: int = CACHE_LISTS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds, self.size, self.clock = seconds, size, clock
+                 clock: Callable[[], float] = time.monotonic, results: int = CACHE_RESULTS) -> None:
+        self.seconds, self.size, self.clock, self.results = seconds, size, clock, results
         self._lists: OrderedDict[Hashable, tuple[float, Ranked]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -91,8 +93,9 @@ class RankedLists:
         with self._lock:
             self._lists[key] = (now, grown)
             self._lists.move_to_end(key)
-            while len(self._lists) > self.size:
-                self._lists.popitem(last=False)
+            held = sum(len(ranked) for _, ranked in self._lists.values())
+            while len(self._lists) > self.size or (held > self.results and len(self._lists) > 1):
+                held -= len(self._lists.popitem(last=False)[1][1])
         return grown
 
 

@@ -154,6 +154,11 @@ def test_the_cache_keeps_lists_for_a_while():
     now[0] = 30
     lists.get("q", search, 10)
     assert calls == [100, 200, 100]
+    small = ranking.RankedLists(results=250)
+    small.get("a", search, 150)  # 300 results
+    small.get("b", search, 10)  # 100 more: "a" goes
+    small.get("a", search, 10)
+    assert calls[-4:] == [100, 200, 100, 100]
 
 
 def test_auto_cutoff_finds_the_gap():
