@@ -150,10 +150,13 @@ def iso_instant(end_of_day: bool) -> BeforeValidator:
 Offset = Annotated[int, Field(0, ge=0, le=MAX_OFFSET, description="results to skip: the `next_offset` of the page "
                                                                     "before"), BeforeValidator(integral)]
 Side = Annotated[int, Field(ge=1, le=1_000_000, description="pixels"), BeforeValidator(integral)]
-DateFrom = Annotated[int, Field(description="ISO 8601 date or date-time: captured at or after"),
+ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$"
+DateFrom = Annotated[int, Field(description="ISO 8601 date or date-time: captured at or after",
+                                json_schema_extra={"type": "string", "pattern": ISO_PATTERN}),
                      iso_instant(end_of_day=False)]
 DateTo = Annotated[int, Field(description="ISO 8601 date or date-time: captured at or before (a date: that whole "
-                                          "day)"), iso_instant(end_of_day=True)]
+                                          "day)", json_schema_extra={"type": "string", "pattern": ISO_PATTERN}),
+                   iso_instant(end_of_day=True)]
 
 
 class TermBody(JsonBody):
