@@ -28,7 +28,14 @@ def make_parser() -> argparse.ArgumentParser:
     add_settings_arguments(parser, ["layout", "partition_size", "model", "index_type", "memory_budget",
                                     "ivf_min_vectors", "target_recall", "embeddings_partition_size", "precision",
                                     "backend", "inference_threads", "batch_size", "num_workers", "calibration_images",
-                                    "engine", "ray_address", "follow_links", "workspace"])
+                                    "engine", "ray_address", "follow_links", "ocr_engine", "ocr_workers",
+                                    "ocr_time_limit", "workspace"])
+    parser.add_argument("--ocr", dest="ocr", action="store_const", const="on", default=None,
+                        help="read the words in the pictures after their vectors are committed, for text search; "
+                             "later builds of the dataset keep doing so (default: what its last build did, off for "
+                             "a new dataset)")
+    parser.add_argument("--no-ocr", dest="ocr", action="store_const", const="off",
+                        help="do not read words in pictures (text already read is kept)")
     parser.add_argument("--from-embeddings", type=Path, metavar="DIR",
                         help="import a clip-retrieval embeddings folder (img_emb/, metadata/) instead of images")
     parser.add_argument("--images-root", type=Path, metavar="DIR",
@@ -64,6 +71,8 @@ def build(args: argparse.Namespace) -> None:
         report = build_image_index(settings, encoder, **options)
     for path, reason in report.skipped_lines()[:MAX_LISTED]:
         print(f"skipped {path}: {reason}")
+    for path, reason in report.unread_lines()[:MAX_LISTED]:
+        print(f"{path}: {reason}")
     if len(report.skipped) > MAX_LISTED:
         print(f"... and {len(report.skipped) - MAX_LISTED} more skipped (all are in the report file)")
     print(report.summary())

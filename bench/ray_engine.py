@@ -30,7 +30,8 @@ from bench import SmokeParser, link_model_cache
 from lib.cli import run
 from lib.data.datasets import ImageFile
 from lib.data.synthetic import class_names, generate_dataset
-from lib.ingest.image_index import ImageIndexBuilder, make_engine
+from lib.ingest.image_index import ImageIndexBuilder
+from lib.ingest.local_engine import make_engine
 from lib.ingest.report import BuildReport
 from lib.model.decode import EncodedFile
 from lib.model.encoder import ClipEncoder

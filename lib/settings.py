@@ -90,6 +90,12 @@ class Settings:
                                       "to the system (malloc_trim); 0 never does")
     max_requests: int = _setting(2000, "a worker is replaced after about this many requests (+-10 %), a backstop "
                                        "against memory growth; 0 never replaces it")
+    ocr: str = _setting("auto", "read the words in pictures (OCR) after the vectors are committed: on, off, or auto "
+                        "(what the dataset's last build did; off for a new dataset)", choices=("auto", "on", "off"))
+    ocr_engine: str = _setting("auto", "what runs RapidOCR's models: auto is OpenVINO where installed (2-2.7x faster "
+                               "here), else onnxruntime", choices=("auto", "openvino", "onnxruntime"))
+    ocr_workers: int = _setting(2, "OCR reader processes of a local build, one thread each, at the lowest priority")
+    ocr_time_limit: float = _setting(30.0, "CPU seconds OCR may spend on one picture before it is kept without text")
     calibration_images: int = _setting(48, "images whose edited copies calibrate a dataset's duplicate thresholds "
                                        "at the end of a build (0: do not calibrate when building)")
 

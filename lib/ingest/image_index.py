@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -26,8 +25,9 @@ from lib.ingest.calibrate import calibrate_duplicates, needs_calibration
 from lib.ingest.hash_backfill import backfill_missing
 from lib.ingest.image_text import update_image_text
 from lib.ingest.ivf_index import DatasetIvf
-from lib.ingest.local_engine import LocalEngine
+from lib.ingest.local_engine import Engine, make_engine
 from lib.ingest.report import BuildReport
+from lib.ingest.words_stage import WordsStage, make_pool, reads_words, remember_choice
 from lib.model.decode import EncodedFile
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
@@ -40,19 +40,6 @@ from lib.store.names import folder_of
 from lib.store.records import EMBEDDINGS_LAYOUT
 
 log = logging.getLogger(__name__)
-
-
-class Engine(Protocol):
-    def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]: ...
-
-
-def make_engine(settings: Settings, encoder: ClipEncoder) -> Engine:
-    """The engine the `engine` setting names; Ray is imported only when it is asked for."""
-    if settings.engine == "ray":
-        from lib.ingest.ray_engine import RayEngine
-
-        return RayEngine(settings, encoder)
-    return LocalEngine(encoder, settings.batch_size, settings.num_workers)
 
 
 class ImageIndexBuilder:
@@ -73,6 +60,7 @@ class ImageIndexBuilder:
             self.catalog = Catalog.in_folder(self.folder)
         self.files_by_path: dict[str, ImageFile] = {}
         self._ivf: DatasetIvf | None = None
+        self.words: WordsStage | None = None  # the OCR stage, when this build reads text
 
     @property
     def folder_root(self) -> Path:
@@ -95,18 +83,37 @@ class ImageIndexBuilder:
         with self.room_on_disk(), build_lock(self.folder, self.dataset):
             self._check_model(rebuild)
             self._ivf = DatasetIvf(self.catalog, self.folder, self.dataset, self.encoder.dim, self.settings)
-            self._update()
-            record = self.catalog.dataset(self.dataset)
-            if self.root is not None and record is not None:  # imported embeddings may have no pixels to read
-                self.report.hashed, self.report.dated = backfill_missing(
-                    self.catalog, self.dataset, self.root, self.settings.num_workers, record.files_recorded)
-            self.report.texts = update_image_text(self.catalog, self.dataset, self.root, self.files_by_path)
-            self.report.notes += self.ivf.finish(retrain)
-            keep_good_copy(self.folder)
+            try:
+                self._read_words_too()
+                self._update()
+                self._finish(retrain)
+            finally:
+                if self.words is not None:
+                    self.words.pool.close()
         self.report.seconds = time.perf_counter() - started
         with self.room_on_disk():
             self.report.write_skipped(self.settings.workspace / "logs" / f"build_image_{self.dataset}.report.tsv")
         return self.report
+
+    def _read_words_too(self) -> None:  # the OCR stage, when this build reads text (lib/ingest/words_stage.py)
+        if self.root is not None and reads_words(self.settings, self.catalog, self.dataset):
+            self.words = WordsStage(self.catalog, self.dataset, make_pool(self.settings, self.root), self.report,
+                                    self.progress)
+            self.words.start()
+
+    def _finish(self, retrain: bool) -> None:
+        """After the vectors: what unchanged rows lack, the text rows, the IVF layer, then the words in pictures."""
+        record = self.catalog.dataset(self.dataset)
+        if self.root is not None and record is not None:  # imported embeddings may have no pixels to read
+            self.report.hashed, self.report.dated = backfill_missing(
+                self.catalog, self.dataset, self.root, self.settings.num_workers, record.files_recorded)
+        self.report.texts = update_image_text(self.catalog, self.dataset, self.root, self.files_by_path)
+        self.report.notes += self.ivf.finish(retrain)
+        keep_good_copy(self.folder)
+        remember_choice(self.settings, self.catalog, self.dataset)
+        if self.words is not None:
+            self.words.finish()
+            keep_good_copy(self.folder)
 
     @contextmanager
     def room_on_disk(self) -> Iterator[None]:
@@ -262,6 +269,8 @@ class ImageIndexBuilder:
             self.catalog, self.folder, self.dataset, partition, ids, vectors, removed_ids, records,
             self.settings.index_type, self.ivf.trained)
         self.ivf.wrote(len(ids))
+        if self.words is not None:
+            self.words.committed(partition)
 
     def _save_skips(self, skips: dict[str, SkippedFile] | None = None) -> None:
         files = self.files_by_path

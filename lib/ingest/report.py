@@ -24,6 +24,9 @@ class BuildReport:
     dated: int = 0  # unchanged files given the capture facts an older build did not record
     texts: int = 0  # images whose text row (names, captions) was written: new, or a caption changed
     skipped: dict[str, str] = field(default_factory=dict)
+    words_read: int = 0  # images OCR read in this build (lib/ingest/words_stage.py)
+    words_found: int = 0  # of those, images in which it found words
+    unread: dict[str, str] = field(default_factory=dict)  # images indexed without text: path -> why OCR failed
     seconds: float = 0.0
     report_file: Path | None = None
     action: str = "encoded"  # or "imported", for embeddings read from a folder
@@ -36,7 +39,9 @@ class BuildReport:
                 f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.encoded} images {self.action} into "
                 f"{self.partitions_written} partition(s) in {self.seconds:.1f} s ({rate:.1f} images/s)"
                 + (f"; {self.hashed} unchanged images hashed for duplicates" if self.hashed else "")
-                + (f"; {self.dated} unchanged images given capture dates" if self.dated else ""))
+                + (f"; {self.dated} unchanged images given capture dates" if self.dated else "")
+                + (f"; text read in {self.words_read} images, words found in {self.words_found}"
+                   + (f", {len(self.unread)} could not be read" if self.unread else "") if self.words_read else ""))
 
     def calibration(self) -> str:
         """The line about the duplicate thresholds, when this build calibrated them."""
@@ -54,10 +59,15 @@ class BuildReport:
         (lib/store/names.shown: a tab, newline, backslash or byte that is not UTF-8 in a name is escaped)."""
         return [(shown(p), shown(r)) for p, r in sorted(self.skipped.items())]
 
+    def unread_lines(self) -> list[tuple[str, str]]:
+        """The images indexed without text because OCR failed on them, as skipped_lines shows its files."""
+        return [(shown(p), shown(f"indexed without text: {r}")) for p, r in sorted(self.unread.items())]
+
     def write_skipped(self, path: Path) -> Path:
-        """Skipped files with their reasons, one per line (a TSV with a header), names escaped."""
+        """Skipped files with their reasons, then the images OCR could not read, one per line (a TSV with a
+        header), names escaped."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        lines = ["path\treason"] + [f"{p}\t{r}" for p, r in self.skipped_lines()]
+        lines = ["path\treason"] + [f"{p}\t{r}" for p, r in self.skipped_lines() + self.unread_lines()]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         self.report_file = path
         return path

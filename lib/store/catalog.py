@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.store.catalog_search import INDEXES, TEXT_SCHEMA, CatalogSearch, fill_folders
+from lib.store.catalog_words import WORDS_SCHEMA, CatalogWords
 from lib.store.identity import ModelIdentity
 from lib.store.names import from_sql, to_sql
 from lib.store.records import DatasetRecord, ImageRecord, IvfRecord, PartitionRecord, SkippedFile
@@ -97,8 +98,7 @@ CREATE TABLE IF NOT EXISTS generation (
     value INTEGER NOT NULL
 );
 """
-# Columns added since the first catalogs: an existing catalog gets them in place when a builder opens it
-# (new tables, such as `generation`, come from SCHEMA's CREATE TABLE IF NOT EXISTS the same way).
+# Columns added since the first catalogs, given to an old catalog when a builder opens it (new tables come from SCHEMA).
 MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''"),
               "images": ("link_target TEXT NOT NULL DEFAULT ''", "perceptual_hash BLOB NOT NULL DEFAULT x''",
                          "captured_ns INTEGER NOT NULL DEFAULT 0", "captured_from TEXT NOT NULL DEFAULT ''",
@@ -114,9 +114,9 @@ def image_record(row: sqlite3.Row) -> ImageRecord:
     return ImageRecord(**values)
 
 
-class Catalog(CatalogSearch):
+class Catalog(CatalogSearch, CatalogWords):
     """One SQLite file; every change goes through `transaction()` so readers see all of it or none (the queries
-    of search filters and text matches are CatalogSearch's)."""
+    of search filters and text matches are CatalogSearch's, those of words read in pictures CatalogWords's)."""
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
@@ -126,7 +126,7 @@ class Catalog(CatalogSearch):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(SCHEMA + TEXT_SCHEMA)
+            self.db.executescript(SCHEMA + TEXT_SCHEMA + WORDS_SCHEMA)
             self._migrate()
             self.db.executescript(INDEXES)
         self.db.execute("PRAGMA foreign_keys=ON")
@@ -178,6 +178,7 @@ class Catalog(CatalogSearch):
         with self.transaction() as db:
             db.execute("DELETE FROM datasets WHERE name = ?", (name,))
             db.execute("DELETE FROM image_text WHERE dataset = ?", (name,))
+            db.execute("DELETE FROM image_words_text WHERE dataset = ?", (name,))
             self._changed(db)
 
     def partitions(self, dataset: str) -> list[PartitionRecord]:
@@ -238,8 +239,7 @@ class Catalog(CatalogSearch):
         db.execute("INSERT INTO generation VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET value = value + 1")
 
     def image(self, image_id: int) -> ImageRecord | None:
-        row = self.db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
-        return image_record(row) if row else None
+        return self.images_by_id([image_id]).get(image_id)
 
     def images_by_id(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
         ids = list(ids)
@@ -274,6 +274,7 @@ class Catalog(CatalogSearch):
         removed = list(removed)
         db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in removed])
         self.drop_image_text(db, removed)
+        self.drop_words(db, removed)
         db.executemany("DELETE FROM images WHERE dataset = ? AND path = ?",
                        [(r.dataset, to_sql(r.path)) for r in added])
         db.executemany("INSERT INTO images (id, dataset, partition, path, class_name, width, height, bytes, mtime_ns, "
@@ -293,7 +294,6 @@ class Catalog(CatalogSearch):
         """Within a transaction: the signatures of rows indexed before the catalog had them."""
         db.executemany("UPDATE images SET perceptual_hash = ? WHERE id = ?", [(h, i) for i, h in hashes.items()])
         self._changed(db)
-
     def set_skipped(self, db: sqlite3.Connection, dataset: str, skipped: Mapping[str, SkippedFile]) -> None:
         db.execute("DELETE FROM skipped WHERE dataset = ?", (dataset,))
         db.executemany("INSERT INTO skipped VALUES (?, ?, ?, ?, ?)",

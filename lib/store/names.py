@@ -9,6 +9,7 @@ report and the terminal: a backslash, a control character and a byte that is not
 from __future__ import annotations
 
 import os
+import unicodedata
 
 ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 SURROGATES = range(0xDC80, 0xDD00)  # what surrogateescape makes of the bytes 0x80-0xff
@@ -53,3 +54,10 @@ def shown(name: str) -> str:
 def folder_of(path: str) -> str:
     """The folder of a path relative to a dataset root ('a/b' of 'a/b/c.jpg'; '' at the top)."""
     return path.rpartition("/")[0]
+
+
+def fold(text: str) -> str:
+    """Text as it is matched: compatibility forms unified, accents dropped, case folded ('Zürich' and 'ZURICH'
+    are 'zurich', 'Straße' is 'strasse')."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()

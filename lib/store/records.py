@@ -125,3 +125,29 @@ class ImageText:
     caption: str = ""  # from the dataset's captions.csv
     sidecar: str = ""  # from a .txt file beside the image with the same stem
     sidecar_stamp: str = ""  # 'bytes:mtime_ns' of that file when read ('' = none), so it is read again only if changed
+
+
+@dataclass(frozen=True)
+class TextBox:
+    """A line of words OCR read in a picture: its text, the recogniser's confidence, and its four corners in
+    the picture's pixels (upright, as served), clockwise from the top left."""
+
+    text: str
+    confidence: float
+    box: tuple[tuple[int, int], ...]
+
+    def as_json(self) -> dict:
+        return {"text": self.text, "confidence": round(self.confidence, 4), "box": [list(p) for p in self.box]}
+
+
+@dataclass(frozen=True)
+class ImageWords:
+    """What OCR made of one image: its boxes (none for a picture without words), or why it could not read it."""
+
+    id: int
+    boxes: tuple[TextBox, ...] = ()
+    problem: str = ""  # '' when the picture was read; else the reason (a failure, the time limit)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(box.text for box in self.boxes)
