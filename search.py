@@ -3,11 +3,11 @@
 
     python search.py DATASET "query" [-k N] [--offset N] [--json] [--relevant | --min-score X]
                      [--date-from D] [--date-to D] [--folder F] [--min-width W] [--min-height H]
-                     [--sort relevance|newest|oldest] [--mode clip|text|hybrid] [--image FILE ...]
+                     [--ocr WORDS] [--sort relevance|newest|oldest] [--mode clip|text|hybrid] [--image FILE ...]
 
 The query is read as the search box reads it: `red circle - circle + square`, `2:red`, `img:12` (README,
 "Composed queries"). Prints one ranked path a line with its score (paths relative to the dataset's
-folder), or the API's answer as JSON with --json.
+folder) and, for a picture whose words matched, the words; or the API's answer as JSON with --json.
 """
 from __future__ import annotations
 
@@ -34,10 +34,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--folder", help="only images under this folder (relative to the dataset's folder)")
     parser.add_argument("--min-width", type=int, help="only images at least this wide (pixels)")
     parser.add_argument("--min-height", type=int, help="only images at least this high (pixels)")
+    parser.add_argument("--ocr", metavar="WORDS", dest="ocr_words",
+                        help="only images whose words read by OCR hold these (substrings of three letters or more)")
     parser.add_argument("--sort", choices=("relevance", "newest", "oldest"), default="relevance",
                         help="order of the relevant results (default relevance)")
     parser.add_argument("--mode", choices=("clip", "text", "hybrid"), default="clip",
-                        help="clip (default), text (names and captions), hybrid (both, fused)")
+                        help="clip (default), text (names, captions, words read in the pictures), hybrid "
+                             "(both, fused)")
     parser.add_argument("--image", action="append", default=[], metavar="FILE",
                         help="an image file as one more term of the query (weight 1); may be repeated")
     parser.add_argument("--partition", action="append", metavar="NAME", help="search only this partition "
@@ -54,7 +57,7 @@ def search(args: argparse.Namespace) -> None:
     from lib.errors import QueryError
     from lib.model.loading import encoder_for
     from lib.serve.index_set import LiveIndexSet, load_dataset
-    from lib.serve.paged_search import SearchFilters, SearchRequest, parse_instant
+    from lib.serve.paged_search import SearchFilters, SearchRequest, page_fields, parse_instant
     from lib.serve.query_terms import Term, parse_query
     from lib.serve.search import SearchService
     from lib.store.names import shown
@@ -72,19 +75,18 @@ def search(args: argparse.Namespace) -> None:
     terms += [Term(1.0, upload=n) for n in range(len(uploads))]
     filters = SearchFilters(parse_instant(args.date_from) if args.date_from else None,
                             parse_instant(args.date_to, end_of_day=True) if args.date_to else None,
-                            args.folder, args.min_width, args.min_height)
-    page = service.search(SearchRequest(terms, args.k, args.offset, args.dataset, args.partition, args.exact,
-                                        args.min_score, "auto" if args.relevant else None, filters, args.sort,
-                                        args.mode, uploads))
+                            args.folder, args.min_width, args.min_height, args.ocr_words)
+    request = SearchRequest(terms, args.k, args.offset, args.dataset, args.partition, args.exact, args.min_score,
+                            "auto" if args.relevant else None, filters, args.sort, args.mode, uploads)
+    page = service.search(request)
     if args.json:
-        print(json.dumps({"query": args.query, "parsed": [t.to_dict() for t in terms], "k": args.k,
-                          "offset": args.offset, "next_offset": page.next_offset, "cutoff_score": page.cutoff_score,
-                          "relevant": page.relevant, "sort": args.sort, "mode": args.mode,
+        print(json.dumps({**page_fields(page, args.query, request), "k": args.k,
                           "results": [{**asdict(hit), "path": shown(hit.path)} for hit in page.hits]}, indent=1))
         return
     for hit in page.hits:
         when = f"  {hit.captured_at[:10]}" if hit.captured_at and args.sort != "relevance" else ""
-        print(f"{hit.score:.4f}{when}  {shown(hit.path)}")
+        words = "  [" + " | ".join(box.text for box in hit.text_matches) + "]" if hit.text_matches else ""
+        print(f"{hit.score:.4f}{when}  {shown(hit.path)}{words}")
     if page.cutoff_score is not None:
         print(f"# results score at least {page.cutoff_score:.4f}")
     if page.next_offset is not None:

@@ -91,6 +91,13 @@ class LinkedImage(BaseModel):
     thumbnail_url: str = Field(description="add size=N (16-1024) for another size")
 
 
+class TextBoxAnswer(BaseModel):
+    text: str
+    confidence: float = Field(description="the recogniser's confidence, 0-1")
+    box: list[list[int]] = Field(description="the four corners [x, y] in the picture's pixels (upright, as served), "
+                                             "clockwise from the top left")
+
+
 class Hit(LinkedImage):
     score: float = Field(description="cosine to the query; in mode 'text' the text match's bm25 score, in 'hybrid' "
                                      "the reciprocal rank fusion score")
@@ -100,6 +107,18 @@ class Hit(LinkedImage):
     captured_at: str | None = Field(None, description="ISO 8601 (UTC): when the picture was taken (EXIF), else "
                                                       "the file's modification time")
     captured_from: Literal["exif", "mtime"] | None = None
+    text_matches: list[TextBoxAnswer] | None = Field(None, description="the boxes of words read in the picture that "
+                                                                       "the query (or the ocr filter) matched")
+
+
+class ImageTextAnswer(BaseModel):
+    id: int
+    read: bool = Field(description="whether OCR has been run on the image (a build with --ocr reads it)")
+    problem: str = Field(description="why it could not be read ('' when it was, or is not read yet)")
+    text: str = Field(description="the lines read, top to bottom, one per box")
+    width: int
+    height: int
+    boxes: list[TextBoxAnswer]
 
 
 class ParsedTerm(BaseModel):

@@ -211,10 +211,15 @@ class SearchBody(JsonBody):
                                                                             "the dataset's root)")] | None = None
     min_width: Side | None = None
     min_height: Side | None = None
+    ocr: Annotated[str, Field(min_length=1, max_length=200, description="keep only images whose words read by OCR "
+                                                                        "hold every word of this (three letters or "
+                                                                        "more, as substrings; case and accents "
+                                                                        "ignored)")] | None = None
     sort: Literal["relevance", "newest", "oldest"] = Field("relevance", description="date order sorts the relevant "
                                                            "results only: the cut-off's, min_score's, else k x 10")
-    mode: Literal["clip", "text", "hybrid"] = Field("clip", description="CLIP, text in names and captions, or both "
-                                                                        "(reciprocal rank fusion)")
+    mode: Literal["clip", "text", "hybrid"] = Field("clip", description="CLIP, text (names, captions and words "
+                                                                        "read in the pictures), or both (reciprocal "
+                                                                        "rank fusion)")
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchBody:

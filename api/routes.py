@@ -20,6 +20,7 @@ from api.answers import (
     DuplicatesAnswer,
     EvaluationsAnswer,
     Health,
+    ImageTextAnswer,
     IndexesAnswer,
     SearchAnswer,
     SimilarAnswer,
@@ -51,7 +52,7 @@ from lib.serve.duplicate_finder import DuplicateFinder
 from lib.serve.duplicates import NEAR_DISTANCE, DuplicateGroup, GroupMember
 from lib.serve.figures import dataset_evaluations
 from lib.serve.index_set import LoadedDataset
-from lib.serve.paged_search import SearchFilters, SearchRequest
+from lib.serve.paged_search import SearchFilters, SearchRequest, page_fields
 from lib.serve.query_terms import Term, parse_query
 from lib.serve.search import SearchHit, SearchService
 from lib.serve.thumbnails import browser_copy, needs_browser_copy, thumbnail
@@ -169,13 +170,11 @@ def search():
                                                           for t in asked.terms or ()]
     named = {term.upload for term in terms}
     terms += [Term(1.0, upload=n) for n in range(len(uploads)) if n not in named]
-    filters = SearchFilters(asked.date_from, asked.date_to, asked.folder, asked.min_width, asked.min_height)
-    page = service().search(SearchRequest(terms, k, asked.offset, asked.dataset, asked.partitions, asked.exact,
-                                          asked.min_score, asked.cutoff, filters, asked.sort, asked.mode, uploads))
-    return hits_answer(k, page.hits, notes, query=query, parsed=[term.to_dict() for term in terms],
-                       offset=asked.offset, next_offset=page.next_offset,
-                       cutoff_score=None if page.cutoff_score is None else round(page.cutoff_score, 6),
-                       relevant=page.relevant, sort=asked.sort, mode=asked.mode)
+    filters = SearchFilters(asked.date_from, asked.date_to, asked.folder, asked.min_width, asked.min_height, asked.ocr)
+    request = SearchRequest(terms, k, asked.offset, asked.dataset, asked.partitions, asked.exact, asked.min_score,
+                            asked.cutoff, filters, asked.sort, asked.mode, uploads)
+    page = service().search(request)
+    return hits_answer(k, page.hits, notes, **page_fields(page, query, request))
 
 
 @bp.post("/classify")
@@ -256,6 +255,16 @@ def image(image_id: int):
     with file:
         converted = browser_copy(file, record, settings().cache_dir / "converted")
     return send_file(converted, mimetype="image/jpeg", max_age=MAX_AGE)
+
+
+@bp.get(f"/images/{IMAGE_ID}/text")
+@operation(ImageTextAnswer, errors=(400, 401, 404))
+def image_text(image_id: int):
+    """The words OCR read in an indexed image: each box's text, confidence and corners, and the whole text."""
+    record, words = service().image_words(image_id)
+    return jsonify({"id": image_id, "read": words is not None, "problem": words.problem if words else "",
+                    "text": words.text if words else "", "width": record.width, "height": record.height,
+                    "boxes": [box.as_json() for box in words.boxes] if words else []})
 
 
 @bp.get(f"/thumbnails/{IMAGE_ID}")

@@ -9,7 +9,7 @@ the list where relevance ends; filters (capture date, folder, pixel size) are ap
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -30,6 +30,9 @@ from lib.serve.ranking import (
     fuse,
     kept_count,
 )
+from lib.store.catalog_words import substrings
+from lib.store.names import fold
+from lib.store.records import ImageWords
 
 if TYPE_CHECKING:
     from lib.serve.search import SearchHit, SearchService
@@ -47,8 +50,13 @@ class SearchFilters:
     folder: str | None = None
     min_width: int | None = None
     min_height: int | None = None
+    ocr: str | None = None  # words the text read in the picture must hold (lib/store/catalog_words.py)
 
     def given(self) -> bool:
+        return any(value is not None for value in (self.date_from_ns, self.date_to_ns, self.folder,
+                                                   self.min_width, self.min_height, self.ocr))
+
+    def catalog_given(self) -> bool:
         return any(value is not None for value in (self.date_from_ns, self.date_to_ns, self.folder,
                                                    self.min_width, self.min_height))
 
@@ -79,6 +87,15 @@ class SearchPage:
     relevant: int | None  # how many results there are in all, where that is known
 
 
+def page_fields(page: SearchPage, query: str | None, asked: SearchRequest) -> dict:
+    """The fields of an answer about its page, as the API (which adds links to each hit) and `search.py --json`
+    give them."""
+    return {"query": query, "parsed": [term.to_dict() for term in asked.terms], "offset": asked.offset,
+            "next_offset": page.next_offset,
+            "cutoff_score": None if page.cutoff_score is None else round(page.cutoff_score, 6),
+            "relevant": page.relevant, "sort": asked.sort, "mode": asked.mode}
+
+
 def parse_instant(text: str, end_of_day: bool = False) -> int:
     """An ISO 8601 date or date-time (UTC unless it says otherwise) as ns since the epoch; with
     `end_of_day`, a bare date means the last instant of that day (a `date_to` takes the whole day)."""
@@ -98,6 +115,17 @@ def iso_time(ns: int | None) -> str | None:
 
 
 
+def with_text_matches(hit: SearchHit, words: ImageWords | None, asked: list[str], filtered: list[str]) -> SearchHit:
+    """The hit with the boxes of its read text that hold a word of the query, when its text holds them all (it
+    matched by text), or a word of the `ocr` filter (which it passed)."""
+    if words is None or not words.boxes:
+        return hit
+    text = fold(words.text)
+    wanted = (asked if asked and all(word in text for word in asked) else []) + filtered
+    boxes = tuple(box for box in words.boxes if any(word in fold(box.text) for word in wanted))
+    return replace(hit, text_matches=boxes) if boxes else hit
+
+
 class PagedSearch:
     """One request's search over a SearchService's encoder, index set and catalog."""
 
@@ -106,8 +134,19 @@ class PagedSearch:
 
     def search(self, asked: SearchRequest) -> SearchPage:
         """One page of results of a composed query (lib/serve/query_terms.py), ranked by CLIP, by the text
-        of names and captions, or both fused; cut where relevance ends when asked, filtered inside the
-        search, in relevance or date order. Pages continue each other exactly (lib/serve/ranking.py)."""
+        of names, captions and words read in the pictures, or both fused; cut where relevance ends when asked,
+        filtered inside the search, in relevance or date order. Pages continue each other exactly
+        (lib/serve/ranking.py). A hit whose read text matched carries the matching boxes."""
+        page = self._search(asked)
+        asked_words = substrings(" ".join(texts_of(asked.terms))) if asked.mode != "clip" else []
+        filter_words = substrings(asked.filters.ocr or "")
+        if not (asked_words or filter_words) or not page.hits:
+            return page
+        words = self.service.catalog().words_of(hit.id for hit in page.hits)
+        return replace(page, hits=[with_text_matches(hit, words.get(hit.id), asked_words, filter_words)
+                                   for hit in page.hits])
+
+    def _search(self, asked: SearchRequest) -> SearchPage:
         check_terms(asked.terms)
         if asked.mode == "text" and (asked.min_score is not None or asked.cutoff is not None):
             raise QueryError("mode: min_score and cutoff apply to CLIP's scores, not to mode 'text'")
@@ -141,7 +180,7 @@ class PagedSearch:
             assert lists is not None
             clip = lists(FUSION_DEPTH)
             clip_ids = clip.ids[:kept_count(clip, threshold)] if threshold is not None else clip.ids
-            scores, ids = fuse([clip_ids, self._text_ranked(dataset, asked, among)[1]])
+            scores, ids = fuse([clip_ids] + [ids for _, ids in self._text_lists(dataset, asked, among) if len(ids)])
         else:
             scores, ids = None, None
         if asked.sort != "relevance":
@@ -196,24 +235,41 @@ class PagedSearch:
 
     def _filtered(self, dataset: LoadedDataset, filters: SearchFilters) -> np.ndarray | None:
         """The ids that pass the filters (None: no filter given)."""
-        if not filters.given():
-            return None
-        return self.service.catalog().filtered_ids(
-            dataset.record.name, date_from_ns=filters.date_from_ns, date_to_ns=filters.date_to_ns,
-            folder=filters.folder, min_width=filters.min_width, min_height=filters.min_height)
+        catalog, name = self.service.catalog(), dataset.record.name
+        passed = None
+        if filters.catalog_given():
+            passed = catalog.filtered_ids(name, date_from_ns=filters.date_from_ns, date_to_ns=filters.date_to_ns,
+                                          folder=filters.folder, min_width=filters.min_width,
+                                          min_height=filters.min_height)
+        if filters.ocr is not None:
+            if not substrings(filters.ocr):
+                raise QueryError("ocr: give a word of three letters or more to find in the pictures' text")
+            worded = catalog.words_matching_ids(name, filters.ocr)
+            passed = worded if passed is None else np.intersect1d(passed, worded, assume_unique=True)
+        return passed
 
-    def _text_ranked(self, dataset: LoadedDataset, asked: SearchRequest, among: np.ndarray | None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """The images whose names or captions hold the query's words (its positive text terms), best first,
-        within the chosen partitions and the filters."""
+    def _text_lists(self, dataset: LoadedDataset, asked: SearchRequest, among: np.ndarray | None
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The images whose names or captions hold the query's words (its positive text terms), and those whose
+        read text does, each best first, within the chosen partitions and the filters."""
         texts = texts_of(asked.terms)
         if not texts:
             raise QueryError("mode: a text match needs a text term of positive weight")
-        found = self.service.catalog().text_search(dataset.record.name, " ".join(texts), FUSION_DEPTH)
-        ids = np.array([i for i, _ in found], np.int64)
-        scores = np.array([s for _, s in found], np.float32)
-        held = np.isin(ids, dataset.held(ids, asked.partitions))
-        if among is not None:
-            held &= np.isin(ids, among)
-        return scores[held], ids[held]
+        catalog, name, text = self.service.catalog(), dataset.record.name, " ".join(texts)
+        ranked = []
+        for found in (catalog.text_search(name, text, FUSION_DEPTH), catalog.words_search(name, text, FUSION_DEPTH)):
+            ids = np.array([i for i, _ in found], np.int64)
+            scores = np.array([s for _, s in found], np.float32)
+            held = np.isin(ids, dataset.held(ids, asked.partitions))
+            if among is not None:
+                held &= np.isin(ids, among)
+            ranked.append((scores[held], ids[held]))
+        return ranked
+
+    def _text_ranked(self, dataset: LoadedDataset, asked: SearchRequest, among: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The images whose names, captions or read text hold the query's words: one ranking, or the two fused
+        when the words were found in pictures."""
+        (names_scores, names), (_, words) = self._text_lists(dataset, asked, among)
+        return fuse([names, words]) if len(words) else (names_scores, names)
 

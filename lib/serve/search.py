@@ -18,6 +18,7 @@ from lib.serve.index_set import IndexSet, LiveIndexSet, LoadedDataset
 from lib.serve.paged_search import PagedSearch, SearchPage, SearchRequest, iso_time
 from lib.serve.query_terms import Term
 from lib.store.catalog import Catalog, ImageRecord
+from lib.store.records import ImageWords, TextBox
 
 DUPLICATE_THRESHOLD = 0.95
 
@@ -34,6 +35,7 @@ class SearchHit:
     height: int
     captured_at: str | None = None  # ISO 8601 (UTC): EXIF capture time, else the file's modification time
     captured_from: str | None = None  # "exif" or "mtime" (None: not recorded, as for imported embeddings)
+    text_matches: tuple[TextBox, ...] | None = None  # the boxes of words read in the picture that the query matched
 
 
 
@@ -90,6 +92,11 @@ class SearchService:
         if record is None or record.dataset not in self.indexes.current().datasets:
             raise NotFoundError(f"no indexed image with id {image_id}")
         return record
+
+    def image_words(self, image_id: int) -> tuple[ImageRecord, ImageWords | None]:
+        """An indexed image's row and what OCR read in it (None: not read yet)."""
+        record = self.record(image_id)
+        return record, self.catalog().words_of([image_id]).get(image_id)
 
     def records(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         """The catalog rows of these ids (ids without one are left out)."""
