@@ -26,6 +26,7 @@ from lib.store.records import ImageRecord, ImageWords
 
 log = logging.getLogger(__name__)
 
+QUEUE_LOW = 256
 CRASHED = "the OCR reader process died on this image (twice); it is indexed without text"
 _reader: OcrReader | None = None
 
@@ -54,7 +55,7 @@ class LocalOcrPool:
         self.waiting: deque[ImageRecord] = deque()
         self.solo: deque[ImageRecord] = deque()  # held by a reader that died: read again one at a time
         self.running: dict[Future[ImageWords], ImageRecord] = {}
-        self.fed: set[int] = set()
+        self.fed: set[int] = set()  # ids waiting or being read
         self.retried: set[int] = set()
         self.executor: ProcessPoolExecutor | None = None
 
@@ -62,8 +63,14 @@ class LocalOcrPool:
         """Images fed and not yet given back."""
         return len(self.waiting) + len(self.solo) + len(self.running)
 
+    @property
+    def wants_more(self) -> bool:
+        """Whether the queue is short enough to be fed another partition (so that only about one partition's
+        records are held, however large the dataset)."""
+        return len(self) < QUEUE_LOW
+
     def feed(self, records: Iterable[ImageRecord]) -> None:
-        """More images to read (an image already fed is not read twice)."""
+        """More images to read (an image fed and not yet given back is not fed twice)."""
         for record in records:
             if record.id not in self.fed:
                 self.fed.add(record.id)
@@ -98,11 +105,13 @@ class LocalOcrPool:
             record = self.running.pop(future)
             try:
                 results.append(future.result())
+                self.fed.discard(record.id)
             except BrokenProcessPool:
                 broken = True
                 if record.id in self.retried:
                     log.warning("OCR: image %d broke a reader process again; kept without text", record.id)
                     results.append(ImageWords(record.id, (), CRASHED))
+                    self.fed.discard(record.id)
                 else:
                     self.retried.add(record.id)
                     self.solo.append(record)

@@ -52,6 +52,11 @@ class RayOcrPool:
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def wants_more(self) -> bool:
+        """Always: one Ray Data pipeline reads every image fed before `finish()`."""
+        return True
+
     def feed(self, records: Iterable[ImageRecord]) -> None:
         for record in records:
             self.records.setdefault(record.id, record)

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 class OcrPool(Protocol):
     def __len__(self) -> int: ...
+    @property
+    def wants_more(self) -> bool: ...
     def feed(self, records: Iterable[ImageRecord]) -> None: ...
     def ready(self) -> list[ImageWords]: ...
     def finish(self) -> Iterable[list[ImageWords]]: ...
@@ -67,24 +69,38 @@ class WordsStage:
     def __init__(self, catalog: Catalog, dataset: str, pool: OcrPool, report: BuildReport,
                  progress: bool = True) -> None:
         self.catalog, self.dataset, self.pool, self.report, self.progress = catalog, dataset, pool, report, progress
+        self.pending: list[str] = []  # partitions whose unread images are still to be fed
 
     def start(self) -> None:
-        """Every image an earlier build left unread (or indexed before --ocr) goes first."""
-        self.pool.feed(self.catalog.images_unread(self.dataset))
+        """The images an earlier build left unread (or indexed before --ocr) go first, a partition at a time as
+        the pool asks for more."""
+        self.pending = [partition.name for partition in self.catalog.partitions(self.dataset)]
+        self._refill()
 
     def committed(self, partition: str) -> None:
         """A partition is committed: its new images are read, and what is read by now is stored."""
+        if partition in self.pending:
+            self.pending.remove(partition)
         self.pool.feed(self.catalog.images_unread(self.dataset, partition))
         self._store(self.pool.ready())
+        self._refill()
+
+    def _refill(self) -> None:
+        while self.pending and self.pool.wants_more:
+            self.pool.feed(self.catalog.images_unread(self.dataset, self.pending.pop(0)))
 
     def finish(self) -> None:
-        """Read everything still fed and store it; the report gets the counts and the images read without text."""
-        bar = tqdm(total=len(self.pool), desc=f"reading text in {self.dataset}", unit="img",
-                   disable=not self.progress or not len(self.pool))
+        """Read everything still to read and store it; the report gets the counts and the images without text."""
+        self._refill()
+        total = self.catalog.unread_count(self.dataset)
+        bar = tqdm(total=total, desc=f"reading text in {self.dataset}", unit="img",
+                   disable=not self.progress or not total)
         try:
-            for batch in self.pool.finish():
-                self._store(batch)
-                bar.update(len(batch))
+            while len(self.pool):
+                for batch in self.pool.finish():
+                    self._store(batch)
+                    bar.update(len(batch))
+                    self._refill()
         finally:
             bar.close()
             self.pool.close()

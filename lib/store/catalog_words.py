@@ -75,6 +75,11 @@ class CatalogWords:
             found.update(self.images_by_id(ids[start:start + 10_000]))
         return [found[i] for i in ids if i in found]
 
+    def unread_count(self, dataset: str) -> int:
+        row = self.db.execute("SELECT COUNT(*) FROM images i LEFT JOIN image_words w ON w.id = i.id "
+                              "WHERE i.dataset = ? AND w.id IS NULL", (dataset,)).fetchone()
+        return int(row[0])
+
     def put_words(self, db: sqlite3.Connection, dataset: str, results: Iterable[ImageWords]) -> int:
         """Within a transaction: what OCR read in these images, for those still in the catalog (one removed while
         it was read gets nothing). Returns how many were written."""

@@ -173,3 +173,30 @@ def test_photos_without_words_keep_no_boxes_and_rendered_words_are_read():
     sample = photo_with_words(20, 42, signs=2)
     read = " ".join(box.text for box in reader.read_picture(sample.image)).casefold()
     assert all(word.casefold() in read for word in sample.words)
+
+
+def test_an_old_dataset_is_fed_to_the_readers_a_partition_at_a_time(tmp_path, demo_encoder, model_cache,
+                                                                    monkeypatch):
+    """--ocr on a large existing dataset holds about one partition's records, not the whole dataset's."""
+    import lib.ingest.ocr_pool as ocr_pool
+
+    root = tmp_path / "folders"
+    for folder in ("a", "b", "c"):
+        (root / folder).mkdir(parents=True)
+        for n in range(3):
+            photo_without_words(10 * ord(folder) + n, 320, 240).image.save(root / folder / f"{n}.jpg")
+    settings = settings_for(tmp_path, root, model_cache, layout="folders")
+    build_image_index(settings, demo_encoder, progress=False)
+    held = []
+    feed = LocalOcrPool.feed
+
+    def counting_feed(self, records):
+        feed(self, records)
+        held.append(len(self))
+
+    monkeypatch.setattr(ocr_pool, "QUEUE_LOW", 1)
+    monkeypatch.setattr(LocalOcrPool, "feed", counting_feed)
+    report = build_image_index(settings_for(tmp_path, root, model_cache, layout="folders", ocr="on"), demo_encoder,
+                               progress=False)
+    assert report.words_read == 9 and len(held) >= 3
+    assert max(held) <= 3 + 1  # one partition fed when the queue ran low, never all three at once

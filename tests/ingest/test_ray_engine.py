@@ -235,3 +235,24 @@ def test_an_incremental_run_on_the_cluster_encodes_only_the_changed_files(tmp_pa
     assert (rows[prefix + "added.JPEG"].width, rows[prefix + "added.JPEG"].height) == (50, 70)
     # the changed partition was encoded into the dataset's quantizer, without retraining
     assert assert_ivf_layer(settings, "tiny", demo_encoder.dim).quantizer_sha256 == trained.quantizer_sha256
+
+
+@pytest.mark.slow
+def test_ocr_actors_on_the_cluster_read_what_the_local_pool_reads(tmp_path, demo_encoder, two_node_cluster,
+                                                                  model_cache):
+    from tests.ingest.test_ocr_build import read_texts, write_sign
+
+    root = tmp_path / "signs"
+    root.mkdir()
+    for n, words in enumerate(("ZANZIBAR", "FERRY TIMETABLE", "BAKERY")):
+        write_sign(root / f"sign_{n}.jpg", words, 310 + n)
+    Image.new("RGB", (320, 240), "grey").save(root / "plain.png")
+    local = settings_for(share_model_cache(tmp_path / "local", model_cache), root, dataset_name="signs", ocr="on",
+                         ocr_workers=1)
+    on_ray = ray_settings(tmp_path / "ray", root, two_node_cluster, model_cache, dataset_name="signs", ocr="on")
+    build_image_index(local, demo_encoder, progress=False)
+    report = build_image_index(on_ray, demo_encoder, progress=False)
+    assert (report.words_read, report.words_found, report.unread) == (4, 3, {})
+    assert read_texts(on_ray) == read_texts(local) == {"sign_0.jpg": "ZANZIBAR", "sign_1.jpg": "FERRY TIMETABLE",
+                                                       "sign_2.jpg": "BAKERY", "plain.png": ""}
+    assert build_image_index(on_ray, demo_encoder, progress=False).words_read == 0
