@@ -84,3 +84,41 @@ def test_a_simulated_full_disk_stops_the_same_way(tmp_path, photos, cli_encoder,
     assert status == 0 and f"{(CLASSES - 2) * PER_CLASS} added, 0 changed, 0 removed, {2 * PER_CLASS} unchanged" \
         in out, err
     assert_all_searchable(settings, cli_encoder, CLASSES * PER_CLASS)
+
+
+def test_a_disk_full_while_text_is_stored_keeps_the_index_and_reads_the_rest_next_time(tmp_path, photos,  # noqa: F811
+                                                                                        cli_encoder, monkeypatch,
+                                                                                        capsys):
+    import sqlite3
+
+    from lib.store.catalog import Catalog
+
+    real_put, calls = Catalog.put_words, []
+
+    def full(self, db, dataset, results):
+        calls.append(len(results))
+        full = sqlite3.OperationalError("database or disk is full")
+        full.sqlite_errorname = "SQLITE_FULL"  # as SQLite sets it
+        raise full
+
+    monkeypatch.setattr(Catalog, "put_words", full)
+    settings = settings_for(tmp_path / "ws", photos)
+    try:
+        build_image_index.main(["test", str(photos), "--workspace", str(settings.workspace), "--no-progress",
+                                "--num-workers", "0", "--calibration-images", "0", "--ocr", "--ocr-workers", "1"])
+        status = 0
+    except SystemExit as exit_:
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2 and calls, err
+    (line,) = [line for line in err.strip().splitlines() if line.startswith("build_image_index:")]
+    assert LINE.fullmatch(line) and "Traceback" not in err
+    catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
+    assert len(catalog.images("test")) == CLASSES * PER_CLASS  # every vector was committed before the text
+    assert catalog.words_counts("test")["read"] == 0
+    monkeypatch.setattr(Catalog, "put_words", real_put)
+    status, out, err = run_cli(settings.workspace, photos, capsys)  # no --ocr: the dataset's choice was recorded
+    assert status == 0, err
+    assert Catalog.in_folder(settings.indexes_dir, readonly=True).words_counts("test")["read"] == CLASSES * PER_CLASS
+    assert f"text read in {CLASSES * PER_CLASS} images" in out and "0 added" in out
+    assert_all_searchable(settings, cli_encoder, CLASSES * PER_CLASS)
