@@ -99,8 +99,9 @@ class TextBoxAnswer(BaseModel):
 
 
 class Hit(LinkedImage):
-    score: float = Field(description="cosine to the query; in mode 'text' the text match's bm25 score, in 'hybrid' "
-                                     "the reciprocal rank fusion score")
+    score: float = Field(description="cosine to the query; in mode 'text' the text match's bm25 score (the "
+                                     "reciprocal rank fusion score when words read in pictures matched too), in "
+                                     "'hybrid' the reciprocal rank fusion score")
     dataset: str
     partition: str
     class_name: str

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from lib.errors import IndexMismatchError
 from lib.store.names import fold
 from lib.store.records import ImageRecord, ImageWords, TextBox
 
@@ -36,7 +35,6 @@ CREATE TABLE IF NOT EXISTS ocr_choice (
 """
 MIN_SUBSTRING = 3  # a trigram index finds substrings of three characters or more
 MAX_SUBSTRINGS = 16
-OLD_CATALOG = "the catalog predates OCR; run build_image_index.py on the dataset to add its tables"
 
 
 def substrings(text: str) -> list[str]:
@@ -113,7 +111,8 @@ class CatalogWords:
 
     def words_search(self, dataset: str, text: str, limit: int | None) -> list[tuple[int, float]]:
         """(id, -bm25) of the dataset's images whose read text holds every word of `text` as a substring (three
-        characters or more; case and accents folded), best first; [] when no word is long enough."""
+        characters or more; case and accents folded), best first; [] when no word is long enough, or when the
+        catalog is older than OCR (a server may read one before a build migrates it)."""
         expression = words_expression(text)
         if not expression or (limit is not None and limit <= 0):
             return []
@@ -124,7 +123,7 @@ class CatalogWords:
         except sqlite3.OperationalError as err:
             if "no such table" not in str(err):
                 raise
-            raise IndexMismatchError(f"{OLD_CATALOG} ({err})") from None
+            return []  # a catalog written before OCR, opened read-only: no words have been read
         return [(int(image_id), -float(score)) for image_id, score in rows]
 
     def words_matching_ids(self, dataset: str, text: str) -> np.ndarray:
@@ -142,10 +141,6 @@ class CatalogWords:
         except sqlite3.OperationalError:
             return {"read": 0, "with_words": 0, "failed": 0}
         return {"read": int(read), "with_words": int(worded[0]), "failed": int(failed)}
-
-    def failed_words(self, dataset: str) -> dict[int, str]:
-        rows = self.db.execute("SELECT id, problem FROM image_words WHERE dataset = ? AND problem != ''", (dataset,))
-        return {int(i): p for i, p in rows}
 
     def reads_words(self, dataset: str) -> bool | None:
         """Whether the dataset's last build read text (None: never said)."""
