@@ -51,6 +51,14 @@ class SearchMode(BaseModel):
     retrain: str | None = Field(None, description="why the quantizer should be trained again")
 
 
+class WordsInfo(BaseModel):
+    """What OCR has read in a dataset's pictures so far (a build with --ocr reads them)."""
+
+    read: int = Field(description="images OCR has been run on")
+    with_words: int = Field(description="of those, images in which it found words")
+    failed: int = Field(description="images indexed without text: OCR failed or ran past its time limit")
+
+
 class DatasetInfo(BaseModel):
     name: str
     layout: str
@@ -58,6 +66,7 @@ class DatasetInfo(BaseModel):
     count: int
     search: SearchMode
     partitions: list[PartitionInfo]
+    words: WordsInfo
 
 
 class VocabularyInfo(BaseModel):

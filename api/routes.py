@@ -144,10 +144,10 @@ def search_json(dataset: LoadedDataset) -> dict:
 @operation(IndexesAnswer, errors=(401,))
 def indexes():
     """The datasets with their partitions, the vocabularies, and what was left out and why."""
-    index_set = service().indexes.current()
+    index_set, catalog = service().indexes.current(), service().catalog()
     datasets = [{
         "name": name, "layout": d.record.layout, "index_type": d.record.index_type, "count": d.count,
-        "search": search_json(d),
+        "search": search_json(d), "words": catalog.words_counts(name),
         "partitions": [{"name": p.record.name, "class_name": p.class_name, "count": p.record.count}
                        for p in d.partitions.values()],
     } for name, d in sorted(index_set.datasets.items())]

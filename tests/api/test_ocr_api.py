@@ -104,3 +104,5 @@ def test_image_text_gives_the_boxes(library):
     plain = client.get(f"/images/{by_path['shape_00.png'].id}/text").json
     assert plain["read"] and plain["boxes"] == [] and plain["text"] == ""
     assert_error(client.get("/images/987654/text"), 404, "987654")
+    [dataset] = client.get("/indexes").json["datasets"]
+    assert dataset["words"] == {"read": 28, "with_words": 4, "failed": 0}
