@@ -200,3 +200,14 @@ def test_an_old_dataset_is_fed_to_the_readers_a_partition_at_a_time(tmp_path, de
                                progress=False)
     assert report.words_read == 9 and len(held) >= 3
     assert max(held) <= 3 + 1  # one partition fed when the queue ran low, never all three at once
+
+
+def test_word_recall_at_16_px_and_more_holds_the_floor():
+    """The issue's floor, on a small held sample (bench.ocr_speed measures it by height on many more)."""
+    reader, found, total = OcrReader(), 0, 0
+    for n in range(24):
+        sample = photo_with_words((16, 20, 24, 32)[n % 4], 7000 + n, signs=2)
+        read = " ".join(box.text for box in reader.read_picture(sample.image)).casefold()
+        found += sum(word.casefold() in read for word in sample.words)
+        total += len(sample.words)
+    assert total >= 48 and found / total >= 0.9
