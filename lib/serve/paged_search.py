@@ -126,6 +126,15 @@ def with_text_matches(hit: SearchHit, words: ImageWords | None, asked: list[str]
     return replace(hit, text_matches=boxes) if boxes else hit
 
 
+def grown_through(lists: Callable[[int], Ranked], start: int, threshold: float, up_to: int | None = None) -> Ranked:
+    """A query's ranked list of at least `start` results, grown until its last score falls below `threshold`
+    (so that it holds every result that reaches it), it is complete, or it holds `up_to` results."""
+    found = lists(start)
+    while not found.complete and len(found) and found.scores[-1] >= threshold and (up_to is None or len(found) < up_to):
+        found = lists(len(found) + 1)
+    return found
+
+
 class PagedSearch:
     """One request's search over a SearchService's encoder, index set and catalog."""
 
@@ -190,10 +199,7 @@ class PagedSearch:
             return self._page(asked, scores, ids, complete=True, threshold=None)
         assert lists is not None
         wanted = asked.offset + asked.k + 1
-        found = lists(wanted)
-        if threshold is not None:
-            while not found.complete and len(found) < wanted and len(found) and found.scores[-1] >= threshold:
-                found = lists(len(found) + 1)
+        found = lists(wanted) if threshold is None else grown_through(lists, wanted, threshold, up_to=wanted)
         return self._page(asked, found.scores, found.ids, found.complete, threshold)
 
     def _page(self, asked: SearchRequest, scores: np.ndarray, ids: np.ndarray, complete: bool,
@@ -216,9 +222,7 @@ class PagedSearch:
                 found = lists(asked.k * 10)
                 scores, ids = found.scores[:asked.k * 10], found.ids[:asked.k * 10]
             else:
-                found = lists(BASE_DEPTH)
-                while not found.complete and len(found) and found.scores[-1] >= threshold:
-                    found = lists(len(found) + 1)
+                found = grown_through(lists, BASE_DEPTH, threshold)
                 end = kept_count(found, threshold)
                 scores, ids = found.scores[:end], found.ids[:end]
         elif asked.mode == "hybrid":
