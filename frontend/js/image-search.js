@@ -6,7 +6,7 @@ import { postJSON } from "./api.js";
 import { fillDatasets, fillSelect, loadIndexes, renderNav, resultCard, setStatus, showError } from "./ui.js";
 import { createViewer } from "./viewer.js";
 
-const FILTERS = ["date_from", "date_to", "folder", "min_width", "min_height", "sort", "mode"];
+const FILTERS = ["date_from", "date_to", "folder", "ocr", "min_width", "min_height", "sort", "mode"];
 const NUMBERS = new Set(["min_width", "min_height"]);
 const DEFAULTS = { sort: "relevance", mode: "clip" };
 const form = document.getElementById("search");

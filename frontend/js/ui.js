@@ -83,7 +83,9 @@ export async function resultCard(hit, onOpen) {
   button.type = "button";
   const label = hit.class_name || hit.path;
   const taken = hit.captured_at ? `, ${capturedText(hit)}` : "";
-  button.setAttribute("aria-label", `${label}${taken}, score ${hit.score.toFixed(3)}: open`);
+  const words = matchedWords(hit);
+  const reads = words ? `, reads ${words}` : "";
+  button.setAttribute("aria-label", `${label}${taken}${reads}, score ${hit.score.toFixed(3)}: open`);
   const img = document.createElement("img");
   img.src = await apiUrl(hit.thumbnail_url);
   img.alt = `${label} (${hit.path})`;
@@ -105,9 +107,21 @@ export async function resultCard(hit, onOpen) {
     when.textContent = capturedText(hit);
     button.append(when);
   }
+  if (words) {
+    const read = document.createElement("span");
+    read.className = "meta words";
+    read.textContent = `“${words}”`;
+    read.title = "Words read in the picture that matched";
+    button.append(read);
+  }
   button.addEventListener("click", () => onOpen(hit));
   item.append(button);
   return item;
+}
+
+// The words read in the picture that the query or the ocr filter matched, as one line ("" when none).
+export function matchedWords(hit) {
+  return (hit.text_matches || []).map((match) => match.text).join(" · ");
 }
 
 // The capture date of a hit (UTC, as the catalog keeps it) and where it came from.

@@ -1,16 +1,44 @@
-// The full-size view of one result, with "more like this".
-import { apiUrl } from "./api.js";
-import { capturedText } from "./ui.js";
+// The full-size view of one result, with "more like this". The words read in the picture that the search
+// matched are drawn over it as SVG polygons; on request, all the words read in it. The SVG's viewBox is the
+// picture's own pixels and it covers the image exactly (preserveAspectRatio "meet", as object-fit: contain),
+// so the boxes follow the image through any resize without code.
+import { apiUrl, getJSON } from "./api.js";
+import { capturedText, matchedWords } from "./ui.js";
 
+const SVG = "http://www.w3.org/2000/svg";
 const MARKUP = `
   <h2 id="viewer-title"></h2>
-  <img id="viewer-image" class="full" alt="">
+  <div class="stage">
+    <img id="viewer-image" class="full" alt="">
+    <svg id="viewer-boxes" class="boxes" preserveAspectRatio="xMidYMid meet" role="group"
+         aria-label="Words read in the picture"></svg>
+  </div>
+  <p id="viewer-words" class="muted" hidden></p>
   <p id="viewer-meta" class="muted"></p>
   <div class="actions">
+    <label class="check" id="viewer-all-words-field"><input id="viewer-all-words" type="checkbox">
+      Show all the words read</label>
     <button id="more-like-this" type="button">More like this</button>
     <a id="viewer-open" target="_blank" rel="noopener">Open the original</a>
     <button id="viewer-close" type="button" class="secondary">Close</button>
   </div>`;
+
+function polygon(box, kind) {
+  const shape = document.createElementNS(SVG, "polygon");
+  shape.setAttribute("points", box.box.map(([x, y]) => `${x},${y}`).join(" "));
+  shape.setAttribute("class", kind);
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = `${box.text} (${Math.round(box.confidence * 100)} %)`;
+  shape.append(title);
+  return shape;
+}
+
+// The boxes of one picture: every word read (when asked for) under the matched ones.
+function drawBoxes(svg, hit, words) {
+  svg.setAttribute("viewBox", `0 0 ${hit.width} ${hit.height}`);
+  svg.replaceChildren(...(words || []).map((box) => polygon(box, "word")),
+    ...(hit.text_matches || []).map((box) => polygon(box, "match")));
+}
 
 export function createViewer(onMoreLikeThis) {
   const dialog = document.createElement("dialog");
@@ -18,12 +46,40 @@ export function createViewer(onMoreLikeThis) {
   dialog.setAttribute("aria-labelledby", "viewer-title");
   dialog.innerHTML = MARKUP;
   document.body.append(dialog);
+  const svg = document.getElementById("viewer-boxes");
+  const allWords = document.getElementById("viewer-all-words");
+  const wordsLine = document.getElementById("viewer-words");
   let current = null;
   document.getElementById("viewer-close").addEventListener("click", () => dialog.close());
   document.getElementById("more-like-this").addEventListener("click", () => {
     dialog.close();
     onMoreLikeThis(current);
   });
+
+  function showWords(text) {
+    wordsLine.textContent = text;
+    wordsLine.hidden = !text;
+  }
+
+  async function redraw() {
+    const hit = current;
+    const matched = matchedWords(hit);
+    showWords(matched ? `Matched words: ${matched}` : "");
+    drawBoxes(svg, hit, null);
+    if (!allWords.checked) return;
+    try {
+      const read = await getJSON(`/images/${hit.id}/text`);
+      if (hit !== current || !allWords.checked) return;
+      drawBoxes(svg, hit, read.boxes);
+      const all = !read.read ? "no text has been read in this picture yet (build with --ocr)"
+        : read.text ? `Words read: ${read.text}` : "no words were read in this picture";
+      showWords([matched && `Matched words: ${matched}`, all].filter(Boolean).join(" · "));
+    } catch (err) {
+      if (hit === current) showWords(`The words could not be loaded: ${err.message || err}`);
+    }
+  }
+
+  allWords.addEventListener("change", () => current && redraw());
   return async function open(hit) {
     current = hit;
     const label = hit.class_name || hit.path;
@@ -35,6 +91,7 @@ export function createViewer(onMoreLikeThis) {
       `${hit.path} · ${hit.width}×${hit.height} · dataset ${hit.dataset}, class ${hit.partition} · score ${hit.score.toFixed(3)}` +
       (hit.captured_at ? ` · ${capturedText(hit)}` : "");
     document.getElementById("viewer-open").href = image.src;
+    redraw();
     dialog.showModal();
   };
 }

@@ -434,3 +434,107 @@ def test_pages_say_how_to_give_the_key(page, keyed_server):
     page.goto(f"{keyed_server}/image-search.html?q=red")
     page.wait_for_selector("#status.error")
     assert "This API needs a key" in page.inner_text("#status") and "?key=" in page.inner_text("#status")
+
+
+@pytest.fixture(scope="module")
+def signs_server(tmp_path_factory, demo_encoder, model_cache):
+    """scripts/api.sh over dataset "signs": drawn shapes and four photographed signs, their words read by OCR."""
+    from lib.ingest.image_index import build_image_index
+    from lib.settings import load_settings
+    from tests.api.test_ocr_api import write_library
+    from tests.conftest import serve
+    from tests.helpers import share_model_cache
+
+    root = tmp_path_factory.mktemp("page-signs")
+    write_library(root)
+    workspace = share_model_cache(tmp_path_factory.mktemp("page-signs-ws"), model_cache)
+    build_image_index(load_settings(environ={}, overrides=dict(
+        workspace=str(workspace), dataset_name="signs", dataset_path=str(root), num_workers=0, ocr_workers=1,
+        calibration_images=0, ocr="on")), demo_encoder, progress=False)
+    yield from serve(workspace, tmp_path_factory.mktemp("signs-server") / "api.log")
+
+
+# Each corner of the viewer's polygons on screen, next to where the box's corner should be: the picture's
+# pixels scaled into the image as shown (object-fit: contain centres it in its box).
+CORNERS = """() => {
+  const image = document.getElementById('viewer-image');
+  const [, , width, height] = document.getElementById('viewer-boxes').getAttribute('viewBox').split(' ').map(Number);
+  const rect = image.getBoundingClientRect();
+  const scale = Math.min(rect.width / width, rect.height / height);
+  const left = rect.left + (rect.width - width * scale) / 2, top = rect.top + (rect.height - height * scale) / 2;
+  return [...document.querySelectorAll('#viewer-boxes polygon.match')].map((polygon) => {
+    const matrix = polygon.getScreenCTM();
+    return [...polygon.points].map((p) => {
+      const shown = new DOMPoint(p.x, p.y).matrixTransform(matrix);
+      return {pictureX: p.x, pictureY: p.y, x: shown.x, y: shown.y, wantX: left + p.x * scale,
+              wantY: top + p.y * scale, rect: [rect.left, rect.top, rect.right, rect.bottom]};
+    });
+  });
+}"""
+
+
+def assert_boxes_on_the_image(page, box) -> None:
+    (corners,) = page.evaluate(CORNERS)
+    assert [[c["pictureX"], c["pictureY"]] for c in corners] == box  # the box as the API gave it
+    for corner in corners:
+        left, top, right, bottom = corner["rect"]
+        assert left <= corner["x"] <= right and top <= corner["y"] <= bottom, corner
+        assert abs(corner["x"] - corner["wantX"]) < 1 and abs(corner["y"] - corner["wantY"]) < 1, corner
+
+
+def test_text_search_shows_the_words_it_matched_and_the_viewer_draws_their_box(page, signs_server):
+    base, _ = signs_server
+    with page.expect_response(lambda response: is_search(response.request)) as answered:
+        page.goto(f"{base}/image-search.html?q=zanzi&mode=text")
+    (hit,) = answered.value.json()["results"]
+    (match,) = hit["text_matches"]
+    page.wait_for_selector("#results li .words")
+    assert page.locator("#results li").count() == 1
+    assert page.inner_text("#results li .words") == "“ZANZIBAR”"
+    assert "reads ZANZIBAR" in page.get_attribute("#results li button", "aria-label")
+    page.click("#results li button")
+    page.wait_for_selector("#viewer[open]")
+    page.wait_for_function("() => document.getElementById('viewer-image').complete && "
+                           "document.getElementById('viewer-image').naturalWidth > 0")
+    assert page.locator("#viewer-boxes polygon").count() == 1
+    assert page.text_content("#viewer-boxes polygon title").startswith("ZANZIBAR (")
+    assert page.get_attribute("#viewer-boxes", "viewBox") == f"0 0 {hit['width']} {hit['height']}"
+    assert page.inner_text("#viewer-words") == "Matched words: ZANZIBAR"
+    assert_boxes_on_the_image(page, match["box"])
+    shot(page, "image-search-words")
+    page.set_viewport_size({"width": 520, "height": 600})  # smaller: the boxes follow the image
+    page.wait_for_function("() => document.getElementById('viewer-image').getBoundingClientRect().width < 500")
+    assert_boxes_on_the_image(page, match["box"])
+    page.check("#viewer-all-words")  # every word read: here the same one, under the match
+    page.wait_for_selector("#viewer-boxes polygon.word")
+    assert page.locator("#viewer-boxes polygon.word").count() == 1
+    assert page.inner_text("#viewer-words") == "Matched words: ZANZIBAR · Words read: ZANZIBAR"
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#viewer", state="hidden")
+
+
+def test_the_ocr_filter_is_sent_kept_in_the_url_and_restored(page, signs_server):
+    base, _ = signs_server
+    page.goto(f"{base}/image-search.html?q=red+circle&k=10")
+    page.wait_for_selector("#results li")
+    page.click("#filters summary")
+    page.fill("#ocr", "zanz")
+    with page.expect_request(is_search) as sent:
+        page.press("#ocr", "Enter")
+    assert sent.value.post_data_json["ocr"] == "zanz" and "ocr=zanz" in page.url
+    page.wait_for_function("() => document.querySelectorAll('#results li').length === 1")
+    assert page.inner_text("#results li .words") == "“ZANZIBAR”"
+    with page.expect_request(is_search) as sent:
+        page.reload()
+    assert sent.value.post_data_json["ocr"] == "zanz"
+    assert page.input_value("#ocr") == "zanz" and page.get_attribute("#filters", "open") is not None
+    page.wait_for_selector("#results li .words")
+
+
+def test_a_short_ocr_word_is_refused_in_the_error_area(page, signs_server):
+    base, _ = signs_server
+    page.goto(f"{base}/image-search.html?q=red&ocr=zz")
+    page.wait_for_selector("#status.error")
+    message = page.inner_text("#status")
+    assert message.startswith("bad query: ocr:") and "three letters" in message
+    assert page.locator("#results li").count() == 0 and page.input_value("#ocr") == "zz"
