@@ -24,6 +24,7 @@ WORDS = ("ZANZIBAR", "FERRY", "TIMETABLE", "PLATFORM", "BAKERY", "EXIT", "Museum
          "Tickets", "Departures", "Arrivals", "Welcome", "Closed", "Open", "Coffee", "Bicycle", "Tuesday", "Receipt",
          "Total", "Sunday", "Village", "Castle", "Beach", "Mountain", "Bus", "Café", "Straße", "Zürich")
 MAX_TURN = 15.0
+PLACE_TRIES = 20
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,26 @@ def sign(words: tuple[str, ...], cap_height: int, rng: random.Random) -> Image.I
 
 def photo_with_words(cap_height: int, seed: int, width: int = 800, height: int = 600,
                      signs: int = 1) -> RenderedWords:
-    """A photo-like picture with `signs` signs of one or two words each, at `cap_height` pixels."""
+    """A photo-like picture with `signs` signs of one or two words each, at `cap_height` pixels. Signs do not
+    overlap (one covering another would hide words that are then counted as missed); a sign that finds no
+    free place in PLACE_TRIES tries, or does not fit, is left out with its words."""
     rng = random.Random(seed)
     image = photo_like(width, height, seed)
     words: list[str] = []
+    taken: list[tuple[int, int, int, int]] = []
     for _ in range(signs):
         chosen = tuple(rng.sample(WORDS, rng.choice((1, 1, 2))))
         plate = sign(chosen, cap_height, rng)
         if plate.width >= width or plate.height >= height:
             continue
-        image.paste(plate, (rng.randrange(0, width - plate.width), rng.randrange(0, height - plate.height)), plate)
-        words += chosen
+        for _ in range(PLACE_TRIES):
+            x, y = rng.randrange(0, width - plate.width), rng.randrange(0, height - plate.height)
+            box = (x, y, x + plate.width, y + plate.height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
+                image.paste(plate, (x, y), plate)
+                taken.append(box)
+                words += chosen
+                break
     return RenderedWords(image, tuple(words), cap_height)
 
 

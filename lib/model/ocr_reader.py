@@ -77,6 +77,7 @@ def kept(text: str, confidence: float) -> bool:
 class OcrOptions:
     engine: str = "auto"
     detection_side: int = DETECTION_SIDE
+    detection_limit: str = "max"  # detection_side bounds the longer side; "min": the shorter (RapidOCR's default)
     threads: int = 1
     time_limit_s: float = 30.0  # CPU seconds for one picture (0: no limit)
 
@@ -118,7 +119,7 @@ class OcrReader:
             threads = max(1, self.options.threads)
             self._ocr = RapidOCR(params={
                 "Det.engine_type": kind, "Rec.engine_type": kind, "Cls.engine_type": kind, "Global.use_cls": False,
-                "Det.limit_side_len": self.options.detection_side, "Det.limit_type": "max",
+                "Det.limit_side_len": self.options.detection_side, "Det.limit_type": self.options.detection_limit,
                 "Global.max_side_len": READ_SIDE, "Global.text_score": 0.0, "Global.log_level": "error",
                 "EngineConfig.onnxruntime.intra_op_num_threads": threads,
                 "EngineConfig.onnxruntime.inter_op_num_threads": 1,
