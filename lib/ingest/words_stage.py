@@ -9,6 +9,7 @@ Results are committed in small transactions as they come, so an interrupted buil
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -48,19 +49,21 @@ def remember_choice(settings: Settings, catalog: Catalog, dataset: str) -> None:
             catalog.set_reads_words(db, dataset, settings.ocr == "on")
 
 
-def ocr_options(settings: Settings) -> OcrOptions:
-    return OcrOptions(engine=choose_engine(settings.ocr_engine), time_limit_s=settings.ocr_time_limit)
+def ocr_options(settings: Settings, threads: int) -> OcrOptions:
+    return OcrOptions(engine=choose_engine(settings.ocr_engine), threads=threads, time_limit_s=settings.ocr_time_limit)
 
 
 def make_pool(settings: Settings, root: Path) -> OcrPool:
-    """The local pool of reader processes, or OCR actors on the Ray cluster the build encodes on."""
+    """The local pool of reader processes sharing this machine's cores as their threads, or OCR actors (one
+    thread each) on the Ray cluster the build encodes on."""
     if settings.engine == "ray":
         from lib.ingest.ray_ocr import RayOcrPool
 
-        return RayOcrPool(settings, root, ocr_options(settings))
+        return RayOcrPool(settings, root, ocr_options(settings, threads=1))  # an actor per CPU
     from lib.ingest.ocr_pool import LocalOcrPool
 
-    return LocalOcrPool(root, ocr_options(settings), settings.ocr_workers)
+    workers = max(1, settings.ocr_workers)
+    return LocalOcrPool(root, ocr_options(settings, max(1, (os.cpu_count() or 1) // workers)), workers)
 
 
 class WordsStage:

@@ -5,10 +5,13 @@ finds, cropped from the picture read at up to READ_SIDE, so a photo without text
 orientation classifier: signs turned by up to 15 degrees read without it, and it costs a third more.
 
 Measured on 2 cores (AMD EPYC, AVX512-BF16, 2026-12-02; 800x600 photo-like JPEGs with signs, bench.ocr_speed):
-OpenVINO runs both models 2.0-2.7x faster than onnxruntime (photos without words 23.7 vs 8.9 images/s at 640
-px, 2 threads), so it is the engine when importable. Detecting at 640 px on the longer side rather than
-RapidOCR's default (736 px on the shorter side, an upscale for 800x600) is 2.8x faster and read every word of
-12-40 px in the sample; 480 px lost words of 12 px.
+OpenVINO runs both models 2.5-3.0x faster than onnxruntime (photos without words 28.8 vs 11.2 images/s at 640
+px, 2 threads), so it is the engine when importable, with its LATENCY hint (screenshots 2.06 vs 1.64 images/s
+with none, photos 25.2 vs 24.1; THROUGHPUT is 0.6x). One process with both threads reads 1.1-1.5x what two of
+one thread each do, so a build has one reader process with every core's thread by default. Detecting at 640 px
+on the longer side rather than RapidOCR's default (736 px on the shorter side, an upscale for 800x600) is 2.1x
+faster; word recall stays 0.97-1.00 from 10 to 48 px, where 480 px (1.4x faster again) reads 0.87 of the words
+of 10 px (bench.ocr_speed's tables in docs/benchmarks.md).
 
 Which boxes are kept (KEEP_CONFIDENCE, SHORT_CONFIDENCE), calibrated on 80 photos without words and 80 with
 two signs each (12-40 px words): real words scored 0.911 and up (156 boxes); the 72 stray boxes read in
@@ -123,7 +126,8 @@ class OcrReader:
                 "Global.max_side_len": READ_SIDE, "Global.text_score": 0.0, "Global.log_level": "error",
                 "EngineConfig.onnxruntime.intra_op_num_threads": threads,
                 "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-                "EngineConfig.openvino.inference_num_threads": threads})
+                "EngineConfig.openvino.inference_num_threads": threads,
+                "EngineConfig.openvino.performance_hint": "LATENCY"})
         return self._ocr
 
     def read_picture(self, picture: Image.Image, scale: float = 1.0) -> tuple[TextBox, ...]:
