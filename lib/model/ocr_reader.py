@@ -13,6 +13,10 @@ on the longer side rather than RapidOCR's default (736 px on the shorter side, a
 faster; word recall stays 0.97-1.00 from 10 to 48 px, where 480 px (1.4x faster again) reads 0.87 of the words
 of 10 px (bench.ocr_speed's tables in docs/benchmarks.md).
 
+The build reads in processes of their own (lib/ingest/ocr_pool.py, Ray actors): in the tests, RapidOCR's
+OpenVINO models loaded in a process that also ran the CLIP encoder's OpenVINO crashed it later (a segfault
+with no Python traceback), so nothing loads both in one process.
+
 Which boxes are kept (KEEP_CONFIDENCE, SHORT_CONFIDENCE), calibrated on 80 photos without words and 80 with
 two signs each (12-40 px words): real words scored 0.911 and up (156 boxes); the 72 stray boxes read in
 photos without words were all of one to three characters ('9' 0.909, '53' 0.83, single CJK characters up to

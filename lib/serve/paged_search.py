@@ -8,6 +8,7 @@ the list where relevance ends; filters (capture date, folder, pixel size) are ap
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -168,7 +169,11 @@ class PagedSearch:
         lists: Callable[[int], Ranked] | None = None
         if asked.mode != "text":
             vector = query_vector(asked.terms, lambda term: self.service.term_vector(term, asked.uploads))
-            key = (vector.tobytes(), tuple(asked.partitions or ()), asked.exact, asked.filters)
+            # the ocr filter's ids grow as a build commits words, without a new index set: they are part of the key
+            read = None
+            if asked.filters.ocr is not None and among is not None:
+                read = hashlib.blake2b(among.tobytes(), digest_size=16).digest()
+            key = (vector.tobytes(), tuple(asked.partitions or ()), asked.exact, asked.filters, read)
             searched = len(among) if among is not None else dataset.count
 
             def search_depth(depth: int, exact: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ from lib.data.synthetic import Scene, draw_scene
 from lib.ingest.image_index import build_image_index
 from lib.settings import load_settings
 from lib.store.catalog import Catalog
+from lib.store.records import ImageWords, TextBox
 from tests.api.test_api import assert_error
 from tests.helpers import share_model_cache
 
@@ -31,20 +32,22 @@ def write_library(root):
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory, demo_encoder, model_cache):
+    """The library built without OCR (and a client made on it), then built again with --ocr."""
     root = tmp_path_factory.mktemp("signs")
     write_library(root)
     workspace = share_model_cache(tmp_path_factory.mktemp("signs-ws"), model_cache)
-    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="signs",
+
+    def settings(**extra):
+        return load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="signs",
                                                         dataset_path=str(root), num_workers=0, ocr_workers=1,
-                                                        calibration_images=0))
-    build_image_index(settings, demo_encoder, progress=False)  # vectors only: searchable, no text yet
-    client = create_app(settings, encoder=demo_encoder).test_client()
+                                                        calibration_images=0, **extra))
+
+    build_image_index(settings(), demo_encoder, progress=False)  # vectors only: searchable, no text yet
+    client = create_app(settings(), encoder=demo_encoder).test_client()
     assert search(client, query="zanzibar", mode="text")["results"] == []
-    report = build_image_index(load_settings(environ={}, overrides=dict(
-        workspace=str(workspace), dataset_name="signs", dataset_path=str(root), num_workers=0, ocr_workers=1,
-        calibration_images=0, ocr="on")), demo_encoder, progress=False)
+    report = build_image_index(settings(ocr="on"), demo_encoder, progress=False)
     assert report.words_read == 28 and report.encoded == 0
-    return client, settings
+    return client, settings()
 
 
 def search(client, **body):
@@ -106,3 +109,23 @@ def test_image_text_gives_the_boxes(library):
     assert_error(client.get("/images/987654/text"), 404, "987654")
     [dataset] = client.get("/indexes").json["datasets"]
     assert dataset["words"] == {"read": 28, "with_words": 4, "failed": 0}
+
+
+def test_words_committed_while_a_server_runs_reach_a_filtered_search_it_has_cached(library):
+    """A build commits words without a new index set (no generation bump): a ranked list cached for an `ocr`
+    filter must not hide the images that gained words since."""
+    client, settings = library
+    assert paths(search(client, query="red circle", ocr="harbour")) == []  # the query's list is cached now
+    catalog = Catalog.in_folder(settings.indexes_dir)
+    shape = next(r for r in catalog.images("signs") if r.path == "shape_01.png")
+    before = catalog.words_of([shape.id])[shape.id]
+    generation = catalog.generation()
+    with catalog.transaction() as db:
+        box = TextBox("HARBOUR", 0.99, ((1, 1), (9, 1), (9, 5), (1, 5)))
+        catalog.put_words(db, "signs", [ImageWords(shape.id, (box,))])
+    try:
+        assert catalog.generation() == generation
+        assert paths(search(client, query="red circle", ocr="harbour")) == ["shape_01.png"]
+    finally:
+        with catalog.transaction() as db:
+            catalog.put_words(db, "signs", [before])
