@@ -119,17 +119,21 @@ def _wait(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def pool_rate(paths: list[Path], workers: int, threads: int, engine: str) -> float:
-    """Images/s of `workers` reader processes of `threads` threads each over `paths`, once every process has
-    loaded its models (as in the build's pool, decoding each file included)."""
+def pool_rates(files: dict[str, list[Path]], workers: int, threads: int, engine: str) -> list[float]:
+    """Images/s of each kind of file for `workers` reader processes of `threads` threads each, once every process
+    has loaded its models (as in the build's pool, decoding each file included); one pool for all kinds."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, context, initializer=_start,
                              initargs=(options(engine, Side(DETECTION_SIDE, "max"), threads),)) as pool:
         list(pool.map(_wait, [0.5] * workers))  # every process started and its models loaded
-        list(pool.map(_read, [str(p) for p in paths[:workers]]))  # and its first shapes compiled
-        started = time.perf_counter()
-        list(pool.map(_read, [str(p) for p in paths]))
-        return len(paths) / (time.perf_counter() - started)
+        rates = []
+        for kind in KINDS:
+            paths = [str(p) for p in files[kind]]
+            list(pool.map(_read, paths[:workers]))  # and its first shapes of this kind compiled
+            started = time.perf_counter()
+            list(pool.map(_read, paths))
+            rates.append(len(paths) / (time.perf_counter() - started))
+        return rates
 
 
 def write_samples(pictures: dict[str, list[RenderedWords]], folder: Path) -> dict[str, list[Path]]:
@@ -147,7 +151,7 @@ def write_samples(pictures: dict[str, list[RenderedWords]], folder: Path) -> dic
 def pool_rows(engine: str, files: dict[str, list[Path]]) -> list[tuple]:
     rows = []
     for workers, threads in ((1, 2), (2, 1)):
-        rates = [pool_rate(files[kind], workers, threads, engine) for kind in KINDS]
+        rates = pool_rates(files, workers, threads, engine)
         meets = min(rates[:2]) >= PHOTO_TARGET and rates[2] >= SCREENSHOT_TARGET
         rows.append((f"{engine} {DETECTION_SIDE}", f"{workers} x {threads}", *rates, "**yes**" if meets else "no"))
         print(f"  pool {workers} x {threads}: {', '.join(f'{r:.2f}' for r in rates)} images/s", flush=True)
