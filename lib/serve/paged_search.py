@@ -54,8 +54,7 @@ class SearchFilters:
     ocr: str | None = None  # words the text read in the picture must hold (lib/store/catalog_words.py)
 
     def given(self) -> bool:
-        return any(value is not None for value in (self.date_from_ns, self.date_to_ns, self.folder,
-                                                   self.min_width, self.min_height, self.ocr))
+        return self.catalog_given() or self.ocr is not None
 
     def catalog_given(self) -> bool:
         return any(value is not None for value in (self.date_from_ns, self.date_to_ns, self.folder,
