@@ -29,7 +29,7 @@ def make_parser() -> argparse.ArgumentParser:
                                     "ivf_min_vectors", "target_recall", "embeddings_partition_size", "precision",
                                     "backend", "inference_threads", "batch_size", "num_workers", "calibration_images",
                                     "engine", "ray_address", "follow_links", "ocr_engine", "ocr_workers",
-                                    "ocr_time_limit", "workspace"])
+                                    "ocr_time_limit", "video_time_limit", "workspace"])
     parser.add_argument("--ocr", dest="ocr", action="store_const", const="on", default=None,
                         help="read the words in the pictures after their vectors are committed, for text search; "
                              "later builds of the dataset keep doing so (default: what its last build did, off for "

@@ -98,6 +98,8 @@ class Settings:
                                    "machine's cores as their threads (one process with 2 threads reads faster "
                                    "than two of one)")
     ocr_time_limit: float = _setting(30.0, "CPU seconds OCR may spend on one picture before it is kept without text")
+    video_time_limit: float = _setting(300.0, "seconds decoding one video may take before it is skipped as "
+                                              "unreadable (a damaged file can decode forever)")
     calibration_images: int = _setting(48, "images whose edited copies calibrate a dataset's duplicate thresholds "
                                        "at the end of a build (0: do not calibrate when building)")
 

@@ -21,6 +21,27 @@ class Scene:
     vector: np.ndarray
 
 
+@dataclass(frozen=True)
+class VideoFrames:
+    """What a decoder worker hands on besides the frames' pixels: their times, each frame's perceptual
+    signature (lib/data/perceptual.py) and the video's length."""
+
+    times: list[float]
+    signatures: list[bytes]
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class VideoScene:
+    """One scene as the catalog records it: its span, the moment of its frame, that frame's vector and signature."""
+
+    start_s: float
+    end_s: float
+    frame_s: float
+    vector: np.ndarray
+    perceptual_hash: bytes
+
+
 def cut_points(vectors: np.ndarray, cut_cosine: float = CUT_COSINE) -> list[int]:
     """The indexes of the frames that start a new scene (0 always does): where a frame's cosine to the one
     before falls below `cut_cosine`. Vectors are L2-normalised, one per sampled frame, in time order."""
@@ -45,3 +66,10 @@ def scenes_of(times: list[float], vectors: np.ndarray, duration_s: float,
         end = float(times[last]) if last < len(times) else max(duration_s, float(times[-1]))
         scenes.append(Scene(start, end, medoid, vectors[medoid]))
     return scenes
+
+
+def video_scenes(frames: VideoFrames, vectors: np.ndarray) -> list[VideoScene]:
+    """The scenes of a sampled video as catalog entries."""
+    return [VideoScene(scene.start_s, scene.end_s, frames.times[scene.frame], scene.vector,
+                       frames.signatures[scene.frame])
+            for scene in scenes_of(frames.times, vectors, frames.duration_s)]

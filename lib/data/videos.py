@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,6 +41,7 @@ class SampledVideo:
     width: int
     height: int
     keyframes_only: bool  # whether only keyframes were decoded
+    created_ns: int | None = None  # the container's creation_time (phones write it, in UTC), ns since the epoch
 
 
 def is_video(path: str) -> bool:
@@ -93,7 +95,10 @@ def sample_frames(source: str | Path | BinaryIO, every_s: float = EVERY_S, max_f
             keyed = [(float(f.time), f.reformat(*size, format="rgb24")) for f in _frames(container, stream, clock)]
             gaps = np.diff([0.0] + [t for t, _ in keyed] + [duration])
             if keyed and float(gaps.max(initial=0.0)) <= max(MAX_KEYFRAME_GAP_S, step * 1.5):
-                picked = _one_per_step(keyed, step / 2)  # a keyframe at a cut just after another one is kept
+                # Every keyframe while they are sparse: an encoder puts one at a cut, often just after a regular
+                # one (2.9 s and 3.0 s), and thinning would drop the one that starts the scene.
+                sparse = len(keyed) <= 2 * duration / step + 2
+                picked = keyed if sparse else _one_per_step(keyed, step / 2)
                 keyframes_only = True
             else:
                 container.seek(0)
@@ -108,13 +113,26 @@ def sample_frames(source: str | Path | BinaryIO, every_s: float = EVERY_S, max_f
                 raise UnreadableVideoError("no frame could be decoded")
             return SampledVideo([t for t, _ in picked], [f.to_image() for _, f in picked], max(duration,
                                 picked[-1][0]), stream.codec_context.width, stream.codec_context.height,
-                                keyframes_only)
+                                keyframes_only, _created_ns(container.metadata))
     except UnreadableVideoError:
         raise
     except FileNotFoundError:
         raise UnreadableVideoError("file not found") from None
     except (av.FFmpegError, OSError, ValueError, IndexError) as err:
-        raise UnreadableVideoError(f"damaged, truncated or unsupported video: {err}") from None
+        reason = getattr(err, "strerror", None) or str(err)  # FFmpeg's words without the errno and the path
+        raise UnreadableVideoError(f"damaged, truncated or unsupported video: {reason}") from None
+
+
+def _created_ns(metadata: dict[str, str]) -> int | None:
+    """creation_time as MP4 and MKV muxers write it ('2024-06-01T10:20:30.000000Z'); None when absent or
+    unreadable, or the 1904/1970 epoch that a camera without a clock writes."""
+    text = metadata.get("creation_time", "").strip()
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000_000) if moment.year > 1970 else None
 
 
 def _one_per_step(keyed: list[tuple[float, Any]], step: float) -> list[tuple[float, Any]]:

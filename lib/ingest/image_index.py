@@ -22,6 +22,7 @@ from lib.data.datasets import ImageFile, scan_dataset
 from lib.data.image_text import caption_files
 from lib.errors import ClipSearchError, DiskFullError, IndexFileError
 from lib.ingest.calibrate import calibrate_duplicates, needs_calibration
+from lib.ingest.entries import entries_of, vector_count
 from lib.ingest.hash_backfill import backfill_missing
 from lib.ingest.image_text import update_image_text
 from lib.ingest.ivf_index import DatasetIvf
@@ -36,7 +37,6 @@ from lib.store.catalog_copy import keep_good_copy, repair_catalog
 from lib.store.files import build_lock, out_of_space
 from lib.store.index_files import commit_partition, image_index_name, read_index, settle_partition, vectors_of
 from lib.store.ivf_files import quantizer_name
-from lib.store.names import folder_of
 from lib.store.records import EMBEDDINGS_LAYOUT
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,10 @@ class ImageIndexBuilder:
 
     def _plan(self) -> tuple[list[ImageFile], dict[str, list[int]]]:
         """Files to encode (new, changed, in a broken partition) and catalog ids to remove, per partition."""
-        known = {record.path: record for record in self.catalog.images(self.dataset)}
+        rows: dict[str, list[ImageRecord]] = defaultdict(list)  # a video has a row per scene
+        for record in self.catalog.images(self.dataset):
+            rows[record.path].append(record)
+        known = {path: held[0] for path, held in rows.items()}
         layout, files, refused = scan_dataset(self.folder_root, self.settings.layout, self.settings.partition_size,
                                               {path: record.partition for path, record in known.items()},
                                               self.settings.follow_links)
@@ -180,7 +183,8 @@ class ImageIndexBuilder:
         self.report.skipped.update(refused)
         broken = self._broken_partitions()
         skipped_before = self.catalog.skipped(self.dataset)
-        todo, removed = [], defaultdict(list)
+        todo: list[ImageFile] = []
+        removed: dict[str, list[int]] = defaultdict(list)
         present = set()
         captions = caption_files({file.path for file in files})
         for file in (file for file in files if file.path not in captions):
@@ -196,14 +200,14 @@ class ImageIndexBuilder:
                 self.report.skipped[file.path] = was_skipped.reason
                 continue
             if old is not None:
-                removed[old.partition].append(old.id)
+                removed[old.partition] += [record.id for record in rows[file.path]]
                 self.report.changed += not same
             else:
                 self.report.added += 1
             todo.append(file)
         for path, old in known.items():
             if path not in present:
-                removed[old.partition].append(old.id)
+                removed[old.partition] += [record.id for record in rows[path]]
                 self.report.removed += 1
         self.files_by_path = {f.path: f for f in files}
         with self.catalog.transaction() as db:
@@ -248,18 +252,13 @@ class ImageIndexBuilder:
             keep = ~np.isin(ids, np.asarray(removed_ids, dtype=np.int64))
             ids, vectors = ids[keep], vectors[keep]
         with self.catalog.transaction() as db:
-            new_ids = self.catalog.next_ids(db, len(encoded))
-        records = []
-        for new_id, item in zip(new_ids, encoded, strict=True):
-            file, facts = todo[item.i], item.facts.captured(todo[item.i].mtime_ns)
-            records.append(ImageRecord(new_id, self.dataset, partition, file.path, file.class_name, item.size[0],
-                                       item.size[1], file.bytes, file.mtime_ns, item.sha256, file.target,
-                                       item.perceptual_hash, facts.captured_ns, facts.captured_from, facts.camera,
-                                       facts.orientation, folder_of(file.path)))
-        if encoded:
-            ids = np.concatenate([ids, np.asarray(new_ids, dtype=np.int64)])
-            encoded_vectors = [item.vector for item in encoded]  # every item here was encoded: none is None
-            vectors = np.concatenate([vectors, np.stack(encoded_vectors)])  # type: ignore[arg-type]
+            new_ids = self.catalog.next_ids(db, sum(map(vector_count, encoded)))
+        records: list[ImageRecord] = []
+        for item in encoded:
+            rows, new_vectors = entries_of(item, todo[item.i], new_ids[len(records):], self.dataset, partition)
+            records += rows
+            vectors = np.concatenate([vectors, new_vectors])
+        ids = np.concatenate([ids, np.asarray(new_ids, dtype=np.int64)])
         self._commit(partition, ids, vectors, removed_ids, records)
 
     def _commit(self, partition: str, ids: np.ndarray, vectors: np.ndarray, removed_ids: list[int],

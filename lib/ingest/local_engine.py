@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Protocol
 
 from lib.data.datasets import ImageFile, image_extensions
+from lib.data.videos import is_video
 from lib.model.decode import EncodedFile, encoded_batches
 from lib.model.encoder import ClipEncoder
+from lib.model.video_decode import encoded_videos
 from lib.settings import Settings
 
 
@@ -19,12 +21,32 @@ class Engine(Protocol):
 class LocalEngine:
     """Yields the files of a build in batches, each file with its vector or the reason it was skipped."""
 
-    def __init__(self, encoder: ClipEncoder, batch_size: int, num_workers: int) -> None:
+    def __init__(self, encoder: ClipEncoder, batch_size: int, num_workers: int, video_time_limit: float) -> None:
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+        self.video_time_limit = video_time_limit
 
     def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]:
-        yield from encoded_batches(self.encoder, root, [item.path for item in files], self.batch_size,
-                                   self.num_workers, image_extensions())
+        """The pictures first, then the videos (each its own batch: lib/model/video_decode.py)."""
+        pictures, videos = split_videos(files)
+        yield from placed(encoded_batches(self.encoder, root, [files[n].path for n in pictures], self.batch_size,
+                                          self.num_workers, image_extensions()), pictures)
+        yield from placed(encoded_videos(self.encoder, root, [files[n].path for n in videos], self.batch_size,
+                                         self.num_workers, self.video_time_limit), videos)
+
+
+def split_videos(files: list[ImageFile]) -> tuple[list[int], list[int]]:
+    """The positions of the pictures and of the videos among the files."""
+    videos = [n for n, file in enumerate(files) if is_video(file.path)]
+    taken = set(videos)
+    return [n for n in range(len(files)) if n not in taken], videos
+
+
+def placed(batches: Iterator[list[EncodedFile]], positions: list[int]) -> Iterator[list[EncodedFile]]:
+    """Batches of a sublist of the files, each item's index turned back into its position in the whole list."""
+    for batch in batches:
+        for item in batch:
+            item.i = positions[item.i]
+        yield batch
 
 
 def make_engine(settings: Settings, encoder: ClipEncoder) -> Engine:
@@ -33,4 +55,4 @@ def make_engine(settings: Settings, encoder: ClipEncoder) -> Engine:
         from lib.ingest.ray_engine import RayEngine
 
         return RayEngine(settings, encoder)
-    return LocalEngine(encoder, settings.batch_size, settings.num_workers)
+    return LocalEngine(encoder, settings.batch_size, settings.num_workers, settings.video_time_limit)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lib.data.images import ExifFacts, decode_image
 from lib.data.perceptual import signature
+from lib.data.video_scenes import VideoFrames, VideoScene
 from lib.errors import UnreadableImageError
 from lib.model.encoder import ClipEncoder
 from lib.model.preprocess import ClipTransform
@@ -30,6 +31,20 @@ class EncodedFile:
     perceptual_hash: bytes = b""  # lib/data/perceptual.signature of the decoded pixels
     facts: ExifFacts = ExifFacts()  # capture time, camera and orientation from the file's EXIF header
     vector: np.ndarray | None = None
+    frames: VideoFrames | None = None  # a video: its sampled frames' times and signatures (pixels holds them)
+    scenes: list[VideoScene] | None = None  # a video, once encoded: one entry per scene, in time order
+
+
+READ_ERRORS = (UnreadableImageError, OSError)
+
+
+def why_unreadable(err: Exception) -> str:
+    """A skip report's reason for one of READ_ERRORS."""
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    if isinstance(err, OSError):
+        return f"cannot read file: {err.strerror}"
+    return str(err)
 
 
 def draft_side(transform: ClipTransform) -> int:
@@ -55,12 +70,8 @@ def decode_file(i: int, path: Path, transform: ClipTransform, extensions: set[st
     try:
         data = path.read_bytes()
         image, size, facts = decode_image(data, min_side=draft_side(transform))
-    except UnreadableImageError as err:
-        return EncodedFile(i, error=str(err))
-    except FileNotFoundError:
-        return EncodedFile(i, error="file not found")
-    except OSError as err:
-        return EncodedFile(i, error=f"cannot read file: {err.strerror}")
+    except READ_ERRORS as err:
+        return EncodedFile(i, error=why_unreadable(err))
     # A tensor, not an array: DataLoader hands tensors back through shared memory instead of a pipe.
     pixels = transform.crop(image) if crop_only else transform(image)
     return EncodedFile(i, torch.from_numpy(pixels), None, size, hashlib.sha256(data).hexdigest(), signature(image),

@@ -17,6 +17,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from typing import Any
 
+from lib.store.catalog_schema import SCHEMA, add_columns, reserved_ids, set_reserved_ids, widen_unique
 from lib.store.catalog_search import INDEXES, TEXT_SCHEMA, CatalogSearch, fill_folders
 from lib.store.catalog_words import WORDS_SCHEMA, CatalogWords
 from lib.store.identity import ModelIdentity
@@ -27,83 +28,6 @@ __all__ = ["CATALOG_NAME", "Catalog", "DatasetRecord", "ImageRecord", "IvfRecord
 
 CATALOG_NAME = "catalog.sqlite"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS datasets (
-    name TEXT PRIMARY KEY,
-    root TEXT NOT NULL,
-    layout TEXT NOT NULL,
-    index_type TEXT NOT NULL,
-    model TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS partitions (
-    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    index_file TEXT NOT NULL,
-    index_sha256 TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    ivf_file TEXT NOT NULL DEFAULT '',
-    ivf_sha256 TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (dataset, name)
-);
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
-    partition TEXT NOT NULL,
-    path TEXT NOT NULL,
-    class_name TEXT NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    link_target TEXT NOT NULL DEFAULT '',
-    perceptual_hash BLOB NOT NULL DEFAULT x'',
-    captured_ns INTEGER NOT NULL DEFAULT 0,
-    captured_from TEXT NOT NULL DEFAULT '',
-    camera TEXT NOT NULL DEFAULT '',
-    orientation INTEGER NOT NULL DEFAULT 1,
-    folder TEXT NOT NULL DEFAULT '',
-    UNIQUE (dataset, path)
-);
-CREATE INDEX IF NOT EXISTS images_partition ON images (dataset, partition);
-CREATE TABLE IF NOT EXISTS skipped (
-    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
-    path TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (dataset, path)
-);
-CREATE TABLE IF NOT EXISTS ivf (
-    dataset TEXT PRIMARY KEY REFERENCES datasets(name) ON DELETE CASCADE,
-    quantizer_file TEXT NOT NULL,
-    quantizer_sha256 TEXT NOT NULL,
-    storage TEXT NOT NULL,
-    nlist INTEGER NOT NULL,
-    trained_on INTEGER NOT NULL,
-    fit REAL NOT NULL,
-    nprobe INTEGER NOT NULL,
-    nprobe_filtered INTEGER NOT NULL,
-    rerank INTEGER NOT NULL,
-    rerank_filtered INTEGER NOT NULL,
-    recall REAL NOT NULL,
-    recall_filtered REAL NOT NULL,
-    tuned_on INTEGER NOT NULL,
-    exact_below INTEGER NOT NULL,
-    recent_fit REAL NOT NULL,
-    recent_count INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS generation (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    value INTEGER NOT NULL
-);
-"""
-# Columns added since the first catalogs, given to an old catalog when a builder opens it (new tables come from SCHEMA).
-MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''"),
-              "images": ("link_target TEXT NOT NULL DEFAULT ''", "perceptual_hash BLOB NOT NULL DEFAULT x''",
-                         "captured_ns INTEGER NOT NULL DEFAULT 0", "captured_from TEXT NOT NULL DEFAULT ''",
-                         "camera TEXT NOT NULL DEFAULT ''", "orientation INTEGER NOT NULL DEFAULT 1",
-                         "folder TEXT NOT NULL DEFAULT ''")}
 NAME_COLUMNS = ("path", "link_target", "folder")  # file names: TEXT, or a BLOB of the bytes of one that is not UTF-8
 
 
@@ -133,14 +57,8 @@ class Catalog(CatalogSearch, CatalogWords):
         self.db.row_factory = sqlite3.Row
 
     def _migrate(self) -> None:
-        with self.db:
-            for table, columns in MIGRATIONS.items():
-                have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
-                for column in columns:
-                    if column.split()[0] not in have:
-                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-                        if column.startswith("folder "):
-                            fill_folders(self.db)
+        add_columns(self.db, lambda column: fill_folders(self.db) if column == "folder" else None)
+        widen_unique(self.db)
 
     @classmethod
     def in_folder(cls, indexes_dir: Path, readonly: bool = False) -> Catalog:
@@ -213,11 +131,13 @@ class Catalog(CatalogSearch, CatalogWords):
         db.execute("UPDATE partitions SET ivf_file = '', ivf_sha256 = '' WHERE dataset = ?", (dataset,))
         self._changed(db)
 
-    def same_content(self, dataset: str) -> list[list[int]]:
+    def same_content(self, dataset: str, videos: bool = False) -> list[list[int]]:
         """The ids of byte-identical images (one SHA-256), one list per content held more than once; rows
-        imported from embeddings have no hash ('') and are never the same content by it."""
-        rows = self.db.execute("SELECT group_concat(id) FROM images WHERE dataset = ? AND sha256 != '' GROUP BY sha256 "
-                               "HAVING COUNT(*) > 1 ORDER BY MIN(id)", (dataset,))
+        imported from embeddings have no hash ('') and are never the same content by it. Scenes of videos count
+        only with `videos` (then scene n of one copy of a video is the same as scene n of another)."""
+        rows = self.db.execute("SELECT group_concat(id) FROM images WHERE dataset = ? AND sha256 != '' AND scene < ? "
+                               "GROUP BY sha256, scene HAVING COUNT(*) > 1 ORDER BY MIN(id)",
+                               (dataset, 2**62 if videos else 0))
         return [sorted(int(i) for i in ids.split(",")) for ids, in rows]
 
     def class_names(self, dataset: str) -> dict[str, str]:
@@ -255,12 +175,12 @@ class Catalog(CatalogSearch, CatalogWords):
         return {skip.path: skip for skip in skips}
 
     def next_ids(self, db: sqlite3.Connection, count: int) -> list[int]:
-        """Reserve `count` new ids; ids are never reused, so a changed image gets a new vector id."""
-        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'images'").fetchone()
-        start = (row[0] if row else 0) + 1
+        """Reserve `count` new ids; ids are never reused, so a changed image gets a new vector id. (sqlite_sequence
+        has no unique name, so catalogs of earlier versions, which inserted a row per reservation, may hold several
+        for `images`: the largest counts, and one row is left.)"""
+        start = reserved_ids(db) + 1
         if count:
-            db.execute("INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('images', ?)",
-                       (start + count - 1,))
+            set_reserved_ids(db, start + count - 1)
         return list(range(start, start + count))
 
     def apply_partition(self, db: sqlite3.Connection, partition: PartitionRecord, removed: Iterable[int],
@@ -277,12 +197,10 @@ class Catalog(CatalogSearch, CatalogWords):
         self.drop_words(db, removed)
         db.executemany("DELETE FROM images WHERE dataset = ? AND path = ?",
                        [(r.dataset, to_sql(r.path)) for r in added])
-        db.executemany("INSERT INTO images (id, dataset, partition, path, class_name, width, height, bytes, mtime_ns, "
-                       "sha256, link_target, perceptual_hash, captured_ns, captured_from, camera, orientation, folder) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       [(r.id, r.dataset, r.partition, to_sql(r.path), r.class_name, r.width, r.height, r.bytes,
-                         r.mtime_ns, r.sha256, to_sql(r.link_target), r.perceptual_hash, r.captured_ns,
-                         r.captured_from, r.camera, r.orientation, to_sql(r.folder)) for r in added])
+        names = [f.name for f in fields(ImageRecord)]
+        db.executemany(f"INSERT INTO images ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                       [tuple(to_sql(v) if k in NAME_COLUMNS else v for k, v in zip(names, astuple(r), strict=True))
+                        for r in added])
         if partition.count:
             db.execute("INSERT OR REPLACE INTO partitions (dataset, name, index_file, index_sha256, count, ivf_file, "
                        "ivf_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)", astuple(partition))

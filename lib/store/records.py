@@ -32,6 +32,15 @@ class ImageRecord:
     camera: str = ""  # EXIF Model (with the Make when the Model does not start with it); '' = none
     orientation: int = 1  # EXIF orientation (1: upright)
     folder: str = ""  # the path's folder relative to the dataset root, '/'-separated; '' at the top
+    scene: int = -1  # a scene of a video: its number in the video from 0; -1 for a picture
+    video_start: float = 0.0  # a scene's first and last moment, in seconds from the video's start
+    video_end: float = 0.0
+    frame_s: float = 0.0  # the moment of the frame that stands for the scene (its vector, its thumbnail)
+
+    @property
+    def media(self) -> str:
+        """'video' for a scene of a video, 'image' for a picture."""
+        return "video" if self.scene >= 0 else "image"
 
     @property
     def capture(self) -> CaptureFacts:

@@ -64,6 +64,31 @@ def test_an_old_catalog_gets_the_link_column_in_place(tmp_path):
     assert readonly.image(1).link_target == ""  # the server reads an old catalog as it is
     readonly.close()
     catalog = Catalog.in_folder(tmp_path)
-    assert [row[1] for row in catalog.db.execute("PRAGMA table_info(images)")][-7:] == [
-        "link_target", "perceptual_hash", "captured_ns", "captured_from", "camera", "orientation", "folder"]
-    assert catalog.image(1).path == "a.jpg"
+    assert [row[1] for row in catalog.db.execute("PRAGMA table_info(images)")][-11:] == [
+        "link_target", "perceptual_hash", "captured_ns", "captured_from", "camera", "orientation", "folder",
+        "scene", "video_start", "video_end", "frame_s"]
+    assert catalog.image(1).path == "a.jpg" and catalog.image(1).media == "image"
+
+
+def test_an_old_catalog_makes_room_for_scenes_keeping_its_words_and_its_ids(tmp_path):
+    catalog = Catalog.in_folder(tmp_path)
+    catalog.close()
+    db = sqlite3.connect(tmp_path / "catalog.sqlite")  # as written before videos: one row per path
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'images'").fetchone()[0]
+    db.executescript(f"DROP TABLE images; {sql[:sql.index('scene INTEGER')].rstrip()} UNIQUE (dataset, path));")
+    db.executescript("INSERT INTO datasets VALUES ('d', '', 'flat', 'flat', '{}');"
+                     "INSERT INTO images (id, dataset, partition, path, class_name, width, height, bytes, mtime_ns, "
+                     "sha256) VALUES (7, 'd', 'p', 'a.jpg', '', 1, 1, 10, 20, 'abc');"
+                     "INSERT INTO image_words VALUES (7, 'd', '[]', 0, '');"
+                     "UPDATE sqlite_sequence SET seq = 40 WHERE name = 'images';"
+                     "INSERT INTO sqlite_sequence VALUES ('images', 50);")  # as next_ids wrote: a row per reservation
+    db.commit()
+    db.close()
+    catalog = Catalog.in_folder(tmp_path)
+    assert catalog.image(7).path == "a.jpg" and catalog.words_of([7])  # the copy did not cascade into image_words
+    with catalog.transaction() as db:
+        assert catalog.next_ids(db, 2) == [51, 52]
+        catalog.apply_partition(db, PartitionRecord("d", "p", "f", "s", 3), [], [
+            ImageRecord(i, "d", "p", "v.mp4", "", 4, 4, 10, 20, "v" * 64, scene=n) for n, i in enumerate((51, 52))])
+    assert [(r.path, r.scene) for r in catalog.images("d")] == [("a.jpg", -1), ("v.mp4", 0), ("v.mp4", 1)]
+    assert catalog.db.execute("SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'images'").fetchone()[0] == 1
