@@ -139,6 +139,25 @@ def planted_workspace(tmp_path_factory: pytest.TempPathFactory, model_cache: Pat
     return settings, files
 
 
+@pytest.fixture(scope="session")
+def video_workspace(tmp_path_factory: pytest.TempPathFactory, demo_encoder, model_cache):
+    """A workspace whose dataset "mixed" holds a video of three known scenes (lib/data/synthetic_video.py's
+    write_video_folder), a truncated video and two pictures, built with the demo model; yields the settings
+    and the video's cut times."""
+    from lib.data.synthetic_video import write_video_folder
+    from lib.ingest.image_index import build_image_index
+    from lib.settings import load_settings
+
+    root = tmp_path_factory.mktemp("mixed")
+    cuts = write_video_folder(root)
+    workspace = share_model_cache(tmp_path_factory.mktemp("video-workspace"), model_cache)
+    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="mixed",
+                                                        dataset_path=str(root), num_workers=0,
+                                                        calibration_images=0))
+    build_image_index(settings, demo_encoder, progress=False)
+    return settings, cuts
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -41,3 +41,26 @@ def write_video(path: Path, scenes: Sequence[tuple[float, Image.Image]], size: t
         for packet in stream.encode():
             out.mux(packet)
     return cuts
+
+
+SHOWN = (("red", "circle"), ("blue", "square"), ("green", "star"))  # the scenes of write_video_folder's video
+
+
+def write_video_folder(root: Path, seconds: float = 3.0) -> list[float]:
+    """A small mixed dataset: `clips/three scenes.mp4` (a red circle, a blue square, a green star, `seconds` each,
+    320x240, keyframes each second), `clips/truncated.mp4` (its first 3,000 bytes) and two pictures under
+    `pictures/` (a yellow triangle, a purple cross); returns the video's cut times."""
+    import random
+
+    from lib.data.synthetic import Scene, draw_scene
+
+    rng = random.Random(5)
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    (root / "pictures").mkdir(exist_ok=True)
+    video = root / "clips" / "three scenes.mp4"
+    cuts = write_video(video, [(seconds, draw_scene(Scene(colour, shape, 1, "large", "plain"), rng, 96))
+                               for colour, shape in SHOWN])
+    (root / "clips" / "truncated.mp4").write_bytes(video.read_bytes()[:3000])
+    for colour, shape in (("yellow", "triangle"), ("purple", "cross")):
+        draw_scene(Scene(colour, shape, 1, "large", "plain"), rng, 96).save(root / "pictures" / f"{colour} {shape}.png")
+    return cuts
