@@ -11,6 +11,7 @@ from PIL import Image
 
 from lib.data.dataset_files import DatasetWalk, Entry
 from lib.data.images import register_formats
+from lib.data.videos import VIDEO_EXTENSIONS
 from lib.errors import ClipSearchError
 
 LAYOUTS = ("tiny-imagenet", "folders", "flat")
@@ -82,8 +83,8 @@ def detect_layout(root: Path) -> str:
     if (root / "train").is_dir() and ((root / "wnids.txt").is_file() or (root / "words.txt").is_file()):
         return "tiny-imagenet"
     children = [c for c in root.iterdir() if not c.name.startswith(".")]
-    if any(c.is_dir() for c in children) and not any(c.is_file() and c.suffix.lower() in image_extensions()
-                                                     for c in children):
+    media = image_extensions() | VIDEO_EXTENSIONS
+    if any(c.is_dir() for c in children) and not any(c.is_file() and c.suffix.lower() in media for c in children):
         return "folders"
     return "flat"
 

@@ -23,7 +23,7 @@ from lib.cli import new_parser, run
 from lib.data.embeddings_folder import PATH_COLUMN, VECTORS_FOLDER, EmbeddingsPartWriter
 from lib.errors import ClipSearchError, NotFoundError
 from lib.settings import Settings, add_settings_arguments, settings_from_args
-from lib.store.catalog import Catalog
+from lib.store.catalog import Catalog, ImageRecord
 from lib.store.index_files import index_type_of, read_index, vectors_of
 from lib.store.names import shown
 
@@ -52,6 +52,17 @@ class PartWriters:
                 self.current, self.number = None, self.number + 1
 
 
+def exported_path(record: ImageRecord) -> str:
+    """A picture's path; a scene's is its video's with a W3C media fragment of its span ('a.mp4#t=3,6'), so that
+    every row names what it stands for, as a player takes it."""
+    path = shown(record.path)
+    return path if record.scene < 0 else f"{path}#t={record.video_start:g},{record.video_end:g}"
+
+
+def _moment(record: ImageRecord, seconds: float) -> float | None:
+    return None if record.scene < 0 else seconds
+
+
 def export_dataset(settings: Settings, dataset: str, folder: Path, dtype: str | None = None,
                    rows_per_file: int = ROWS_PER_FILE, progress: bool = True) -> int:
     """Write the dataset into `folder`; the number of rows written."""
@@ -73,10 +84,12 @@ def export_dataset(settings: Settings, dataset: str, folder: Path, dtype: str | 
             order = np.argsort(ids)
             rows = {r.id: r for r in catalog.images(dataset, partition.name)}
             images = [rows[int(i)] for i in ids[order]]
-            writers.add(vectors[order], pa.table({PATH_COLUMN: [shown(r.path) for r in images],
+            writers.add(vectors[order], pa.table({PATH_COLUMN: [exported_path(r) for r in images],
                                                   "id": pa.array(ids[order], pa.int64()),
                                                   "partition": [r.partition for r in images],
-                                                  "class_name": [r.class_name for r in images]}))
+                                                  "class_name": [r.class_name for r in images],
+                                                  "video_start": [_moment(r, r.video_start) for r in images],
+                                                  "video_end": [_moment(r, r.video_end) for r in images]}))
         return writers.written
     finally:
         catalog.close()

@@ -76,8 +76,8 @@ def backfill_missing(catalog: Catalog, dataset: str, root: Path, num_workers: in
                      files_recorded: bool = True) -> Backfill:
     """Give the dataset's rows what they lack: a signature (or one of another format) and, when the dataset's
     rows are its files' (`files_recorded`), capture facts; returns how many rows got each."""
-    missing = [r for r in catalog.images(dataset)
-               if unhashed(r) or (files_recorded and not r.captured_from)]
+    missing = [r for r in catalog.images(dataset)  # a scene's row is complete when written (a video decodes whole)
+               if r.scene < 0 and (unhashed(r) or (files_recorded and not r.captured_from))]
     if not missing:
         return Backfill(0, 0)
     log.info("reading %d images of %r indexed before perceptual hashes or capture facts (no re-encoding)",

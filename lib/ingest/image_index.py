@@ -229,6 +229,8 @@ class ImageIndexBuilder:
                 else:
                     done[file.partition].append(item)
                     self.report.encoded += 1
+                    self.report.videos += item.scenes is not None
+                    self.report.scenes += len(item.scenes or ())
                 remaining[file.partition] -= 1
                 if remaining[file.partition] == 0:
                     self._write_partition(file.partition, todo, done.pop(file.partition, []),

@@ -13,7 +13,7 @@ each file index. Losing the cluster itself stops the build with a ClusterError.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import torch
 from lib.data.datasets import ImageFile, image_extensions
 from lib.data.images import ExifFacts
 from lib.errors import ModelLoadError
+from lib.ingest.local_engine import placed, split_videos
 from lib.ingest.ray_cluster import ActorPlan, RayConnection
 from lib.model.decode import EncodedFile, decode_file
 from lib.model.encoder import ClipEncoder
@@ -108,20 +109,27 @@ def actor_model_spec(spec: str) -> str:
     return str(path.resolve()) if path.is_dir() else spec
 
 
-def encoded_files(batch: Columns, seen: set[int]) -> list[EncodedFile]:
-    """The rows of a result batch as EncodedFiles, leaving out (and remembering) the file indexes already seen."""
-    items = []
+def fresh_rows(batch: Columns, seen: set[int]) -> Iterator[tuple[int, EncodedFile]]:
+    """Each row of a result batch whose file index was not seen before (remembered now), with the fields that
+    pictures and videos share."""
     for row, i in enumerate(batch["i"].tolist()):
         if i in seen:
             continue
         seen.add(i)
-        error = str(batch["error"][row]) or None
         taken = int(batch["taken_ns"][row])
         facts = ExifFacts(None if taken == NO_TIME else taken, str(batch["camera"][row]),
                           int(batch["orientation"][row]))
-        items.append(EncodedFile(i, error=error, size=(int(batch["width"][row]), int(batch["height"][row])),
-                                 sha256=str(batch["sha256"][row]), perceptual_hash=bytes(batch["perceptual_hash"][row]),
-                                 facts=facts, vector=None if error else batch["vector"][row]))
+        yield row, EncodedFile(i, error=str(batch["error"][row]) or None, sha256=str(batch["sha256"][row]),
+                               size=(int(batch["width"][row]), int(batch["height"][row])), facts=facts)
+
+
+def encoded_files(batch: Columns, seen: set[int]) -> list[EncodedFile]:
+    """The rows of a result batch as EncodedFiles, leaving out (and remembering) the file indexes already seen."""
+    items = []
+    for row, item in fresh_rows(batch, seen):
+        if item.error is None:
+            item.perceptual_hash, item.vector = bytes(batch["perceptual_hash"][row]), batch["vector"][row]
+        items.append(item)
     return items
 
 
@@ -133,18 +141,35 @@ class RayEngine:
         self.connection = RayConnection(settings.ray_address, lost_after_s)
 
     def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]:
+        """The pictures, then the videos (lib/ingest/ray_video.py), each a stream of their own."""
+        from lib.ingest.ray_video import encoded_video_files, video_dataset
+
         if not files:
             return
+        pictures, videos = split_videos(files)
         with self.connection as ray:
             cpu_nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
             plan = ActorPlan.for_cluster(ray.cluster_resources(), len(cpu_nodes))
             log.info("Ray cluster at %s: %s", self.connection.where, plan.describe())
-            seen: set[int] = set()
-            dataset = self._dataset(ray, root, files, plan)
-            for batch in self.connection.stream(dataset.iter_batches(batch_size=None, batch_format="numpy")):
-                items = encoded_files(batch, seen)
-                if items:
-                    yield items
+            if pictures:
+                dataset = self._dataset(ray, root, [files[n] for n in pictures], plan)
+                yield from placed(self._stream(dataset, encoded_files), pictures)
+            if videos:
+                dataset = video_dataset(ray, root, [files[n] for n in videos], plan, self.encoder.transform,
+                                        self.settings.video_time_limit, self._actor_arguments(plan))
+                yield from placed(self._stream(dataset, encoded_video_files), videos)
+
+    def _stream(self, dataset: Any, convert: Callable[[Columns, set[int]], list[EncodedFile]]
+                ) -> Iterator[list[EncodedFile]]:
+        seen: set[int] = set()
+        for batch in self.connection.stream(dataset.iter_batches(batch_size=None, batch_format="numpy")):
+            items = convert(batch, seen)
+            if items:
+                yield items
+
+    def _actor_arguments(self, plan: ActorPlan) -> dict[str, Any]:
+        return {"model": actor_model_spec(self.settings.model), "options": encoder_options(self.settings),
+                "weights_sha256": self.encoder.identity.weights_sha256, "threads": plan.threads}
 
     def _dataset(self, ray: Any, root: Path, files: list[ImageFile], plan: ActorPlan) -> Any:
         import pyarrow
@@ -155,8 +180,7 @@ class RayEngine:
         items = ray.data.from_arrow([table.slice(start, block) for start in range(0, len(files), block)])
         decoded = items.map_batches(decode_batch, batch_size=batch_size, num_cpus=plan.decode_cpus,
                                     fn_kwargs={"root": str(root), "transform": self.encoder.transform})
-        arguments = {"model": actor_model_spec(self.settings.model), "options": encoder_options(self.settings),
-                     "weights_sha256": self.encoder.identity.weights_sha256, "threads": plan.threads}
-        return decoded.map_batches(EncoderActor, batch_size=batch_size, fn_constructor_kwargs=arguments,
+        return decoded.map_batches(EncoderActor, batch_size=batch_size,
+                                   fn_constructor_kwargs=self._actor_arguments(plan),
                                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.actors),
                                    num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus)

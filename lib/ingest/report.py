@@ -18,7 +18,9 @@ class BuildReport:
     changed: int = 0
     removed: int = 0
     unchanged: int = 0
-    encoded: int = 0
+    encoded: int = 0  # files encoded: pictures, and videos (each counted once)
+    videos: int = 0  # of those, videos
+    scenes: int = 0  # the scenes they were cut into, one vector each
     partitions_written: int = 0
     hashed: int = 0  # unchanged files given the perceptual signature an older build did not record
     dated: int = 0  # unchanged files given the capture facts an older build did not record
@@ -38,6 +40,7 @@ class BuildReport:
         return (f"{self.dataset} ({self.layout}): {self.added} added, {self.changed} changed, {self.removed} removed, "
                 f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.encoded} images {self.action} into "
                 f"{self.partitions_written} partition(s) in {self.seconds:.1f} s ({rate:.1f} images/s)"
+                + (f"; {self.videos} of them videos, cut into {self.scenes} scenes" if self.videos else "")
                 + (f"; {self.hashed} unchanged images hashed for duplicates" if self.hashed else "")
                 + (f"; {self.dated} unchanged images given capture dates" if self.dated else "")
                 + (f"; text read in {self.words_read} images, words found in {self.words_found}"

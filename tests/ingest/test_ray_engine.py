@@ -21,9 +21,10 @@ from tests.helpers import share_model_cache
 from tests.ingest.test_image_index import assert_consistent, settings_for
 
 
-def vectors_by_path(settings, dataset: str) -> dict[str, np.ndarray]:
+def vectors_by_path(settings, dataset: str) -> dict[tuple[str, int], np.ndarray]:
+    """The vector of each row by its path and scene (-1 for a picture)."""
     catalog = Catalog(settings.indexes_dir / CATALOG_NAME)
-    paths = {record.id: record.path for record in catalog.images(dataset)}
+    paths = {record.id: (record.path, record.scene) for record in catalog.images(dataset)}
     found = {}
     for partition in catalog.partitions(dataset):
         ids, vectors = vectors_of(read_index(settings.indexes_dir / partition.index_file, partition.index_sha256))
@@ -140,6 +141,24 @@ def test_a_two_node_cluster_builds_what_the_local_engine_builds(tmp_path, tiny_d
     assert dataset.ivf.nprobe > 0
     for image_id in [r.id for r in Catalog(on_ray.indexes_dir / CATALOG_NAME).images("tiny")][::10]:
         assert image_id in dataset.search(dataset.vector(image_id), 3)[1][0]
+
+
+@pytest.mark.slow
+def test_videos_on_the_cluster_give_the_scenes_the_local_engine_gives(tmp_path, demo_encoder, two_node_cluster,
+                                                                       model_cache, video_workspace):
+    local, _ = video_workspace
+    on_ray = ray_settings(tmp_path / "ray", local.dataset_path, two_node_cluster, model_cache, dataset_name="mixed",
+                          calibration_images=0)
+    report = build_image_index(on_ray, demo_encoder, progress=False)
+    assert (report.videos, report.scenes) == (1, 3) and list(report.skipped) == ["clips/truncated.mp4"]
+
+    def rows(catalog):
+        return {(r.path, r.scene, r.video_start, r.video_end, r.frame_s, r.sha256, r.perceptual_hash, r.width,
+                 r.capture) for r in catalog.images("mixed")}
+
+    assert rows(assert_consistent(on_ray, "mixed")) == rows(Catalog(local.indexes_dir / CATALOG_NAME))
+    expected, got = vectors_by_path(local, "mixed"), vectors_by_path(on_ray, "mixed")
+    assert min(float(np.dot(expected[path], got[path])) for path in expected) >= 0.999
 
 
 def worker_pids_of(cluster, title: str) -> list[int]:
