@@ -15,8 +15,12 @@ GRAIN = 4.0
 
 
 def write_video(path: Path, scenes: Sequence[tuple[float, Image.Image]], size: tuple[int, int] = (320, 240),
-                fps: int = 30, keyframe_every_s: float = 1.0, seed: int = 0) -> list[float]:
-    """Write the scenes ((seconds, picture) each) one after another; returns the times of the cuts."""
+                fps: int = 30, keyframe_every_s: float = 1.0, seed: int = 0, rotation: int = 0,
+                created: str = "") -> list[float]:
+    """Write the scenes ((seconds, picture) each) one after another; returns the times of the cuts. `rotation`
+    (counter-clockwise degrees) is written into the display matrix, as phones do for portrait video (the
+    pictures are then stored turned the other way, so that they show upright); `created` is the container's
+    creation_time (ISO 8601)."""
     import av
 
     rng = np.random.default_rng(seed)
@@ -26,10 +30,15 @@ def write_video(path: Path, scenes: Sequence[tuple[float, Image.Image]], size: t
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "26", "g": str(max(1, round(fps * keyframe_every_s)))}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        if created:
+            out.metadata["creation_time"] = created
         for n, (seconds, picture) in enumerate(scenes):
             if n:
                 cuts.append(elapsed)
-            base = np.asarray(picture.convert("RGB").resize((width + PAN, height + PAN)), dtype=np.float32)
+            stored = picture.convert("RGB").rotate(-rotation, expand=True) if rotation else picture.convert("RGB")
+            base = np.asarray(stored.resize((width + PAN, height + PAN)), dtype=np.float32)
             count = max(1, round(seconds * fps))
             for i in range(count):
                 shift = round(PAN * i / count)

@@ -38,7 +38,7 @@ class SampledVideo:
     times: list[float]  # seconds from the start, ascending
     frames: list[Image.Image]  # RGB, the shorter side SIDE (or less for a smaller video)
     duration_s: float
-    width: int
+    width: int  # upright, as it is shown
     height: int
     keyframes_only: bool  # whether only keyframes were decoded
     created_ns: int | None = None  # the container's creation_time (phones write it, in UTC), ns since the epoch
@@ -92,7 +92,13 @@ def sample_frames(source: str | Path | BinaryIO, every_s: float = EVERY_S, max_f
             step = max(every_s, duration / max(1, max_frames))
             size = _scaled(stream.codec_context.width, stream.codec_context.height, side)
             stream.codec_context.skip_frame = "NONKEY"
-            keyed = [(float(f.time), f.reformat(*size, format="rgb24")) for f in _frames(container, stream, clock)]
+            turn = [0]  # the display rotation, read from a decoded frame (FFmpeg's display matrix side data)
+
+            def small(frame: Any) -> Any:
+                turn[0] = frame.rotation
+                return frame.reformat(*size, format="rgb24")
+
+            keyed = [(float(f.time), small(f)) for f in _frames(container, stream, clock)]
             gaps = np.diff([0.0] + [t for t, _ in keyed] + [duration])
             if keyed and float(gaps.max(initial=0.0)) <= max(MAX_KEYFRAME_GAP_S, step * 1.5):
                 # Every keyframe while they are sparse: an encoder puts one at a cut, often just after a regular
@@ -106,14 +112,17 @@ def sample_frames(source: str | Path | BinaryIO, every_s: float = EVERY_S, max_f
                 picked, next_time = [], 0.0
                 for frame in _frames(container, stream, clock):
                     if float(frame.time) + 1e-6 >= next_time:
-                        picked.append((float(frame.time), frame.reformat(*size, format="rgb24")))
+                        picked.append((float(frame.time), small(frame)))
                         next_time = float(frame.time) + step
                 keyframes_only = False
             if not picked:
                 raise UnreadableVideoError("no frame could be decoded")
-            return SampledVideo([t for t, _ in picked], [f.to_image() for _, f in picked], max(duration,
-                                picked[-1][0]), stream.codec_context.width, stream.codec_context.height,
-                                keyframes_only, _created_ns(container.metadata))
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if turn[0] % 180:
+                width, height = height, width
+            return SampledVideo([t for t, _ in picked], [upright(f.to_image(), turn[0]) for _, f in picked],
+                                max(duration, picked[-1][0]), width, height, keyframes_only,
+                                _created_ns(container.metadata))
     except UnreadableVideoError:
         raise
     except FileNotFoundError:
@@ -121,6 +130,14 @@ def sample_frames(source: str | Path | BinaryIO, every_s: float = EVERY_S, max_f
     except (av.FFmpegError, OSError, ValueError, IndexError) as err:
         reason = getattr(err, "strerror", None) or str(err)  # FFmpeg's words without the errno and the path
         raise UnreadableVideoError(f"damaged, truncated or unsupported video: {reason}") from None
+
+
+def upright(image: Image.Image, rotation: int) -> Image.Image:
+    """A decoded frame turned as its display matrix says (phones record portrait video on its side); `rotation`
+    is counter-clockwise degrees, as PyAV's VideoFrame.rotation reads it."""
+    turn = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
+            270: Image.Transpose.ROTATE_270}.get(round(rotation / 90) * 90 % 360)
+    return image.transpose(turn) if turn is not None else image
 
 
 def _created_ns(metadata: dict[str, str]) -> int | None:
