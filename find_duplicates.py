@@ -2,11 +2,12 @@
 """Group a whole indexed dataset into duplicates, in tiers, each group with the image to keep.
 
     python find_duplicates.py DATASET [--csv FILE] [--tier exact near] [--near X] [--similar Y] [--calibrate]
+                                  [--videos]
 
 Tiers: exact (byte-identical), near (the same picture re-encoded, resized, lightly cropped), similar
 (a burst or a re-take). The near and similar thresholds are the ones calibrated for the dataset's model
 (calibrated now, with that model, when there are none). Nothing is ever deleted: the summary and the CSV
-(group,tier,keep,path,bytes,score) are for you to decide.
+(group,tier,keep,path,bytes,score) are for you to decide. The scenes of videos are left out unless --videos.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--similar", type=float, help="cosine threshold of the similar tier")
     parser.add_argument("--calibrate", action="store_true", help="calibrate the thresholds again with the dataset's "
                                                                   "model and record them")
+    parser.add_argument("--videos", action="store_true", help="group the scenes of videos too (a video copied "
+                                                               "elsewhere, a picture that shows a scene)")
     parser.add_argument("--show", type=int, default=5, help="groups printed after the summary (default 5)")
     add_settings_arguments(parser, ["calibration_images", "precision", "backend", "inference_threads", "workspace"])
     return parser
@@ -56,7 +59,7 @@ def calibrated(settings, dataset, force: bool, needed: bool):
 
 
 def print_report(report, groups, show: int) -> None:
-    from lib.store.names import shown
+    from lib.store.names import shown_moment
 
     t = report.thresholds
     source = ("defaults: too few images to calibrate on" if t.defaults else
@@ -69,7 +72,8 @@ def print_report(report, groups, show: int) -> None:
     for group in groups[:show]:
         print(f"\ngroup {group.number} ({group.tier}), frees {size_text(group.bytes_freed)}:")
         for m in group.members:
-            print(f"  {'keep' if m.keep else '    '} {m.score:.4f}  {shown(m.path)} ({m.width}x{m.height}, "
+            print(f"  {'keep' if m.keep else '    '} {m.score:.4f}  {shown_moment(m.path, m.video_start, m.video_end)} "
+                  f"({m.width}x{m.height}, "
                   f"{size_text(m.bytes)})")
 
 
@@ -85,7 +89,7 @@ def find(args: argparse.Namespace) -> None:
     thresholds = resolve_thresholds(recorded, args.dataset, args.near, args.similar)
     catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
     try:
-        report = group_dataset(dataset, catalog, thresholds)
+        report = group_dataset(dataset, catalog, thresholds, videos=args.videos)
     finally:
         catalog.close()
     groups = [g for g in report.groups if not args.tier or g.tier in args.tier]

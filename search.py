@@ -60,7 +60,7 @@ def search(args: argparse.Namespace) -> None:
     from lib.serve.paged_search import SearchFilters, SearchRequest, page_fields, parse_instant
     from lib.serve.query_terms import Term, parse_query
     from lib.serve.search import SearchService
-    from lib.store.names import shown
+    from lib.store.names import shown, shown_moment
 
     if args.query is None and not args.image:
         raise QueryError("give a query, an --image, or both")
@@ -86,7 +86,7 @@ def search(args: argparse.Namespace) -> None:
     for hit in page.hits:
         when = f"  {hit.captured_at[:10]}" if hit.captured_at and args.sort != "relevance" else ""
         words = "  [" + " | ".join(box.text for box in hit.text_matches) + "]" if hit.text_matches else ""
-        print(f"{hit.score:.4f}{when}  {shown(hit.path)}{words}")
+        print(f"{hit.score:.4f}{when}  {shown_moment(hit.path, hit.video_start, hit.video_end)}{words}")
     if page.cutoff_score is not None:
         print(f"# results score at least {page.cutoff_score:.4f}")
     if page.next_offset is not None:

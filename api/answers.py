@@ -96,8 +96,14 @@ class LinkedImage(BaseModel):
                                   "is not UTF-8 is escaped (\\\\, \\n, \\t, \\xNN)")
     width: int
     height: int
-    image_url: str
+    image_url: str = Field(description="the file; for a scene of a video, its frame as a JPEG")
     thumbnail_url: str = Field(description="add size=N (16-1024) for another size")
+    media: Literal["image", "video"] = Field(description="'video': a scene of a video file, which the fields "
+                                                         "video_start, video_end and video_url describe")
+    video_start: float | None = Field(None, description="a scene's first moment, seconds from the video's start")
+    video_end: float | None = Field(None, description="a scene's end, seconds from the video's start")
+    video_url: str | None = Field(None, description="the video file, with HTTP range requests; add the media "
+                                                    "fragment #t=<video_start> to play from the scene")
 
 
 class TextBoxAnswer(BaseModel):

@@ -5,7 +5,13 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge, Unauthorized
+from werkzeug.exceptions import (
+    HTTPException,
+    MethodNotAllowed,
+    RequestedRangeNotSatisfiable,
+    RequestEntityTooLarge,
+    Unauthorized,
+)
 
 from api.limits import current_limits
 from lib.errors import ClipSearchError, NotCalibratedError, NotFoundError, QueryError, UnreadableImageError
@@ -47,6 +53,9 @@ def _http_detail(err: HTTPException) -> tuple[str, dict[str, str]]:
     if isinstance(err, MethodNotAllowed) and err.valid_methods:
         methods = ", ".join(sorted(err.valid_methods))
         return f"this route takes {methods}", {"Allow": methods}
+    if isinstance(err, RequestedRangeNotSatisfiable) and err.length is not None:
+        return (f"the file holds {err.length} bytes; ask for a range within them",
+                {"Content-Range": f"bytes */{err.length}"})
     if isinstance(err, Unauthorized):
         return err.description or "", {"WWW-Authenticate": "Bearer"}
     return err.description or "", {}

@@ -7,7 +7,8 @@ import os
 from typing import BinaryIO
 from urllib.parse import quote
 
-from flask import Response, send_file
+from flask import Response, request, send_file
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from lib.store.catalog import ImageRecord
 
@@ -26,14 +27,19 @@ def content_disposition(name: str) -> str:
 
 
 def file_answer(file: BinaryIO, record: ImageRecord) -> Response:
-    """The open file of an indexed image, streamed, its type guessed from its name (send_file is given the file,
-    not its path, so that what is sent is what was checked)."""
+    """The open file of an indexed image or video, streamed, its type guessed from its name (send_file is given
+    the file, not its path, so that what is sent is what was checked), with HTTP range requests (a browser's
+    <video> asks for the part it seeks to): 206 with the part, 416 for a range outside the file."""
     name = record.path.rsplit("/", 1)[-1]
     found = os.fstat(file.fileno())
     response = send_file(file, mimetype=mimetypes.guess_type(name)[0] or "application/octet-stream",
                          etag=f"{record.id}-{found.st_size}-{found.st_mtime_ns}", last_modified=found.st_mtime,
-                         max_age=MAX_AGE)
+                         max_age=MAX_AGE, conditional=False)
     response.headers["Content-Disposition"] = content_disposition(name)
-    if response.status_code == 200:
-        response.content_length = found.st_size
+    response.content_length = found.st_size
+    try:  # send_file cannot answer ranges of a file object: it does not know its size
+        response.make_conditional(request.environ, accept_ranges=True, complete_length=found.st_size)
+    except RequestedRangeNotSatisfiable:
+        file.close()
+        raise
     return response

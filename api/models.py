@@ -220,6 +220,8 @@ class SearchBody(JsonBody):
     mode: Literal["clip", "text", "hybrid"] = Field("clip", description="CLIP, text (names, captions and words "
                                                                         "read in the pictures), or both (reciprocal "
                                                                         "rank fusion)")
+    group_videos: bool = Field(False, description="at most one result per video: its best scene (so that one long "
+                                                  "video does not fill the page)")
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchBody:
@@ -308,8 +310,6 @@ class ThumbnailQuery(SignedLink):
     size: int = Field(256, ge=16, le=1024, description="longest side in pixels")
 
 
-
-
 class DuplicatesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: Name | None = Field(None, description="the dataset (may be left out when only one is served)")
@@ -319,6 +319,7 @@ class DuplicatesQuery(BaseModel):
                                              "limit says)")
     near: Cosine | None = Field(None, description="near-duplicate threshold instead of the calibrated one")
     similar: Cosine | None = Field(None, description="similar-photo threshold instead of the calibrated one")
+    videos: bool = Field(False, description="group the scenes of videos too (left out by default)")
 
 
 class EvaluationsQuery(BaseModel):

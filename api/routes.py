@@ -48,6 +48,7 @@ from api.openapi import openapi_document
 from api.security import public, signature
 from api.validation import body, operation, query_args
 from lib.data.images import open_image, pixel_count
+from lib.errors import NotFoundError
 from lib.serve.duplicate_finder import DuplicateFinder
 from lib.serve.duplicates import NEAR_DISTANCE, DuplicateGroup, GroupMember
 from lib.serve.figures import dataset_evaluations
@@ -80,9 +81,10 @@ def image_link(endpoint: str, image_id: int) -> str:
 
 
 def with_links(image: SearchHit | GroupMember) -> dict:
-    """An image's fields, with the links to the image and its thumbnail."""
+    """An image's fields, with the links to the image and its thumbnail (and, for a scene, to its video)."""
     return {**asdict(image), "path": shown(image.path), "image_url": image_link("api.image", image.id),
-            "thumbnail_url": image_link("api.thumbnail_of", image.id)}
+            "thumbnail_url": image_link("api.thumbnail_of", image.id),
+            "video_url": image_link("api.video", image.id) if image.media == "video" else None}
 
 
 def hits_answer(k: int, hits: list[SearchHit], notes: list[str], **fields: Any):
@@ -172,7 +174,7 @@ def search():
     terms += [Term(1.0, upload=n) for n in range(len(uploads)) if n not in named]
     filters = SearchFilters(asked.date_from, asked.date_to, asked.folder, asked.min_width, asked.min_height, asked.ocr)
     request = SearchRequest(terms, k, asked.offset, asked.dataset, asked.partitions, asked.exact, asked.min_score,
-                            asked.cutoff, filters, asked.sort, asked.mode, uploads)
+                            asked.cutoff, filters, asked.sort, asked.mode, uploads, asked.group_videos)
     page = service().search(request)
     return hits_answer(k, page.hits, notes, **page_fields(page, query, request))
 
@@ -222,7 +224,7 @@ def duplicates():
     asked = query_args()
     limit = min(asked.limit, settings().max_k)
     finder: DuplicateFinder = current_app.extensions["duplicates"]
-    report = finder.report(asked.dataset, asked.near, asked.similar)
+    report = finder.report(asked.dataset, asked.near, asked.similar, asked.videos)
     groups = [g for g in report.groups if asked.tier in (None, g.tier)]
     end = asked.offset + limit
     return jsonify({"dataset": report.dataset, "tier": asked.tier, "images": len(report.paths),
@@ -255,6 +257,17 @@ def image(image_id: int):
     with file:
         converted = browser_copy(file, record, settings().cache_dir / "converted")
     return send_file(converted, mimetype="image/jpeg", max_age=MAX_AGE)
+
+
+@bp.get(f"/videos/{IMAGE_ID}")
+@operation(query=SignedLink, errors=(400, 401, 404, 416))
+def video(image_id: int):
+    """The video file of a scene, with HTTP range requests (206 Partial Content; 416 for a range outside it), so
+    that a browser's <video> can seek; found and checked as /images are. A picture's id is not found here."""
+    record = service().record(image_id)
+    if record.media != "video":
+        raise NotFoundError(f"image {image_id} is a picture, not a scene of a video; /images/{image_id} serves it")
+    return file_answer(service().image_file(record), record)
 
 
 @bp.get(f"/images/{IMAGE_ID}/text")

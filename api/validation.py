@@ -29,6 +29,8 @@ ERROR_TEXT = {
     409: "the dataset has no calibrated duplicate thresholds: give near and similar, or calibrate it",
     413: "the body is over the size limit (see x-limits)",
     415: "the body is neither JSON nor a form",
+    416: ("the range asked for lies outside the file "
+          "(Content-Range says its size)"),
 }
 
 

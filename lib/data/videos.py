@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +60,9 @@ def _duration(container: Any, stream: Any) -> float:
     return float(container.duration or 0) / 1_000_000
 
 
-class _Clock:
+class DecodeClock:
+    """Raises UnreadableVideoError once decoding has run past its time limit (0: none)."""
+
     def __init__(self, limit_s: float) -> None:
         self.limit_s, self.started = limit_s, time.monotonic()
 
@@ -68,7 +71,8 @@ class _Clock:
             raise UnreadableVideoError(f"decoding took longer than the limit of {self.limit_s:g} s")
 
 
-def _frames(container: Any, stream: Any, clock: _Clock) -> Iterator[Any]:
+def decoded_frames(container: Any, stream: Any, clock: DecodeClock) -> Iterator[Any]:
+    """The stream's frames that carry a time, as they are decoded, within the clock's limit."""
     for frame in container.decode(stream):
         clock.check()
         if frame.time is not None:
@@ -79,50 +83,58 @@ def sample_frames(source: str | Path | BinaryIO, every_s: float = EVERY_S, max_f
                   side: int = SIDE, time_limit_s: float = 120.0) -> SampledVideo:
     """About one frame every `every_s` seconds (at most `max_frames`), keyframes where they are dense enough.
     Raises UnreadableVideoError for what cannot be read, or when decoding takes longer than `time_limit_s`."""
+    clock = DecodeClock(time_limit_s)
+    with opened_video(source) as (container, stream):
+        duration = _duration(container, stream)
+        step = max(every_s, duration / max(1, max_frames))
+        size = _scaled(stream.codec_context.width, stream.codec_context.height, side)
+        stream.codec_context.skip_frame = "NONKEY"
+        turn = [0]  # the display rotation, read from a decoded frame (FFmpeg's display matrix side data)
+
+        def small(frame: Any) -> Any:
+            turn[0] = frame.rotation
+            return frame.reformat(*size, format="rgb24")
+
+        keyed = [(float(f.time), small(f)) for f in decoded_frames(container, stream, clock)]
+        gaps = np.diff([0.0] + [t for t, _ in keyed] + [duration])
+        if keyed and float(gaps.max(initial=0.0)) <= max(MAX_KEYFRAME_GAP_S, step * 1.5):
+            # Every keyframe while they are sparse: an encoder puts one at a cut, often just after a regular
+            # one (2.9 s and 3.0 s), and thinning would drop the one that starts the scene.
+            sparse = len(keyed) <= 2 * duration / step + 2
+            picked = keyed if sparse else _one_per_step(keyed, step / 2)
+            keyframes_only = True
+        else:
+            container.seek(0)
+            stream.codec_context.skip_frame = "DEFAULT"
+            picked, next_time = [], 0.0
+            for frame in decoded_frames(container, stream, clock):
+                if float(frame.time) + 1e-6 >= next_time:
+                    picked.append((float(frame.time), small(frame)))
+                    next_time = float(frame.time) + step
+            keyframes_only = False
+        if not picked:
+            raise UnreadableVideoError("no frame could be decoded")
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if turn[0] % 180:
+            width, height = height, width
+        return SampledVideo([t for t, _ in picked], [upright(f.to_image(), turn[0]) for _, f in picked],
+                            max(duration, picked[-1][0]), width, height, keyframes_only,
+                            _created_ns(container.metadata))
+
+
+@contextmanager
+def opened_video(source: str | Path | BinaryIO) -> Iterator[tuple[Any, Any]]:
+    """The open container and its first video stream (decoded with FFmpeg's threads); what PyAV raises for a
+    file it cannot read, in the block too, leaves as UnreadableVideoError with FFmpeg's words."""
     import av
 
-    clock = _Clock(time_limit_s)
     try:
         with av.open(source, mode="r", metadata_errors="ignore") as container:
             if not container.streams.video:
                 raise UnreadableVideoError("the file holds no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            duration = _duration(container, stream)
-            step = max(every_s, duration / max(1, max_frames))
-            size = _scaled(stream.codec_context.width, stream.codec_context.height, side)
-            stream.codec_context.skip_frame = "NONKEY"
-            turn = [0]  # the display rotation, read from a decoded frame (FFmpeg's display matrix side data)
-
-            def small(frame: Any) -> Any:
-                turn[0] = frame.rotation
-                return frame.reformat(*size, format="rgb24")
-
-            keyed = [(float(f.time), small(f)) for f in _frames(container, stream, clock)]
-            gaps = np.diff([0.0] + [t for t, _ in keyed] + [duration])
-            if keyed and float(gaps.max(initial=0.0)) <= max(MAX_KEYFRAME_GAP_S, step * 1.5):
-                # Every keyframe while they are sparse: an encoder puts one at a cut, often just after a regular
-                # one (2.9 s and 3.0 s), and thinning would drop the one that starts the scene.
-                sparse = len(keyed) <= 2 * duration / step + 2
-                picked = keyed if sparse else _one_per_step(keyed, step / 2)
-                keyframes_only = True
-            else:
-                container.seek(0)
-                stream.codec_context.skip_frame = "DEFAULT"
-                picked, next_time = [], 0.0
-                for frame in _frames(container, stream, clock):
-                    if float(frame.time) + 1e-6 >= next_time:
-                        picked.append((float(frame.time), small(frame)))
-                        next_time = float(frame.time) + step
-                keyframes_only = False
-            if not picked:
-                raise UnreadableVideoError("no frame could be decoded")
-            width, height = stream.codec_context.width, stream.codec_context.height
-            if turn[0] % 180:
-                width, height = height, width
-            return SampledVideo([t for t, _ in picked], [upright(f.to_image(), turn[0]) for _, f in picked],
-                                max(duration, picked[-1][0]), width, height, keyframes_only,
-                                _created_ns(container.metadata))
+            yield container, stream
     except UnreadableVideoError:
         raise
     except FileNotFoundError:

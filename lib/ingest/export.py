@@ -25,7 +25,7 @@ from lib.errors import ClipSearchError, NotFoundError
 from lib.settings import Settings, add_settings_arguments, settings_from_args
 from lib.store.catalog import Catalog, ImageRecord
 from lib.store.index_files import index_type_of, read_index, vectors_of
-from lib.store.names import shown
+from lib.store.names import shown_moment
 
 ROWS_PER_FILE = 1_000_000  # clip-retrieval's own default part size
 
@@ -53,10 +53,9 @@ class PartWriters:
 
 
 def exported_path(record: ImageRecord) -> str:
-    """A picture's path; a scene's is its video's with a W3C media fragment of its span ('a.mp4#t=3,6'), so that
-    every row names what it stands for, as a player takes it."""
-    path = shown(record.path)
-    return path if record.scene < 0 else f"{path}#t={record.video_start:g},{record.video_end:g}"
+    """A picture's path; a scene's is its video's with a media fragment of its span ('a.mp4#t=3,6')."""
+    span = record.media_fields()
+    return shown_moment(record.path, span["video_start"], span["video_end"])
 
 
 def _moment(record: ImageRecord, seconds: float) -> float | None:

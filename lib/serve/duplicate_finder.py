@@ -18,7 +18,8 @@ import numpy as np
 
 from lib.data.aligned_pixels import SIDE, compare, prepared
 from lib.data.dataset_files import open_indexed
-from lib.data.images import capture_time_ns, open_image
+from lib.data.images import capture_time_ns
+from lib.data.video_frames import indexed_picture
 from lib.errors import NotFoundError, UnreadableImageError
 from lib.serve.duplicates import DuplicateReport, group_duplicates, resolve_thresholds
 from lib.serve.index_set import LiveIndexSet, LoadedDataset
@@ -34,24 +35,28 @@ CACHED_PIXELS = 4096  # prepared pictures kept per grouping (12 KB each): an ima
 
 
 def group_dataset(dataset: LoadedDataset, catalog: Catalog, thresholds: DuplicateThresholds,
-                  neighbours: int = NEIGHBOURS) -> DuplicateReport:
-    """Group every image of the dataset into tiers, searching its index for each image's neighbours."""
+                  neighbours: int = NEIGHBOURS, videos: bool = False) -> DuplicateReport:
+    """Group every image of the dataset into tiers, searching its index for each image's neighbours; the scenes
+    of videos are left out unless `videos` is given (a video's scenes then group with their copies elsewhere,
+    and with pictures that show the same)."""
     parts = [vectors_of(p.index) for p in dataset.partitions.values()]
     ids = np.concatenate([i for i, _ in parts]) if parts else np.zeros(0, np.int64)
     vectors = np.concatenate([v for _, v in parts]) if parts else np.zeros((0, dataset.record.model.dim), np.float32)
-    records = {r.id: r for r in catalog.images(dataset.record.name)}
+    records = {r.id: r for r in catalog.images(dataset.record.name) if videos or r.media != "video"}
     present = np.array([int(i) in records for i in ids], bool)  # rows a newer build has dropped are left out
     ids, vectors = ids[present], vectors[present]
     pairs = close_pairs(dataset.search, ids, vectors, min(thresholds.near, thresholds.similar), neighbours)
-    same = [positions_of(ids, np.asarray(group, np.int64)) for group in catalog.same_content(dataset.record.name)]
+    same = [positions_of(ids, np.asarray(group, np.int64))
+            for group in catalog.same_content(dataset.record.name, videos)]
     same = [group[group >= 0] for group in same if (group >= 0).sum() > 1]
     return group_duplicates(dataset.record.name, [records[int(i)] for i in ids], vectors, same, pairs, thresholds,
                             partial(capture_times, dataset.record), PixelMatcher(dataset.record))
 
 
 def capture_time(dataset: DatasetRecord, record: ImageRecord) -> int | None:
-    """An image's EXIF capture time (ns), read through the same checks as the files the server serves."""
-    if dataset.root is None:
+    """An image's EXIF capture time (ns), read through the same checks as the files the server serves (None for
+    a scene of a video: its file has no EXIF)."""
+    if dataset.root is None or record.media == "video":
         return None
     try:
         with open_indexed(dataset.root, record, dataset.files_recorded) as file:
@@ -73,7 +78,7 @@ def pixels(dataset: DatasetRecord, record: ImageRecord) -> np.ndarray | None:
         return None
     try:
         with open_indexed(dataset.root, record, dataset.files_recorded) as file:
-            return prepared(open_image(file, max_side=SIDE * 2))
+            return prepared(indexed_picture(file, record, max_side=SIDE * 2))
     except (NotFoundError, UnreadableImageError) as err:
         log.info("no pixel check for image %d: %s", record.id, err)
         return None
@@ -126,18 +131,20 @@ class DuplicateFinder:
         recorded = load_thresholds(self.indexes.indexes_dir, dataset.record.name, self.indexes.model)
         return resolve_thresholds(recorded, dataset.record.name, near, similar)
 
-    def report(self, name: str | None, near: float | None = None, similar: float | None = None) -> DuplicateReport:
-        """The grouping of a dataset of the current index set, computed once per index set and thresholds."""
+    def report(self, name: str | None, near: float | None = None, similar: float | None = None,
+               videos: bool = False) -> DuplicateReport:
+        """The grouping of a dataset of the current index set (with its videos' scenes, or without), computed
+        once per index set, thresholds and choice."""
         dataset = self.dataset(name)
         thresholds = self.thresholds(dataset, near, similar)
-        key = (id(dataset), thresholds.near, thresholds.similar)
+        key = (id(dataset), thresholds.near, thresholds.similar, videos)
         with self._lock:  # one grouping at a time: a second request for the same one waits and reuses it
             if key in self._reports and self._reports[key][0] is dataset:
                 self._reports.move_to_end(key)
                 return self._reports[key][1]
             catalog = Catalog.in_folder(self.indexes.indexes_dir, readonly=True)
             try:
-                report = group_dataset(dataset, catalog, thresholds, self.neighbours)
+                report = group_dataset(dataset, catalog, thresholds, self.neighbours, videos)
             finally:
                 catalog.close()
             self._reports[key] = (dataset, report)

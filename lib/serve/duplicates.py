@@ -35,7 +35,7 @@ from lib.serve.neighbours import ClosePairs
 from lib.store.catalog import ImageRecord
 from lib.store.dataset_figures import DuplicateThresholds
 from lib.store.files import write_atomic
-from lib.store.names import shown
+from lib.store.names import shown_moment
 
 TIERS = ("exact", "near", "similar")
 CSV_HEADER = ("group", "tier", "keep", "path", "bytes", "score")
@@ -50,6 +50,9 @@ class GroupMember:
     height: int
     score: float  # cosine to the group's keeper
     keep: bool
+    media: str = "image"  # "video" for a scene of a video, which has its span (seconds) too
+    video_start: float | None = None
+    video_end: float | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,8 @@ def tier_levels(records: Sequence[ImageRecord], vectors: np.ndarray, ranks: np.n
 def _group(tier: str, positions: np.ndarray, records: Sequence[ImageRecord], vectors: np.ndarray) -> DuplicateGroup:
     scores = vectors[positions] @ vectors[positions[0]]
     order = [0, *sorted(range(1, len(positions)), key=lambda i: -scores[i])]
-    members = tuple(GroupMember(r.id, r.path, r.bytes, r.width, r.height, round(float(scores[i]), 6), i == 0)
+    members = tuple(GroupMember(r.id, r.path, r.bytes, r.width, r.height, round(float(scores[i]), 6), i == 0,
+                                 **r.media_fields())
                     for i in order for r in [records[positions[i]]])
     return DuplicateGroup(0, tier, members)
 
@@ -260,13 +264,13 @@ def group_duplicates(dataset: str, records: Sequence[ImageRecord], vectors: np.n
 
 def csv_text(groups: Sequence[DuplicateGroup]) -> str:
     """One row per image in a group: group,tier,keep,path,bytes,score (path relative to the dataset root, escaped
-    as lib/store/names.shown does, so that any name fits on one row and in UTF-8)."""
+    as lib/store/names.shown does, so that any name fits on one row and in UTF-8; a scene's with its span)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for group in groups:
-        writer.writerows((group.number, group.tier, int(m.keep), shown(m.path), m.bytes, f"{m.score:.6f}")
-                         for m in group.members)
+        writer.writerows((group.number, group.tier, int(m.keep), shown_moment(m.path, m.video_start, m.video_end),
+                          m.bytes, f"{m.score:.6f}") for m in group.members)
     return buffer.getvalue()
 
 

@@ -9,7 +9,7 @@ the list where relevance ends; filters (capture date, folder, pixel size) are ap
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -31,6 +31,7 @@ from lib.serve.ranking import (
     fuse,
     kept_count,
 )
+from lib.serve.video_groups import grouped_list, one_per_video
 from lib.store.catalog_words import substrings
 from lib.store.names import fold
 from lib.store.records import ImageWords
@@ -77,6 +78,7 @@ class SearchRequest:
     sort: Sort = "relevance"
     mode: Mode = "clip"
     uploads: Sequence[Image.Image] = ()
+    group_videos: bool = False  # one result per video: its best scene (lib/serve/video_groups.py)
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,8 @@ class PagedSearch:
             scores, ids = fuse([clip_ids] + [ids for _, ids in self._text_lists(dataset, asked, among) if len(ids)])
         else:
             scores, ids = None, None
+        if scores is not None and ids is not None and asked.group_videos:
+            scores, ids = one_per_video(scores, ids, self._videos)
         if asked.sort != "relevance":
             return self._by_date(asked, dataset, threshold, lists if ids is None else None, scores, ids)
         if ids is not None:
@@ -203,7 +207,12 @@ class PagedSearch:
             return self._page(asked, scores, ids, complete=True, threshold=None)
         assert lists is not None
         wanted = asked.offset + asked.k + 1
-        found = lists(wanted) if threshold is None else grown_through(lists, wanted, threshold, up_to=wanted)
+
+        def grow(count: int) -> Ranked:
+            assert lists is not None
+            return lists(count) if threshold is None else grown_through(lists, count, threshold, up_to=count)
+
+        found = grouped_list(grow, wanted, threshold, self._videos) if asked.group_videos else grow(wanted)
         return self._page(asked, found.scores, found.ids, found.complete, threshold)
 
     def _page(self, asked: SearchRequest, scores: np.ndarray, ids: np.ndarray, complete: bool,
@@ -233,6 +242,8 @@ class PagedSearch:
             assert scores is not None
             scores, ids = scores[:asked.k * 10], ids[:asked.k * 10]
         assert scores is not None
+        if asked.group_videos and lists is not None:
+            scores, ids = one_per_video(scores, ids, self._videos)
         records = self.service.records(ids.tolist())
         taken = np.array([r.captured_ns if (r := records.get(i)) is not None else 0 for i in ids.tolist()], np.int64)
         order = date_order(ids, scores, taken, asked.sort == "newest")
@@ -240,6 +251,10 @@ class PagedSearch:
         hits = self.service.hits([(int(ids[p]), float(scores[p])) for p in page], records)
         more = asked.offset + asked.k < len(ids)
         return SearchPage(hits, asked.offset + asked.k if more else None, threshold, len(ids))
+
+    def _videos(self, ids: Sequence[int]) -> dict[int, Hashable]:
+        """The video of each id that is a scene of one."""
+        return {i: r.path for i, r in self.service.records(ids).items() if r.media == "video"}
 
     def _filtered(self, dataset: LoadedDataset, filters: SearchFilters) -> np.ndarray | None:
         """The ids that pass the filters (None: no filter given)."""

@@ -36,6 +36,9 @@ class SearchHit:
     captured_at: str | None = None  # ISO 8601 (UTC): EXIF capture time, else the file's modification time
     captured_from: str | None = None  # "exif" or "mtime" (None: not recorded, as for imported embeddings)
     text_matches: tuple[TextBox, ...] | None = None  # the boxes of words read in the picture that the query matched
+    media: str = "image"  # "video" for a scene of a video, which has its span (seconds) too
+    video_start: float | None = None
+    video_end: float | None = None
 
 
 
@@ -143,7 +146,8 @@ class SearchService:
               ) -> list[SearchHit]:
         records = self.records([i for i, _ in picked]) if records is None else records
         return [SearchHit(i, score, r.dataset, r.partition, r.class_name, r.path, r.width, r.height,
-                          *_captured(r)) for i, score in picked if (r := records.get(i)) is not None]
+                          *_captured(r), **r.media_fields())
+                for i, score in picked if (r := records.get(i)) is not None]
 
     def term_vector(self, term: Term, uploads: Sequence[Image.Image]) -> np.ndarray:
         """One term's embedding: a text's, an indexed image's stored vector, or an uploaded image's."""

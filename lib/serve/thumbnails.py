@@ -1,5 +1,5 @@
-"""Thumbnails of indexed images, made once and kept in the cache folder (or, when it cannot be written, made
-for each request and served from memory)."""
+"""Thumbnails of indexed images (of a scene of a video: its frame), made once and kept in the cache folder (or,
+when it cannot be written, made for each request and served from memory)."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from lib.data.images import open_image
+from lib.data.video_frames import indexed_picture
 from lib.store.catalog import ImageRecord
 from lib.store.files import write_atomic
 
@@ -35,12 +35,12 @@ def _cached(data: bytes, path: Path) -> Path | io.BytesIO:
 
 
 def thumbnail(source: BinaryIO, record: ImageRecord, size: int, cache_dir: Path) -> Path | io.BytesIO:
-    """A JPEG no larger than size x size of the open file `source`; keyed by content hash, so a changed image
-    gets a new one."""
+    """A JPEG no larger than size x size of the open file `source` (a scene's frame, for a scene of a video);
+    keyed by id and content hash, so a changed image gets a new one."""
     path = cache_dir / f"{record.id}-{record.sha256[:12]}-{size}.jpg"
     if path.is_file():
         return path
-    image = open_image(source)
+    image = indexed_picture(source, record)
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85)
@@ -51,10 +51,10 @@ NOT_FOR_BROWSERS = {".heic", ".heif"}  # most browsers cannot show them (Safari 
 
 
 def needs_browser_copy(record: ImageRecord) -> bool:
-    """Whether most browsers cannot show the file as it is (HEIC)."""
-    return PurePosixPath(record.path).suffix.lower() in NOT_FOR_BROWSERS
+    """Whether the picture must be made for browsers: a HEIC (most cannot show it), or a scene's frame."""
+    return record.media == "video" or PurePosixPath(record.path).suffix.lower() in NOT_FOR_BROWSERS
 
 
 def browser_copy(source: BinaryIO, record: ImageRecord, cache_dir: Path) -> Path | io.BytesIO:
-    """A full-size JPEG of a file most browsers cannot show (HEIC), made once and cached."""
+    """A full-size JPEG of a file most browsers cannot show (HEIC), or of a scene's frame, made once and cached."""
     return thumbnail(source, record, max(record.width, record.height, 1), cache_dir)

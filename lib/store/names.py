@@ -51,6 +51,12 @@ def shown(name: str) -> str:
     return "".join(map(_escaped, name))
 
 
+def shown_moment(name: str, start: float | None = None, end: float | None = None) -> str:
+    """`shown(name)`, and for a scene of a video (its span given) a W3C media fragment ('a.mp4#t=3,6'), so that a
+    line of text names what it stands for, as a player takes it."""
+    return shown(name) if start is None or end is None else f"{shown(name)}#t={start:g},{end:g}"
+
+
 def folder_of(path: str) -> str:
     """The folder of a path relative to a dataset root ('a/b' of 'a/b/c.jpg'; '' at the top)."""
     return path.rpartition("/")[0]

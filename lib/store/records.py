@@ -5,12 +5,19 @@ from __future__ import annotations
 import builtins  # `bytes` is a field of ImageRecord, so the type needs its full name there
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from lib.store.identity import ModelIdentity
 
 RETRAIN_GROWTH = 4  # lists 4x longer than planned make every probe 4x costlier
 DRIFT = 0.05  # unseen classes fit 0.47 against 0.83 for seen ones in the prototype: a drop this size is clear
 EMBEDDINGS_LAYOUT = "embeddings"  # the layout of a dataset imported with --from-embeddings
+
+
+class MediaFields(TypedDict):
+    media: str
+    video_start: float | None
+    video_end: float | None
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,12 @@ class ImageRecord:
     def media(self) -> str:
         """'video' for a scene of a video, 'image' for a picture."""
         return "video" if self.scene >= 0 else "image"
+
+    def media_fields(self) -> MediaFields:
+        """How an answer shows the entry: its media, and a scene's span in seconds (None for a picture)."""
+        scene = self.scene >= 0
+        return MediaFields(media=self.media, video_start=round(self.video_start, 3) if scene else None,
+                           video_end=round(self.video_end, 3) if scene else None)
 
     @property
     def capture(self) -> CaptureFacts:
