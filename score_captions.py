@@ -48,6 +48,9 @@ def make_parser() -> argparse.ArgumentParser:
                         help="write suggestions.csv: the K best other captions of each image, images of each caption")
     parser.add_argument("--max-grid", type=non_negative, default=48, help="pairs shown in image_captions.jpg")
     parser.add_argument("--max-matrix", type=non_negative, default=30, help="images in similarity_matrix.jpg")
+    parser.add_argument("--videos", action="store_true", help="score rows whose image is a video too: its frame at "
+                                                               "the row's '#t=' moment (a scene as exported), else "
+                                                               "its first; left out by default")
     parser.add_argument("--chunk-rows", type=non_negative, default=10_000, help="rows read into memory at a time")
     add_settings_arguments(parser, ["model", "precision", "backend", "inference_threads", "batch_size",
                                     "num_workers", "workspace"])
@@ -69,7 +72,7 @@ def score(args: argparse.Namespace) -> None:
         out_dir=args.out_dir or args.pairs.with_name(args.pairs.stem + "_scores"),
         image_embeddings=args.image_embeddings, chunk_rows=max(1, args.chunk_rows), outliers=args.outliers,
         cut=args.outlier_z, suggest=args.suggest, max_grid=args.max_grid, max_matrix=args.max_matrix,
-        progress=not args.no_progress)
+        progress=not args.no_progress, videos=args.videos)
     encoder = encoder_for(settings)
     summary = score_captions(source, encoder, settings.batch_size, settings.num_workers, options, started)
     print(f"{summary['rows']:,} rows: {summary['scored']:,} scored, {summary['errors']:,} with a missing or "

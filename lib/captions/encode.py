@@ -19,9 +19,11 @@ from tqdm import tqdm
 from lib.captions.pairs import PairsSource
 from lib.captions.timing import Stopwatch
 from lib.data.embeddings_folder import embeddings_dim, read_embeddings
+from lib.data.videos import is_video
 from lib.errors import CaptionTableError, IndexMismatchError
 from lib.model.decode import encoded_batches
 from lib.model.encoder import ClipEncoder
+from lib.store.names import split_moment
 
 TEXT_CHUNK = 4096  # captions sorted by length per chunk, so that each batch pads to a similar length
 
@@ -86,8 +88,9 @@ class Collected(NamedTuple):
     row_errors: dict[int, str]
 
 
-def collect(source: PairsSource, chunk_rows: int, progress: bool = True) -> Collected:
-    """Read the rows once: the image and caption id of each, and the rows that lack one."""
+def collect(source: PairsSource, chunk_rows: int, progress: bool = True, videos: bool = False) -> Collected:
+    """Read the rows once: the image and caption id of each, and the rows that lack one; a row whose image is a
+    video (a file, or a scene of one: 'a.mp4#t=3,6', as exports name them) is left out unless `videos`."""
     image_ids, caption_ids = array("i"), array("i")
     images, captions, row_errors = Distinct(), Distinct(), {}
     with tqdm(desc="reading rows", unit=" rows", disable=not progress) as bar:
@@ -95,7 +98,10 @@ def collect(source: PairsSource, chunk_rows: int, progress: bool = True) -> Coll
             for row in chunk:
                 image = row.get(source.image_column, "").strip()
                 caption = normal_caption(row.get(source.caption_column, ""))
-                if not image or not caption:
+                if image and not videos and is_video(split_moment(image)[0]):
+                    row_errors[len(image_ids)] = "a video, left out (--videos scores its frame)"
+                    image = ""
+                elif not image or not caption:
                     row_errors[len(image_ids)] = f"no {'image named' if not image else 'caption'} in this row"
                 image_ids.append(images.id_of(image) if image else -1)
                 caption_ids.append(captions.id_of(caption) if caption else -1)
@@ -165,11 +171,11 @@ def encode_captions(encoder: ClipEncoder, captions: list[str], progress: bool = 
 
 def encode_pairs(source: PairsSource, encoder: ClipEncoder, images_dir: Path, image_embeddings: Path | None,
                  batch_size: int, num_workers: int, chunk_rows: int, progress: bool = True,
-                 stopwatch: Stopwatch | None = None) -> EncodedPairs:
+                 stopwatch: Stopwatch | None = None, videos: bool = False) -> EncodedPairs:
     """Read the rows once and embed every distinct image (from files or `image_embeddings`) and caption."""
     stopwatch = stopwatch or Stopwatch()
     with stopwatch.phase("read rows"):
-        image_ids, caption_ids, images, captions, row_errors = collect(source, chunk_rows, progress)
+        image_ids, caption_ids, images, captions, row_errors = collect(source, chunk_rows, progress, videos)
     paths = images.values
     images.ids.clear()  # the id maps are only needed while reading
     captions.ids.clear()

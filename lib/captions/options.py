@@ -19,3 +19,4 @@ class ScoreOptions:
     max_grid: int = 48
     max_matrix: int = 30
     progress: bool = True
+    videos: bool = False  # score rows whose image is a video (its frame at the row's '#t=' moment, or its first)

@@ -108,7 +108,7 @@ def score_captions(source: PairsSource, encoder: ClipEncoder, batch_size: int, n
     embeddings = options.image_embeddings or (source.path if source.kind == "embeddings" else None)
     clock = Stopwatch()
     encoded = encode_pairs(source, encoder, options.images_dir, embeddings, batch_size, num_workers,
-                           options.chunk_rows, options.progress, clock)
+                           options.chunk_rows, options.progress, clock, options.videos)
     with clock.phase("search"), ExitStack() as stack:
         pairs = score_pairs(encoded)
         suggestions = (SuggestionWriter(stack.enter_context(staged_csv(out / "suggestions.csv", SUGGESTION_COLUMNS)),

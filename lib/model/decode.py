@@ -13,10 +13,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from lib.data.images import ExifFacts, decode_image
 from lib.data.perceptual import signature
+from lib.data.video_frames import frame_at
 from lib.data.video_scenes import VideoFrames, VideoScene
+from lib.data.videos import is_video
 from lib.errors import UnreadableImageError
 from lib.model.encoder import ClipEncoder
 from lib.model.preprocess import ClipTransform
+from lib.store.names import split_moment
 
 
 @dataclass
@@ -65,11 +68,17 @@ def decode_file(i: int, path: Path, transform: ClipTransform, extensions: set[st
     every file. JPEGs decode in draft mode at no less than twice the transform's resize side (draft_side):
     12 MP photos decode at 1/4 or 1/8 scale, embeddings at cosine >= 0.995 to a full decode
     (tests/model/test_decode.py); the size recorded is the file's full upright size."""
+    name, moment = split_moment(path.name)
     if extensions is not None and path.suffix.lower() not in extensions:
         return EncodedFile(i, error=f"not an image file type ({path.suffix or 'no extension'})")
     try:
-        data = path.read_bytes()
-        image, size, facts = decode_image(data, min_side=draft_side(transform))
+        if is_video(name):  # a caption table's video (score_captions.py --videos): its frame at the moment named
+            data = b""
+            image = frame_at(path.with_name(name), moment or 0.0)
+            size, facts = image.size, ExifFacts()
+        else:
+            data = path.read_bytes()
+            image, size, facts = decode_image(data, min_side=draft_side(transform))
     except READ_ERRORS as err:
         return EncodedFile(i, error=why_unreadable(err))
     # A tensor, not an array: DataLoader hands tensors back through shared memory instead of a pipe.

@@ -57,6 +57,15 @@ def shown_moment(name: str, start: float | None = None, end: float | None = None
     return shown(name) if start is None or end is None else f"{shown(name)}#t={start:g},{end:g}"
 
 
+def split_moment(text: str) -> tuple[str, float | None]:
+    """A name and the start of its media fragment ('a.mp4#t=3,6' -> ('a.mp4', 3.0)); (text, None) without one."""
+    name, mark, fragment = text.rpartition("#t=")
+    try:
+        return (name, float(fragment.split(",")[0] or 0)) if mark and name else (text, None)
+    except ValueError:
+        return text, None
+
+
 def folder_of(path: str) -> str:
     """The folder of a path relative to a dataset root ('a/b' of 'a/b/c.jpg'; '' at the top)."""
     return path.rpartition("/")[0]

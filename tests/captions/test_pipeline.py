@@ -15,7 +15,7 @@ from lib.captions.outputs import ADDED_COLUMNS, OUTLIER_COLUMNS
 from lib.captions.pairs import open_pairs
 from lib.captions.pipeline import score_captions
 from score_captions import main
-from tests.captions.conftest import HEADER, MISSING, read_csv
+from tests.captions.conftest import HEADER, MISSING, read_csv, write_csv
 from tests.helpers import share_model_cache
 
 EMBEDDING_FILES = ("img_emb", "metadata")
@@ -216,3 +216,25 @@ def test_command_line_says_what_is_wrong(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             main(argv + ["--no-progress"])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_video_rows_are_left_out_unless_asked(video_workspace, demo_encoder, tmp_path):
+    settings, cuts = video_workspace
+    video = "clips/three scenes.mp4"
+    scene = f"{video}#t={cuts[1]:g},9"  # a scene as exports name it
+    path = write_csv(tmp_path / "videos.csv", ["file", "text"], [
+        ["pictures/purple cross.png", "a purple cross"], [video, "a red circle"], [scene, "a green star"],
+        [scene, "a red circle"]])
+
+    def scored(**extra) -> list[dict[str, str]]:
+        options = ScoreOptions(images_dir=settings.dataset_path, out_dir=tmp_path / str(extra), progress=False,
+                               **extra)
+        score_captions(open_pairs(path), demo_encoder, 32, 0, options)
+        return read_csv(tmp_path / str(extra) / "output.csv")
+
+    left_out = scored()
+    assert [r["error"] for r in left_out] == [""] + ["a video, left out (--videos scores its frame)"] * 3
+    rows = scored(videos=True)
+    assert [r["error"] for r in rows] == [""] * 4
+    similarity = [float(r["similarity"]) for r in rows]
+    assert similarity[1] > similarity[3] and similarity[2] > similarity[3]  # the frame at 0 s, at the cut to the star
