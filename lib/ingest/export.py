@@ -58,10 +58,6 @@ def exported_path(record: ImageRecord) -> str:
     return shown_moment(record.path, span["video_start"], span["video_end"])
 
 
-def _moment(record: ImageRecord, seconds: float) -> float | None:
-    return None if record.scene < 0 else seconds
-
-
 def export_dataset(settings: Settings, dataset: str, folder: Path, dtype: str | None = None,
                    rows_per_file: int = ROWS_PER_FILE, progress: bool = True) -> int:
     """Write the dataset into `folder`; the number of rows written."""
@@ -83,12 +79,15 @@ def export_dataset(settings: Settings, dataset: str, folder: Path, dtype: str | 
             order = np.argsort(ids)
             rows = {r.id: r for r in catalog.images(dataset, partition.name)}
             images = [rows[int(i)] for i in ids[order]]
+            spans = [r.media_fields() for r in images]  # a scene's start and end; None for a picture
             writers.add(vectors[order], pa.table({PATH_COLUMN: [exported_path(r) for r in images],
                                                   "id": pa.array(ids[order], pa.int64()),
                                                   "partition": [r.partition for r in images],
                                                   "class_name": [r.class_name for r in images],
-                                                  "video_start": [_moment(r, r.video_start) for r in images],
-                                                  "video_end": [_moment(r, r.video_end) for r in images]}))
+                                                  "video_start": pa.array([s["video_start"] for s in spans],
+                                                                          pa.float64()),
+                                                  "video_end": pa.array([s["video_end"] for s in spans],
+                                                                        pa.float64())}))
         return writers.written
     finally:
         catalog.close()

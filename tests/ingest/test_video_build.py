@@ -109,3 +109,21 @@ def test_videos_at_the_top_of_a_folder_make_it_flat(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "holiday.MOV").write_bytes(b"")
     assert detect_layout(tmp_path) == "flat"
+
+
+def test_an_export_names_each_scene_by_its_span(video_workspace, tmp_path):
+    import pyarrow.parquet as pq
+
+    from lib.ingest.export import export_dataset
+
+    settings, cuts = video_workspace
+    assert export_dataset(settings, "mixed", tmp_path / "out", progress=False) == 5
+    rows = pq.read_table(next((tmp_path / "out" / "metadata").glob("*.parquet"))).to_pylist()
+    scenes = sorted((r for r in rows if r["video_start"] is not None), key=lambda r: r["video_start"])
+    assert [r["image_path"].split("#t=")[0] for r in scenes] == ["clips/three scenes.mp4"] * 3
+    assert [r["image_path"].split("#t=")[1] for r in scenes] == [
+        f"{r['video_start']:g},{r['video_end']:g}" for r in scenes]
+    assert all(abs(s["video_start"] - cut) <= 1.0 for s, cut in zip(scenes[1:], cuts, strict=True))
+    pictures = [r for r in rows if r["video_start"] is None]
+    assert sorted(r["image_path"] for r in pictures) == ["pictures/purple cross.png", "pictures/yellow triangle.png"]
+    assert all(r["video_end"] is None for r in pictures)
