@@ -18,7 +18,8 @@ def vector_count(item: EncodedFile) -> int:
 
 def entries_of(item: EncodedFile, file: ImageFile, ids: list[int], dataset: str,
                partition: str) -> tuple[list[ImageRecord], np.ndarray]:
-    """The rows (with the ids given, vector_count of them) and the vectors of an encoded file."""
+    """The rows and the vectors of an encoded file, the rows taking the first vector_count(item) of `ids`."""
+    ids = ids[:vector_count(item)]
     facts = item.facts.captured(file.mtime_ns)
     row = ImageRecord(0, dataset, partition, file.path, file.class_name, item.size[0], item.size[1], file.bytes,
                       file.mtime_ns, item.sha256, file.target, item.perceptual_hash, facts.captured_ns,

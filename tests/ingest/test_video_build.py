@@ -95,6 +95,21 @@ def test_a_changed_video_is_read_again_whole(tmp_path, demo_encoder):
     assert build(settings, demo_encoder).removed == 1 and catalog_of(settings).images("test") == []
 
 
+def test_videos_side_by_side_each_get_their_own_scenes(tmp_path, demo_encoder):
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_video(root / "a.mp4", pictures(("red", "circle"), ("blue", "square")))
+    write_video(root / "b.mp4", pictures(*SHOWN))
+    pictures(("yellow", "triangle"))[0][1].save(root / "c.png")
+    report = build(settings_for(tmp_path / "workspace", root, calibration_images=0), demo_encoder)
+    settings = settings_for(tmp_path / "workspace", root)
+    assert (report.encoded, report.videos, report.scenes) == (3, 2, 5)
+    rows = catalog_of(settings).images("test")
+    assert sorted((r.path, r.scene) for r in rows) == [("a.mp4", 0), ("a.mp4", 1), ("b.mp4", 0), ("b.mp4", 1),
+                                                       ("b.mp4", 2), ("c.png", -1)]
+    assert set(vectors(settings, "test")) == {r.id for r in rows} and len({r.id for r in rows}) == 6
+
+
 def test_a_video_past_the_time_limit_is_skipped_and_the_build_goes_on(tmp_path, demo_encoder):
     root = tmp_path / "videos"
     root.mkdir()
