@@ -61,11 +61,18 @@ def _crops(image: Image.Image) -> list[Image.Image]:
     return crops
 
 
+def reduced(image: Image.Image) -> Image.Image:
+    """The picture as the signature reads it: RGB, at most WORK_SIDE on its longer side (signature() of it is
+    signature() of the picture, so a decoder can hand this on and leave the hashing to whoever needs it)."""
+    colour = image.convert("RGB")
+    colour.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BILINEAR)
+    return colour
+
+
 def signature(image: Image.Image) -> bytes:
     """The picture's SIGNATURE_BYTES-byte signature: eleven big-endian 64-bit hashes (the whole picture's
     first), its mean colour, then the quantiles of its standardised brightness (int8, z * SPREAD_SCALE)."""
-    colour = image.convert("RGB")
-    colour.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BILINEAR)
+    colour = reduced(image)
     grey = colour.convert("L")
     bits = [np.packbits(imagehash.phash(crop).hash.flatten()) for crop in _crops(grey)]
     tone = np.asarray(colour, np.float32).reshape(-1, 3).mean(axis=0).round().astype(np.uint8)

@@ -23,7 +23,7 @@ FRAMES_PER_CALL = 64
 
 def decode_video_batch(batch: Columns, root: str, transform: ClipTransform, time_limit_s: float) -> Columns:
     """Sample and crop a batch of videos; a bad one gets an error and no frames, never an exception."""
-    items = [decode_video(int(i), Path(root) / str(path), transform, time_limit_s)
+    items = [decode_video(int(i), Path(root) / str(path), transform, time_limit_s, threads=1)  # a task's 1 CPU
              for i, path in zip(batch["i"], batch["path"], strict=True)]
     empty = np.zeros((0, transform.crop_height, transform.crop_width, 3), np.uint8)
 
@@ -40,7 +40,7 @@ def decode_video_batch(batch: Columns, root: str, transform: ClipTransform, time
         "height": np.asarray([item.size[1] for item in items], dtype=np.int32),
         "sha256": np.asarray([item.sha256 for item in items], dtype=object),
         "times": column([np.asarray(item.frames.times if item.frames else [], np.float64) for item in items]),
-        "signatures": column([np.frombuffer(b"".join(item.frames.signatures), np.uint8) if item.frames
+        "signatures": column([np.frombuffer(b"".join(item.frames.all_signatures()), np.uint8) if item.frames
                               else np.zeros(0, np.uint8) for item in items]),
         "duration": np.asarray([item.frames.duration_s if item.frames else 0.0 for item in items], np.float64),
         "taken_ns": np.asarray([NO_TIME if item.facts.taken_ns is None else item.facts.taken_ns for item in items],
@@ -78,9 +78,10 @@ def encoded_video_files(batch: Columns, seen: set[int]) -> list[EncodedFile]:
             raw = bytes(np.asarray(batch["signatures"][row], np.uint8))
             times = [float(t) for t in np.asarray(batch["times"][row])]
             width = len(raw) // max(1, len(times))
-            item.frames = VideoFrames(times, [raw[n * width:(n + 1) * width] for n in range(len(times))],
-                                      float(batch["duration"][row]))
-            item.scenes = video_scenes(item.frames, np.asarray(batch["vectors"][row], np.float32))
+            item.frames = VideoFrames(times, float(batch["duration"][row]),
+                                      signatures=[raw[n * width:(n + 1) * width] for n in range(len(times))])
+            # The actors embedded every frame (one round trip); the scenes read the ones the local build embeds.
+            item.scenes = video_scenes(item.frames, np.asarray(batch["vectors"][row], np.float32).__getitem__)
             item.perceptual_hash = item.frames.signatures[0]
         items.append(item)
     return items

@@ -34,7 +34,7 @@ class EncodedFile:
     perceptual_hash: bytes = b""  # lib/data/perceptual.signature of the decoded pixels
     facts: ExifFacts = ExifFacts()  # capture time, camera and orientation from the file's EXIF header
     vector: np.ndarray | None = None
-    frames: VideoFrames | None = None  # a video: its sampled frames' times and signatures (pixels holds them)
+    frames: VideoFrames | None = None  # a video: its sampled frames' times and reduced pictures (pixels: crops)
     scenes: list[VideoScene] | None = None  # a video, once encoded: one entry per scene, in time order
 
 
