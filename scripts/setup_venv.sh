@@ -17,5 +17,8 @@ pip=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 args=(-c constraints.txt -r requirements.txt)
 [[ "${1:-}" == "--dev" ]] && args+=(-r requirements-dev.txt -r requirements-cluster.txt)
 "${pip[@]}" "${args[@]}"
+# PySceneDetect, for bench.video_speed's comparison only: without its dependencies, since it asks for
+# opencv-python, a second cv2 beside the opencv-python-headless that rapidocr brings (same import name).
+[[ "${1:-}" == "--dev" ]] && "${pip[@]}" --no-deps "scenedetect==0.7.2" "platformdirs>=4"
 .venv/bin/python -c "import torch; assert not torch.version.cuda, 'a CUDA build of torch was installed'"
 touch "$stamp"

@@ -135,7 +135,7 @@ def test_user_errors_are_one_line_with_status_2(command, program, tmp_path):
 @pytest.mark.parametrize("module", ["lib.evaluate", "lib.train", "lib.data.synthetic", "bench.encode_speed",
                                     "bench.api_load", "bench.api_abuse", "bench.caption_scale", "bench.ray_engine",
                                     "bench.duplicate_tiers", "bench.duplicates_scale", "bench.large_collection",
-                                    "bench.catalog_filters", "lib.ingest.export"])
+                                    "bench.catalog_filters", "bench.video_speed", "lib.ingest.export"])
 def test_modules_run_with_python_m(module):
     result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
