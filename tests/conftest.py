@@ -200,6 +200,12 @@ def planted_server(planted_workspace, tmp_path_factory: pytest.TempPathFactory):
     yield from serve(planted_workspace[0].workspace, tmp_path_factory.mktemp("planted-server") / "api.log")
 
 
+@pytest.fixture(scope="session")
+def video_server(video_workspace, tmp_path_factory: pytest.TempPathFactory):
+    """scripts/api.sh over the workspace whose dataset "mixed" holds a video of three scenes and two pictures."""
+    yield from serve(video_workspace[0].workspace, tmp_path_factory.mktemp("video-server") / "api.log")
+
+
 def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
     """Stop api.sh and everything it started (nginx, gunicorn and its workers: one session), killing what a
     SIGTERM has not stopped within the grace time, so no test leaves a server behind."""

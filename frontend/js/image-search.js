@@ -1,7 +1,8 @@
 // Text to image search. The query and its options live in the URL (?q=...&k=...&dataset=...&class=...,
-// cutoff=auto, the filters under the API's own names), or ?like=<id> for "more like this", so that a search
-// can be shared, reloaded and gone back to. The next page loads when the end of the results scrolls into
-// view (or from the "More results" button); the server reads the query's grammar and says how (`parsed`).
+// cutoff=auto, group_videos=true, the filters under the API's own names), or ?like=<id> for "more like this",
+// so that a search can be shared, reloaded and gone back to. The next page loads when the end of the results
+// scrolls into view (or from the "More results" button); the server reads the query's grammar and says how
+// (`parsed`).
 import { postJSON } from "./api.js";
 import { fillDatasets, fillSelect, loadIndexes, renderNav, resultCard, setStatus, showError } from "./ui.js";
 import { createViewer } from "./viewer.js";
@@ -56,11 +57,13 @@ const allowCutoff = () => { fields.cutoff.disabled = fields.mode.value === "text
 
 function restoreOptions(params) {
   fields.cutoff.checked = params.get("cutoff") === "auto";
+  fields.group_videos.checked = params.get("group_videos") === "true";
   for (const name of FILTERS) {
     fields[name].value = params.get(name) ?? DEFAULTS[name] ?? "";
     if (!fields[name].value && DEFAULTS[name]) fields[name].value = DEFAULTS[name];
   }
-  if (FILTERS.some((name) => fields[name].value && fields[name].value !== DEFAULTS[name])) {
+  const changed = FILTERS.some((name) => fields[name].value && fields[name].value !== DEFAULTS[name]);
+  if (changed || fields.group_videos.checked) {
     document.getElementById("filters").open = true;
   }
   allowCutoff();
@@ -77,7 +80,8 @@ function filterValues() {
 
 function formParams() {
   const params = { q: form.q.value.trim(), k: form.k.value, dataset: datasetSelect.value,
-    class: partitionSelect.value, cutoff: cutoffWanted() ? "auto" : "" };
+    class: partitionSelect.value, cutoff: cutoffWanted() ? "auto" : "",
+    group_videos: fields.group_videos.checked ? "true" : "" };
   for (const [name, value] of Object.entries(filterValues())) {
     if (value !== DEFAULTS[name]) params[name] = String(value);
   }
@@ -190,7 +194,8 @@ function run() {
     return setStatus(status, "empty", "Type a description and press Enter.");
   }
   const partitions = partitionSelect.value ? [partitionSelect.value] : undefined;
-  const body = { query, k, dataset, partitions, cutoff: cutoffWanted() ? "auto" : undefined, ...filterValues() };
+  const body = { query, k, dataset, partitions, cutoff: cutoffWanted() ? "auto" : undefined,
+    group_videos: fields.group_videos.checked || undefined, ...filterValues() };
   return startSearch("/search", body, `Results for “${query}”`);
 }
 
@@ -206,7 +211,7 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   submit();
 });
-for (const name of ["cutoff", "sort", "mode"]) {
+for (const name of ["cutoff", "sort", "mode", "group_videos"]) {
   fields[name].addEventListener("change", () => {
     allowCutoff();
     if (form.q.value.trim()) submit();

@@ -85,7 +85,8 @@ export async function resultCard(hit, onOpen) {
   const taken = hit.captured_at ? `, ${capturedText(hit)}` : "";
   const words = matchedWords(hit);
   const reads = words ? `, reads ${words}` : "";
-  button.setAttribute("aria-label", `${label}${taken}${reads}, score ${hit.score.toFixed(3)}: open`);
+  const scene = hit.media === "video" ? `, video scene ${sceneSpan(hit)}` : "";
+  button.setAttribute("aria-label", `${label}${scene}${taken}${reads}, score ${hit.score.toFixed(3)}: open`);
   const img = document.createElement("img");
   img.src = await apiUrl(hit.thumbnail_url);
   img.alt = `${label} (${hit.path})`;
@@ -100,6 +101,13 @@ export async function resultCard(hit, onOpen) {
   score.textContent = hit.score.toFixed(3);
   meta.append(name, score);
   button.append(img, meta);
+  if (hit.media === "video") {
+    const play = document.createElement("span");
+    play.className = "meta play";
+    play.textContent = `▶ ${sceneSpan(hit)}`;
+    play.title = "A scene of a video";
+    button.append(play);
+  }
   if (hit.captured_at) {
     const when = document.createElement("time");
     when.className = "meta when";
@@ -117,6 +125,19 @@ export async function resultCard(hit, onOpen) {
   button.addEventListener("click", () => onOpen(hit));
   item.append(button);
   return item;
+}
+
+// A moment of a video as a clock shows it: m:ss, or h:mm:ss from an hour on (whole seconds, rounded).
+export function clockTime(seconds) {
+  const total = Math.max(0, Math.round(seconds));
+  const [hours, minutes, secs] = [Math.floor(total / 3600), Math.floor(total / 60) % 60, total % 60];
+  const pad = (n) => String(n).padStart(2, "0");
+  return hours ? `${hours}:${pad(minutes)}:${pad(secs)}` : `${minutes}:${pad(secs)}`;
+}
+
+// The span of a scene of a video ("0:03–0:06").
+export function sceneSpan(hit) {
+  return `${clockTime(hit.video_start)}–${clockTime(hit.video_end)}`;
 }
 
 // The words read in the picture that the query or the ocr filter matched, as one line ("" when none).

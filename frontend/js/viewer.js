@@ -1,15 +1,17 @@
 // The full-size view of one result, with "more like this". The words read in the picture that the search
 // matched are drawn over it as SVG polygons; on request, all the words read in it. The SVG's viewBox is the
 // picture's own pixels and it covers the image exactly (preserveAspectRatio "meet", as object-fit: contain),
-// so the boxes follow the image through any resize without code.
+// so the boxes follow the image through any resize without code. A scene of a video is played instead, from
+// the scene's first moment, with its frame as the poster.
 import { apiUrl, getJSON } from "./api.js";
-import { capturedText, matchedWords } from "./ui.js";
+import { capturedText, matchedWords, sceneSpan } from "./ui.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const MARKUP = `
   <h2 id="viewer-title"></h2>
   <div class="stage">
     <img id="viewer-image" class="full" alt="">
+    <video id="viewer-video" class="full" controls preload="metadata" hidden></video>
     <svg id="viewer-boxes" class="boxes" preserveAspectRatio="xMidYMid meet" role="group"
          aria-label="Words read in the picture"></svg>
   </div>
@@ -49,8 +51,15 @@ export function createViewer(onMoreLikeThis) {
   const svg = document.getElementById("viewer-boxes");
   const allWords = document.getElementById("viewer-all-words");
   const wordsLine = document.getElementById("viewer-words");
+  const image = document.getElementById("viewer-image");
+  const video = document.getElementById("viewer-video");
   let current = null;
   document.getElementById("viewer-close").addEventListener("click", () => dialog.close());
+  dialog.addEventListener("close", () => video.pause());
+  // The #t= fragment is not always honoured after a change of src: seek once the video knows its length.
+  video.addEventListener("loadedmetadata", () => {
+    if (current?.media === "video") video.currentTime = current.video_start;
+  });
   document.getElementById("more-like-this").addEventListener("click", () => {
     dialog.close();
     onMoreLikeThis(current);
@@ -79,19 +88,50 @@ export function createViewer(onMoreLikeThis) {
     }
   }
 
-  allWords.addEventListener("change", () => current && redraw());
+  // A picture, with its boxes of words; or a scene, played from its start (no words are read in videos).
+  function showMedia(isVideo) {
+    video.hidden = !isVideo;
+    image.hidden = isVideo;
+    svg.toggleAttribute("hidden", isVideo);  // an SVG element has no hidden property
+    document.getElementById("viewer-all-words-field").hidden = isVideo;
+  }
+
+  async function showPicture(hit, label) {
+    showMedia(false);
+    video.pause();
+    video.removeAttribute("src");
+    video.removeAttribute("poster");
+    video.load();  // stops fetching the last video
+    image.src = await apiUrl(hit.image_url);
+    image.alt = `${label} (${hit.path}), full size`;
+    redraw();
+    return image.src;
+  }
+
+  async function showScene(hit, label) {
+    showMedia(true);
+    showWords("");
+    svg.replaceChildren();
+    image.removeAttribute("src");
+    const [source, poster] = await Promise.all([apiUrl(hit.video_url), apiUrl(hit.image_url)]);
+    video.poster = poster;
+    video.src = `${source}#t=${hit.video_start}`;
+    video.setAttribute("aria-label", `${label} (${hit.path}), scene ${sceneSpan(hit)}`);
+    return video.src;
+  }
+
+  allWords.addEventListener("change", () => current && current.media !== "video" && redraw());
   return async function open(hit) {
     current = hit;
     const label = hit.class_name || hit.path;
     document.getElementById("viewer-title").textContent = label;
-    const image = document.getElementById("viewer-image");
-    image.src = await apiUrl(hit.image_url);
-    image.alt = `${label} (${hit.path}), full size`;
+    const isVideo = hit.media === "video";
+    const original = await (isVideo ? showScene(hit, label) : showPicture(hit, label));
+    const what = isVideo ? `scene ${sceneSpan(hit)} of ${hit.path}` : hit.path;
     document.getElementById("viewer-meta").textContent =
-      `${hit.path} · ${hit.width}×${hit.height} · dataset ${hit.dataset}, class ${hit.partition} · score ${hit.score.toFixed(3)}` +
+      `${what} · ${hit.width}×${hit.height} · dataset ${hit.dataset}, class ${hit.partition} · score ${hit.score.toFixed(3)}` +
       (hit.captured_at ? ` · ${capturedText(hit)}` : "");
-    document.getElementById("viewer-open").href = image.src;
-    redraw();
+    document.getElementById("viewer-open").href = original;
     dialog.showModal();
   };
 }
