@@ -5,11 +5,13 @@
               write them), 720p and 1080p, per model: seconds of video indexed per wall-clock second with the
               default backend and the model loaded first; beside it the decode alone (sample_frames, one
               video after another) and the model's forward alone, in the same units
-  cuts        on generated videos with hard cuts at known times (photo-like scenes panned, with grain; half
-              with x264's keyframes at the cuts, half with a fixed GOP as phones write): the share of cuts
+  cuts        on generated videos with hard cuts at known times (photo-like scenes, and drawings of the
+              synthetic classes, panned, with grain; half with x264's keyframes at the cuts, half with a
+              fixed GOP as phones write), frames embedded as the build embeds them: the share of cuts
               with a scene starting within 1 s, and the false cuts per minute, for the default cut rule and
               a grid around it (the calibration of lib/data/video_scenes.py)
-  scenedetect PySceneDetect's ContentDetector (every frame decoded by OpenCV) on the same videos, when installed:
+  scenedetect PySceneDetect's ContentDetector (every frame decoded by OpenCV) on the same videos and on the
+              speed table's, when installed:
               the same two figures and its seconds of compute per second of video, beside ours (which costs
               the index nothing more: the frames are decoded and embedded for it anyway)
 Targets (issue 25, 2 cores): >= 30x real time at 720p and >= 15x at 1080p with ViT-B/32; >= 90 % of the cuts

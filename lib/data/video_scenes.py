@@ -32,7 +32,7 @@ from PIL import Image
 
 from lib.data.perceptual import signature
 
-NEIGHBOURS = 2  # pairs on each side whose median distance a cut's is compared with
+NEIGHBOURS = 2  # pairs on each side of a jump among which its usual distance is read
 
 
 @dataclass(frozen=True)
