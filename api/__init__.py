@@ -46,8 +46,9 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     app.request_class, app.json = ApiRequest, SafeJSONProvider(app)
     app.config.update(SETTINGS=settings)
     configure_limits(app, settings)
-    service = SearchService(encoder, indexes)
+    service = SearchService(encoder, indexes, text_cache_size=settings.text_cache_size)
     metrics = install_metrics(app, service)
+    service.text_vector.on_lookup = metrics.text_looked_up
     service.encoder = TimedEncoder(encoder, metrics.encode)  # type: ignore[assignment]  # the encoder, timed
     app.extensions["clipsearch"] = service
     app.extensions["duplicates"] = DuplicateFinder(indexes)

@@ -92,7 +92,12 @@ class Metrics:
                                  ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.encode = Histogram("clipsearch_encode_seconds", "time the model took to encode one request's inputs",
                                 ["kind"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.text_cache = Counter("clipsearch_text_cache_lookups", "text queries looked up in the worker's cache "
+                                  "of their embeddings", ["result"], registry=self.registry)
         self.collector: IndexCollector | None = None
+
+    def text_looked_up(self, hit: bool) -> None:
+        self.text_cache.labels("hit" if hit else "miss").inc()
 
     def started(self) -> None:
         g.clipsearch_started = time.perf_counter()

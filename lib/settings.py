@@ -68,6 +68,7 @@ class Settings:
     port: int = _setting(5020, "port the API listens on")
     workers: int = _setting(2, "gunicorn worker processes")
     threads: int = _setting(4, "threads per gunicorn worker")
+    text_cache_size: int = _setting(1024, "text queries whose embeddings each worker keeps (LRU; 0: none)")
     max_k: int = _setting(100, "most results one request may ask for; larger k is capped")
     max_upload_mb: int = _setting(20, "largest accepted request body (multipart uploads), in MiB")
     max_json_kb: int = _setting(4096, "largest accepted JSON request body, in KiB")

@@ -17,6 +17,7 @@ from lib.model.encoder import ClipEncoder
 from lib.serve.index_set import IndexSet, LiveIndexSet, LoadedDataset
 from lib.serve.paged_search import PagedSearch, SearchPage, SearchRequest, iso_time
 from lib.serve.query_terms import Term
+from lib.serve.text_cache import TextVectors
 from lib.store.catalog import Catalog, ImageRecord
 from lib.store.records import ImageWords, TextBox
 
@@ -70,10 +71,13 @@ def _captured(record: ImageRecord) -> tuple[str | None, str | None]:
 class SearchService:
     """Answers queries with one encoder and the current index set; safe to share between threads."""
 
-    def __init__(self, encoder: ClipEncoder, indexes: LiveIndexSet, logit_scale: float | None = None) -> None:
+    def __init__(self, encoder: ClipEncoder, indexes: LiveIndexSet, logit_scale: float | None = None,
+                 text_cache_size: int = 1024) -> None:
         self.encoder = encoder
         self.indexes = indexes
         self.logit_scale = logit_scale or encoder.logit_scale
+        # Through self.encoder at call time: the app puts a timed encoder in its place.
+        self.text_vector = TextVectors(lambda texts: self.encoder.encode_texts(texts), text_cache_size)
         self._local = threading.local()
 
     def catalog(self) -> Catalog:
@@ -152,7 +156,7 @@ class SearchService:
     def term_vector(self, term: Term, uploads: Sequence[Image.Image]) -> np.ndarray:
         """One term's embedding: a text's, an indexed image's stored vector, or an uploaded image's."""
         if term.text is not None:
-            return self.encoder.encode_texts([term.text])
+            return self.text_vector(term.text)
         if term.image_id is not None:
             return self.image_vector(image_id=term.image_id)
         assert term.upload is not None
@@ -175,7 +179,7 @@ class SearchService:
                     partitions: Sequence[str] | None = None, exact: bool = False) -> list[SearchHit]:
         """The k images nearest to a text; `exact` scans every vector instead of probing IVF lists."""
         index_set = self.indexes.current()
-        return self._search(self.encoder.encode_texts([query]), self.dataset_named(index_set, dataset), k, partitions,
+        return self._search(self.text_vector(query), self.dataset_named(index_set, dataset), k, partitions,
                             exact=exact)
 
     def image_vector(self, image: Image.Image | None = None, image_id: int | None = None) -> np.ndarray:

@@ -83,7 +83,7 @@ class SeedView:
 
     def search(self, repos: Sequence[str], query: str, n: int) -> list[Placed]:
         datasets = self._datasets(repos)
-        return self._nearest(datasets, self.service.encoder.encode_texts([query]), n)
+        return self._nearest(datasets, self.service.text_vector(query), n)
 
     def similar(self, repos: Sequence[str], position: int, n: int) -> list[Placed]:
         datasets = self._datasets(repos)

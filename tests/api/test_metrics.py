@@ -39,8 +39,25 @@ def test_requests_latency_and_encode_time_are_counted(client):
     assert grew(requests, route="/images/{image_id}", method="GET", status="404") == 2
     assert grew("clipsearch_http_request_duration_seconds_count", route="/search", method="POST") == 4
     assert grew("clipsearch_http_request_duration_seconds_bucket", route="/search", method="POST", le="+Inf") == 4
-    assert grew("clipsearch_encode_seconds_count", kind="text") == 3  # the refused request encoded nothing
+    # The query is encoded once: the next two are answered from the worker's cache of text embeddings, and the
+    # refused request looked nothing up.
+    assert grew("clipsearch_encode_seconds_count", kind="text") == 1
     assert grew("clipsearch_encode_seconds_sum", kind="text") > 0
+    assert grew("clipsearch_text_cache_lookups_total", result="miss") == 1
+    assert grew("clipsearch_text_cache_lookups_total", result="hit") == 2
+
+
+def test_paging_and_composed_queries_reuse_the_cached_texts(client):
+    before = scrape(client)
+    first = client.post("/search", json={"query": "blue square", "k": 3}).json
+    client.post("/search", json={"query": "blue square", "k": 3, "offset": first["next_offset"]})
+    client.post("/search", json={"query": "blue square + 2:green star", "k": 3})
+    after = scrape(client)
+    counts = [value(after, name, **labels) - value(before, name, **labels) for name, labels in (
+        ("clipsearch_encode_seconds_count", {"kind": "text"}),
+        ("clipsearch_text_cache_lookups_total", {"result": "miss"}),
+        ("clipsearch_text_cache_lookups_total", {"result": "hit"}))]
+    assert counts == [2, 2, 2]  # "blue square" and "green star" encoded once each, "blue square" found twice
 
 
 def test_index_sizes_and_identity(client, demo_encoder):
