@@ -12,6 +12,7 @@ A dataset of ivf_min_vectors or more is searched through IVF (index type auto).
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from lib.cli import new_parser, run
@@ -62,13 +63,16 @@ def build(args: argparse.Namespace) -> None:
         raise ClipSearchError("--images-root and --class-column go with --from-embeddings")
     settings = settings_from_args(args, {"dataset_name": args.dataset_name, "dataset_path": args.dataset_path})
     check_name(settings.dataset_name, "dataset")
+    started = time.perf_counter()
     encoder = encoder_for(settings)
+    loaded = time.perf_counter() - started
     options = dict(rebuild=args.rebuild, progress=not args.no_progress, retrain=args.retrain)
     if args.from_embeddings:
         report = import_embeddings(settings, encoder, args.from_embeddings, args.images_root, args.class_column,
                                    **options)
     else:
         report = build_image_index(settings, encoder, **options)
+    report.load_s = loaded
     for path, reason in report.skipped_lines()[:MAX_LISTED]:
         print(f"skipped {path}: {reason}")
     for path, reason in report.unread_lines()[:MAX_LISTED]:

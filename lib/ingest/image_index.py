@@ -47,9 +47,7 @@ class ImageIndexBuilder:
 
     def __init__(self, settings: Settings, encoder: ClipEncoder, progress: bool = True,
                  engine: Engine | None = None) -> None:
-        self.settings = settings
-        self.encoder = encoder
-        self.progress = progress
+        self.settings, self.encoder, self.progress = settings, encoder, progress
         self.engine = engine or make_engine(settings, encoder)
         self.dataset = settings.dataset_name
         self.root: Path | None = settings.resolve(settings.dataset_path)  # None: embeddings without images
@@ -91,6 +89,7 @@ class ImageIndexBuilder:
                 if self.words is not None:
                     self.words.pool.close()
         self.report.seconds = time.perf_counter() - started
+        self.report.warm_up_s = getattr(self.engine, "warm_up_s", 0.0)
         with self.room_on_disk():
             self.report.write_skipped(self.settings.workspace / "logs" / f"build_image_{self.dataset}.report.tsv")
         return self.report

@@ -2,6 +2,7 @@
 choice between it and the Ray engine (lib/ingest/ray_engine.py)."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -24,9 +25,17 @@ class LocalEngine:
     def __init__(self, encoder: ClipEncoder, batch_size: int, num_workers: int, video_time_limit: float) -> None:
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
         self.video_time_limit = video_time_limit
+        self.warm_up_s = 0.0  # compiling the encoder and its first runs, apart from the encoding's time
+
+    def _warmed_up(self) -> None:
+        started = time.perf_counter()
+        self.encoder.warm_up()
+        self.warm_up_s += time.perf_counter() - started
 
     def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]:
         """The pictures first, then the videos (each its own batch: lib/model/video_decode.py)."""
+        if files:
+            self._warmed_up()
         pictures, videos = split_videos(files)
         yield from placed(encoded_batches(self.encoder, root, [files[n].path for n in pictures], self.batch_size,
                                           self.num_workers, image_extensions()), pictures)

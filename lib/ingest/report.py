@@ -30,21 +30,31 @@ class BuildReport:
     words_found: int = 0  # of those, images in which it found words
     unread: dict[str, str] = field(default_factory=dict)  # images indexed without text: path -> why OCR failed
     seconds: float = 0.0
+    warm_up_s: float = 0.0  # of `seconds`, the encoder's compile and first runs (the local engine's)
+    load_s: float | None = None  # loading the model, before `seconds` (the CLI's)
     report_file: Path | None = None
     action: str = "encoded"  # or "imported", for embeddings read from a folder
     notes: list[str] = field(default_factory=list)  # advice for the user, printed after the summary
     thresholds: DuplicateThresholds | None = None  # when the build (re)calibrated the duplicate thresholds
 
     def summary(self) -> str:
-        rate = self.encoded / self.seconds if self.seconds else 0.0
+        encoding = self.seconds - self.warm_up_s
+        rate = self.encoded / encoding if encoding > 0 else 0.0
         return (f"{self.dataset} ({self.layout}): {self.added} added, {self.changed} changed, {self.removed} removed, "
                 f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.encoded} images {self.action} into "
-                f"{self.partitions_written} partition(s) in {self.seconds:.1f} s ({rate:.1f} images/s)"
+                f"{self.partitions_written} partition(s) in {encoding:.1f} s ({rate:.1f} images/s)"
                 + (f"; {self.videos} of them videos, cut into {self.scenes} scenes" if self.videos else "")
                 + (f"; {self.hashed} unchanged images hashed for duplicates" if self.hashed else "")
                 + (f"; {self.dated} unchanged images given capture dates" if self.dated else "")
                 + (f"; text read in {self.words_read} images, words found in {self.words_found}"
-                   + (f", {len(self.unread)} could not be read" if self.unread else "") if self.words_read else ""))
+                   + (f", {len(self.unread)} could not be read" if self.unread else "") if self.words_read else "")
+                + self._start_up())
+
+    def _start_up(self) -> str:
+        """The model's load and warm-up, which the summary's time and rate leave out."""
+        parts = ([f"loaded in {self.load_s:.1f} s"] if self.load_s is not None else []) + (
+            [f"warmed up in {self.warm_up_s:.1f} s"] if self.warm_up_s else [])
+        return f"; the model {' and '.join(parts)}, not counted in that" if parts else ""
 
     def calibration(self) -> str:
         """The line about the duplicate thresholds, when this build calibrated them."""

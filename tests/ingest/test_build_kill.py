@@ -1,5 +1,6 @@
 """build_image_index.py killed with SIGKILL mid-build (a real process, not a simulated exception)."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,3 +59,7 @@ def test_kill_9_mid_build_then_rerun_finishes(tmp_path, model_cache):
     assert len(catalog.images("killed")) == len(images)
     assert len(catalog.partitions("killed")) == 36
     assert "0 removed" in finished.stdout and " 0 skipped" in finished.stdout
+    # The model's load and warm-up are reported apart from the encoding's time and rate.
+    summary = next(line for line in finished.stdout.splitlines() if " images encoded into " in line)
+    found = re.search(r"the model loaded in (\d+\.\d) s and warmed up in (\d+\.\d) s, not counted in that$", summary)
+    assert found and float(found[1]) > 0 and float(found[2]) > 0, summary
