@@ -53,6 +53,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def build(args: argparse.Namespace) -> None:
     from lib.data.datasets import check_name
+    from lib.ingest.calibrate import calibrate_build
     from lib.ingest.embeddings_import import import_embeddings
     from lib.ingest.image_index import build_image_index
     from lib.model.loading import encoder_for
@@ -71,7 +72,7 @@ def build(args: argparse.Namespace) -> None:
         report = import_embeddings(settings, encoder, args.from_embeddings, args.images_root, args.class_column,
                                    **options)
     else:
-        report = build_image_index(settings, encoder, **options)
+        report = build_image_index(settings, encoder, calibrate=False, **options)
     report.load_s = loaded
     for path, reason in report.skipped_lines()[:MAX_LISTED]:
         print(f"skipped {path}: {reason}")
@@ -79,9 +80,11 @@ def build(args: argparse.Namespace) -> None:
         print(f"{path}: {reason}")
     if len(report.skipped) > MAX_LISTED:
         print(f"... and {len(report.skipped) - MAX_LISTED} more skipped (all are in the report file)")
-    print(report.summary())
+    print(report.summary(), flush=True)
     for note in report.notes:
         print(note)
+    if not args.from_embeddings:  # after the summary: the index is committed, and served, already
+        calibrate_build(settings, encoder, report)
     if report.thresholds is not None:
         print(report.calibration())
     print(f"skipped-file report: {report.report_file}")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -46,9 +47,12 @@ from lib.data.images import open_image
 from lib.data.perceptual import NEAR_DISTANCE
 from lib.data.variants import near_variants
 from lib.errors import ClipSearchError, NotFoundError, UnreadableImageError
+from lib.ingest.report import BuildReport
 from lib.model.encoder import ClipEncoder
+from lib.settings import Settings
 from lib.store.catalog import Catalog, ImageRecord
 from lib.store.dataset_figures import DuplicateThresholds, load_thresholds, now, save_thresholds
+from lib.store.files import out_of_space
 from lib.store.identity import ModelIdentity
 from lib.store.index_files import dataset_vectors
 
@@ -234,3 +238,23 @@ def needs_calibration(indexes_dir: Path, dataset: str, encoder: ClipEncoder, ima
         return images >= 2
     before = max(1, int(recorded.details.get("images", 0)))
     return not (1 / RECALIBRATE_GROWTH <= images / before <= RECALIBRATE_GROWTH)
+
+
+def calibrate_build(settings: Settings, encoder: ClipEncoder, report: BuildReport) -> None:
+    """The duplicate thresholds of a built dataset, calibrated where they are missing or stale
+    (above), after the build: its index is committed, and served, already. A failure, a full
+    disk included, leaves only the thresholds missing, which find_duplicates.py calibrates on its first run."""
+    images = report.added + report.changed + report.unchanged
+    if not settings.calibration_images or not needs_calibration(settings.indexes_dir, report.dataset, encoder,
+                                                                  images):
+        return
+    log.info("calibrating the duplicate thresholds of %r; its index is searchable already", report.dataset)
+    try:
+        report.thresholds = calibrate_duplicates(settings.indexes_dir, report.dataset, encoder,
+                                                 settings.calibration_images)
+    except (ClipSearchError, OSError, sqlite3.Error) as err:
+        if isinstance(err, (OSError, sqlite3.Error)) and not out_of_space(err):
+            raise
+        why = err if isinstance(err, ClipSearchError) else "no space left on the device"
+        log.warning("duplicate thresholds not calibrated: %s (find_duplicates.py %s --calibrate retries)", why,
+                    report.dataset)

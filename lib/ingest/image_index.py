@@ -21,7 +21,7 @@ from tqdm import tqdm
 from lib.data.datasets import ImageFile, scan_dataset
 from lib.data.image_text import caption_files
 from lib.errors import ClipSearchError, DiskFullError, IndexFileError
-from lib.ingest.calibrate import calibrate_duplicates, needs_calibration
+from lib.ingest.calibrate import calibrate_build
 from lib.ingest.entries import entries_of, vector_count
 from lib.ingest.hash_backfill import backfill_missing
 from lib.ingest.image_text import update_image_text
@@ -281,19 +281,11 @@ class ImageIndexBuilder:
             self.catalog.set_skipped(db, self.dataset, skips)
 
 
-def build_image_index(settings: Settings, encoder: ClipEncoder, rebuild: bool = False,
-                      progress: bool = True, retrain: bool = False) -> BuildReport:
-    """Bring the index set of `settings.dataset_name` up to date (see ImageIndexBuilder), then calibrate its
-    duplicate thresholds where they are missing or stale (lib/ingest/calibrate.py)."""
-    builder = ImageIndexBuilder(settings, encoder, progress)
-    report = builder.run(rebuild, retrain)
-    images = report.added + report.changed + report.unchanged
-    if settings.calibration_images and needs_calibration(settings.indexes_dir, report.dataset, encoder, images):
-        try:
-            with builder.room_on_disk():
-                report.thresholds = calibrate_duplicates(settings.indexes_dir, report.dataset, encoder,
-                                                         settings.calibration_images)
-        except ClipSearchError as err:  # the index is built; only the thresholds are missing
-            log.warning("duplicate thresholds not calibrated: %s (find_duplicates.py %s --calibrate retries)", err,
-                        report.dataset)
+def build_image_index(settings: Settings, encoder: ClipEncoder, rebuild: bool = False, progress: bool = True,
+                      retrain: bool = False, calibrate: bool = True) -> BuildReport:
+    """Bring the index set of `settings.dataset_name` up to date (see ImageIndexBuilder), then, with `calibrate`,
+    its duplicate thresholds (calibrate_build; the CLI calls that itself once it has printed the summary)."""
+    report = ImageIndexBuilder(settings, encoder, progress).run(rebuild, retrain)
+    if calibrate:
+        calibrate_build(settings, encoder, report)
     return report

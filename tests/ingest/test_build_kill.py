@@ -63,3 +63,6 @@ def test_kill_9_mid_build_then_rerun_finishes(tmp_path, model_cache):
     summary = next(line for line in finished.stdout.splitlines() if " images encoded into " in line)
     found = re.search(r"the model loaded in (\d+\.\d) s and warmed up in (\d+\.\d) s, not counted in that$", summary)
     assert found and float(found[1]) > 0 and float(found[2]) > 0, summary
+    # The duplicate thresholds are calibrated after the summary, the index already searchable.
+    lines = finished.stdout.splitlines()
+    assert lines.index(summary) < next(n for n, line in enumerate(lines) if line.startswith("duplicate thresholds"))
