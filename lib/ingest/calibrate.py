@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -52,7 +51,7 @@ from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
 from lib.store.catalog import Catalog, ImageRecord
 from lib.store.dataset_figures import DuplicateThresholds, load_thresholds, now, save_thresholds
-from lib.store.files import out_of_space
+from lib.store.files import room_on_disk
 from lib.store.identity import ModelIdentity
 from lib.store.index_files import dataset_vectors
 
@@ -250,11 +249,9 @@ def calibrate_build(settings: Settings, encoder: ClipEncoder, report: BuildRepor
         return
     log.info("calibrating the duplicate thresholds of %r; its index is searchable already", report.dataset)
     try:
-        report.thresholds = calibrate_duplicates(settings.indexes_dir, report.dataset, encoder,
-                                                 settings.calibration_images)
-    except (ClipSearchError, OSError, sqlite3.Error) as err:
-        if isinstance(err, (OSError, sqlite3.Error)) and not out_of_space(err):
-            raise
-        why = err if isinstance(err, ClipSearchError) else "no space left on the device"
-        log.warning("duplicate thresholds not calibrated: %s (find_duplicates.py %s --calibrate retries)", why,
+        with room_on_disk(settings.indexes_dir, lambda: f"{report.partitions_written} partitions committed"):
+            report.thresholds = calibrate_duplicates(settings.indexes_dir, report.dataset, encoder,
+                                                     settings.calibration_images)
+    except ClipSearchError as err:  # a full disk included: the index is built, only the thresholds are missing
+        log.warning("duplicate thresholds not calibrated: %s (find_duplicates.py %s --calibrate retries)", err,
                     report.dataset)

@@ -8,11 +8,9 @@ rename). A partition is the unit of work: an interrupted build keeps every parti
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from tqdm import tqdm
 
 from lib.data.datasets import ImageFile, scan_dataset
 from lib.data.image_text import caption_files
-from lib.errors import ClipSearchError, DiskFullError, IndexFileError
+from lib.errors import ClipSearchError, IndexFileError
 from lib.ingest.calibrate import calibrate_build
 from lib.ingest.entries import entries_of, vector_count
 from lib.ingest.hash_backfill import backfill_missing
@@ -34,7 +32,7 @@ from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
 from lib.store.catalog import Catalog, DatasetRecord, ImageRecord, SkippedFile
 from lib.store.catalog_copy import keep_good_copy, repair_catalog
-from lib.store.files import build_lock, out_of_space
+from lib.store.files import build_lock, room_on_disk
 from lib.store.index_files import commit_partition, image_index_name, read_index, settle_partition, vectors_of
 from lib.store.ivf_files import quantizer_name
 from lib.store.records import EMBEDDINGS_LAYOUT
@@ -114,18 +112,9 @@ class ImageIndexBuilder:
             self.words.finish()
             keep_good_copy(self.folder)
 
-    @contextmanager
-    def room_on_disk(self) -> Iterator[None]:
-        """A full disk (ENOSPC, SQLite's 'database or disk is full') as one line: committed partitions are kept."""
-        try:
-            yield
-        except (OSError, sqlite3.Error) as err:
-            if not out_of_space(err):
-                raise
-            filename = getattr(err, "filename", None)  # set when the failing call had a path; a write has not
-            where = Path(filename).parent if filename else self.folder
-            raise DiskFullError(f"no space left on {where}: {self.report.partitions_written} partitions committed, "
-                                "free space and run again") from None
+    def room_on_disk(self) -> AbstractContextManager[None]:
+        """A full disk as one line (lib/store/files.room_on_disk): committed partitions are kept."""
+        return room_on_disk(self.folder, lambda: f"{self.report.partitions_written} partitions committed")
 
     def _check_model(self, rebuild: bool) -> None:
         record = self.catalog.dataset(self.dataset)

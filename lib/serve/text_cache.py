@@ -37,7 +37,3 @@ class TextVectors:
         if self.on_lookup is not None:
             self.on_lookup(not self._local.missed)
         return vector
-
-    def clear(self) -> None:
-        """Forget every text (another model, or a test)."""
-        self._cached.cache_clear()

@@ -7,13 +7,13 @@ import hashlib
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from lib.errors import ClipSearchError
+from lib.errors import ClipSearchError, DiskFullError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,20 @@ def out_of_space(err: BaseException) -> bool:
     if isinstance(err, OSError):
         return err.errno in (errno.ENOSPC, errno.EDQUOT)
     return isinstance(err, sqlite3.Error) and getattr(err, "sqlite_errorname", "") == "SQLITE_FULL"
+
+
+@contextmanager
+def room_on_disk(folder: Path, kept: Callable[[], str]) -> Iterator[None]:
+    """A full disk (ENOSPC, SQLite's 'database or disk is full') as one line, DiskFullError, saying where and
+    what was kept (`kept()`, read when it happens); any other error goes on as it was."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as err:
+        if not out_of_space(err):
+            raise
+        filename = getattr(err, "filename", None)  # set when the failing call had a path; a write has not
+        where = Path(filename).parent if filename else folder
+        raise DiskFullError(f"no space left on {where}: {kept()}, free space and run again") from None
 
 
 def write_staged(data: bytes | memoryview | np.ndarray, path: Path) -> tuple[Path, str]:

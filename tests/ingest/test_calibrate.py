@@ -90,3 +90,35 @@ def test_no_calibration_when_the_setting_is_zero(tmp_path, tiny_dataset, demo_en
     assert report.thresholds is None and not figures_path(settings.indexes_dir, "duplicates", "tiny").exists()
     thresholds = calibrate_duplicates(settings.indexes_dir, "tiny", demo_encoder, sample_size=4)
     assert json.loads(figures_path(settings.indexes_dir, "duplicates", "tiny").read_text())["near"] == thresholds.near
+
+
+def test_a_full_disk_while_calibrating_after_a_build_leaves_only_the_thresholds_missing(
+        tmp_path, tiny_dataset, demo_encoder, monkeypatch, caplog):
+    import errno
+    import logging
+
+    import lib.ingest.calibrate as calibrate
+    from lib.settings import load_settings
+
+    root, _ = tiny_dataset
+    settings = load_settings(environ={}, overrides=dict(workspace=str(tmp_path), dataset_name="tiny",
+                                                        dataset_path=str(root), num_workers=0))
+    report = build_image_index(settings, demo_encoder, progress=False, calibrate=False)
+    assert report.thresholds is None
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(settings.indexes_dir / "figures.json"))
+
+    monkeypatch.setattr(calibrate, "calibrate_duplicates", full)
+    with caplog.at_level(logging.WARNING, logger="lib.ingest.calibrate"):
+        calibrate.calibrate_build(settings, demo_encoder, report)
+    assert report.thresholds is None and not figures_path(settings.indexes_dir, "duplicates", "tiny").exists()
+    assert "duplicate thresholds not calibrated: no space left on" in caplog.text
+    assert "partitions committed" in caplog.text and "find_duplicates.py tiny --calibrate" in caplog.text
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(calibrate, "calibrate_duplicates", broken)
+    with pytest.raises(OSError, match="Input/output"):  # not a full disk: not hidden
+        calibrate.calibrate_build(settings, demo_encoder, report)
