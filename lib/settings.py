@@ -52,8 +52,9 @@ class Settings:
     target_recall: float = _setting(0.95, "recall@10 against exact search that IVF's nprobe is tuned to reach")
     embeddings_partition_size: int = _setting(100_000, "rows per partition when --from-embeddings splits a folder "
                                               "into chunks (without --class-column)")
-    precision: str = _setting("auto", "encoder arithmetic: auto is bf16 where the CPU or GPU does it natively",
-                              choices=("auto", "fp32", "bf16"))
+    precision: str = _setting("auto", "encoder arithmetic: auto is the fastest of fp32, bf16 and int8 that keeps "
+                              "fidelity on this CPU, measured once per model (bf16 where a GPU has it)",
+                              choices=("auto", "fp32", "bf16", "int8"))
     backend: str = _setting("auto", "what runs the encoder: auto is OpenVINO on CPU, PyTorch on CUDA",
                             choices=("auto", "torch", "openvino"))
     inference_threads: int = _setting(0, "threads the encoder computes with; 0: every core (the API divides "

@@ -19,7 +19,7 @@ from lib.model.torch_backend import TorchTowers
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "openvino")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 def pick_device() -> torch.device:
@@ -36,7 +36,8 @@ def cpu_has_bf16() -> bool:
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """PyTorch's arithmetic: 'auto' is bf16 where the device does it natively, else fp32."""
+    """PyTorch's arithmetic: 'auto' (and 'int8', where OpenVINO failed and PyTorch took over) is bf16 where
+    the device does it natively, else fp32."""
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
@@ -64,7 +65,11 @@ def build_towers(checkpoint: Any, backend: str, precision: str, device: torch.de
     def torch_towers() -> Towers:
         return TorchTowers(checkpoint.model(), device, pick_dtype(precision, device), threads)
 
-    if pick_backend(backend, device) == "openvino":
+    chosen = pick_backend(backend, device)
+    if precision == "int8" and chosen == "torch":
+        raise ModelLoadError("precision int8 needs the OpenVINO backend, on the CPU; with PyTorch use auto, fp32 "
+                             "or bf16")
+    if chosen == "openvino":
         try:
             return _openvino_towers(checkpoint, precision, cache_dir, threads, torch_towers)
         except ModelLoadError:
@@ -78,9 +83,14 @@ def build_towers(checkpoint: Any, backend: str, precision: str, device: torch.de
 def _openvino_towers(checkpoint: Any, precision: str, cache_dir: Path | None, threads: int | None,
                      fallback: Any) -> Towers:
     import lib.model.openvino_backend as backend  # openvino is imported only when it is used
+    import lib.model.openvino_int8 as int8
 
-    vision, text, meta = backend.load_or_convert(checkpoint, cache_dir)
-    image = backend.image_precision(precision, backend.ov.Core())
+    vision, text, meta, folder = backend.load_or_convert(checkpoint, cache_dir)
+    image = int8.auto_precision(checkpoint, folder, vision, text) if precision == "auto" else precision
     text_precision = "bf16" if image == "bf16" and meta.get("text_bf16") else "fp32"
+    if image == "int8":
+        vision, text8, int8_meta = int8.int8_towers(checkpoint, folder, vision, text)
+        if int8_meta.get("text_int8"):
+            text, text_precision = text8, "int8"
     return backend.OpenVinoTowers(vision, text, meta["logit_scale"], {"image": image, "text": text_precision},
                                   threads, fallback)

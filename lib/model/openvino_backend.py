@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 CONVERSION = 1  # raise it when convert() changes, so that no older IR is read back
 IR_PRECISION = "f32"  # weights as the IR stores them; what the CPU computes in is chosen when compiling
-OV_TYPES = {"fp32": "f32", "bf16": "bf16"}
+OV_TYPES = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what its unquantized ops compute in
 EXAMPLE_TEXTS = ["a photo of a dog", "cat"]  # two lengths, so that the traced graph has padding in it
 PROBE_TEXTS = ["red", "a photo of a dog", "two small blue squares on a striped background", "a yellow star",
                "three purple circles and a green triangle", "x", "an old photograph of a city street at night"]
@@ -130,16 +130,16 @@ def text_bf16_agrees(text: ov.Model, clip: Any, tokenizer: Any) -> bool:
     return bool(cosines.min() >= TEXT_BF16_MIN_COSINE)
 
 
-def load_or_convert(checkpoint: Any, cache_dir: Path | None) -> tuple[ov.Model, ov.Model, dict[str, Any]]:
-    """The two towers and what was learnt converting them (logit_scale, text_bf16): read from the cache, or
-    converted (and cached when there is one)."""
+def load_or_convert(checkpoint: Any, cache_dir: Path | None) -> tuple[ov.Model, ov.Model, dict[str, Any], Path | None]:
+    """The two towers, what was learnt converting them (logit_scale, text_bf16) and their cache folder (None
+    where nothing is cached): read from the cache, or converted (and cached when there is one)."""
     key = cache_key(checkpoint.weights_sha256, checkpoint.config.to_json_string())
     folder = cache_folder(cache_dir, key) if cache_dir else None
     core = ov.Core()
     if folder and (folder / "meta.json").is_file():
         meta = json.loads((folder / "meta.json").read_text())
         log.info("OpenVINO model read from the cache %s", folder)
-        return core.read_model(folder / "vision.xml"), core.read_model(folder / "text.xml"), meta
+        return core.read_model(folder / "vision.xml"), core.read_model(folder / "text.xml"), meta, folder
     started = time.perf_counter()
     clip = checkpoint.model()
     vision, text = convert(clip, checkpoint.tokenizer)
@@ -154,7 +154,7 @@ def load_or_convert(checkpoint: Any, cache_dir: Path | None) -> tuple[ov.Model, 
         folder = None
     log.info("converted %s to OpenVINO in %.1f s%s", checkpoint.spec, time.perf_counter() - started,
              f" (cached in {folder})" if folder else "")
-    return vision, text, meta
+    return vision, text, meta, folder
 
 
 class OpenVinoTowers:

@@ -232,23 +232,26 @@ def test_precision_auto_is_bf16_only_where_the_cpu_has_it():
     assert openvino_backend.cpu_has_native_bf16(openvino_backend.ov.Core()) == cpu_has_bf16()
 
 
-def test_compiled_precision_is_what_was_asked(demo_encoder):
-    """OpenVINO would pick bf16 by itself on a bf16 CPU: the hint is always set, and fp32 is honoured."""
-    expected = "bf16" if cpu_has_bf16() else "f32"
+def test_compiled_precision_is_what_was_asked(demo_encoder, model_cache):
+    """OpenVINO would pick bf16 by itself on a bf16 CPU: the hint is always set, and what was chosen (auto's
+    measured choice, or fp32 asked for) is what compiles."""
+    hint = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
     demo_encoder.warm_up()
     compiled = demo_encoder.towers.compiled_property("INFERENCE_PRECISION_HINT")
-    assert compiled["image"] == expected and compiled["text"] in {"f32", expected}
+    assert compiled["image"] == hint[demo_encoder.precision] and compiled["text"] in {"f32", "bf16"}
+    fp32 = load_encoder("demo", cache_dir=model_cache, precision="fp32")
+    assert fp32.towers.compiled_property("INFERENCE_PRECISION_HINT") == {"image": "f32", "text": "f32"}
 
 
 def test_text_tower_stays_fp32_when_bf16_does_not_agree(tmp_path, monkeypatch, demo_torch):
     """The probe's verdict is taken at conversion and cached with the model: a fresh cache converts once."""
     calls = count_conversions(monkeypatch)
     monkeypatch.setattr(openvino_backend, "TEXT_BF16_MIN_COSINE", 1.01)  # a probe no bf16 tower can pass
-    encoder = load_encoder("demo", cache_dir=tmp_path)
+    encoder = load_encoder("demo", cache_dir=tmp_path, precision="bf16")
     assert encoder.towers.compiled_property("INFERENCE_PRECISION_HINT")["text"] == "f32"
     assert cosines(encoder.encode_texts(TEXTS), demo_torch.encode_texts(TEXTS)).min() >= 0.99999
     monkeypatch.setattr(openvino_backend, "TEXT_BF16_MIN_COSINE", 0.0)  # would pass now, but is not asked again
-    assert load_encoder("demo", cache_dir=tmp_path).towers.precisions["text"] == "fp32"  # the cache remembers
+    assert load_encoder("demo", cache_dir=tmp_path, precision="bf16").towers.precisions["text"] == "fp32"  # cached
     assert len(calls) == 1 and len(list((tmp_path / "openvino").iterdir())) == 1
 
 
@@ -265,7 +268,8 @@ def test_vit_b32_backends_agree_and_cache(model_cache, photos, tmp_path, monkeyp
     """random:ViT-B/32: the full architecture converts, agrees with PyTorch, and is cached (one conversion)."""
     calls = count_conversions(monkeypatch)
     pytorch = load_encoder("random:ViT-B/32", backend="torch", precision="fp32")
-    openvino = load_encoder("random:ViT-B/32", cache_dir=model_cache)
+    float_precision = "bf16" if cpu_has_bf16() else "fp32"  # int8 has its own test of fidelity (test_int8.py)
+    openvino = load_encoder("random:ViT-B/32", cache_dir=model_cache, precision=float_precision)
     assert_backends_agree(openvino, pytorch, photos, tmp_path)
-    again = load_encoder("random:ViT-B/32", cache_dir=model_cache)
+    again = load_encoder("random:ViT-B/32", cache_dir=model_cache, precision=float_precision)
     assert len(calls) == 1 and again.identity == openvino.identity
