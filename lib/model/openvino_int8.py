@@ -122,11 +122,17 @@ def measure_precisions(checkpoint: Any, folder: Path, vision: ov.Model, text: ov
 
 def auto_precision(checkpoint: Any, folder: Path | None, vision: ov.Model, text: ov.Model) -> str:
     """What `--precision auto` means for this model on this CPU; without a cache folder, where nothing
-    measured could be kept, bf16 where the CPU has it natively and fp32 elsewhere."""
+    measured could be kept, or where measuring fails, bf16 where the CPU has it natively and fp32 elsewhere."""
     if folder is None:
         return backend.image_precision("auto", ov.Core())
-    return precision_choice.chosen_precision(folder, checkpoint.spec,
-                                             lambda: in_child(_measure_in_child, checkpoint, folder))
+    try:
+        return precision_choice.chosen_precision(folder, checkpoint.spec,
+                                                 lambda: in_child(_measure_in_child, checkpoint, folder))
+    except Exception as err:  # noqa: BLE001 - the measurement failing must not cost the backend
+        fallback = backend.image_precision("auto", ov.Core())
+        log.warning("could not measure the precisions of %s (%s: %s); using %s", checkpoint.spec,
+                    type(err).__name__, err, fallback)
+        return fallback
 
 
 def in_child(job: Callable[[str, str, str, int], Any], checkpoint: Any, folder: Path) -> Any:

@@ -160,3 +160,16 @@ def test_a_worker_forked_after_auto_measured_still_encodes(model_cache, demo_enc
 def test_int8_with_pytorch_is_a_clear_error():
     with pytest.raises(ModelLoadError, match="precision int8 needs the OpenVINO backend"):
         load_encoder("demo", backend="torch", precision="int8")
+
+
+def test_a_failed_measurement_keeps_openvino(tmp_path, monkeypatch, caplog):
+    def broken(*args):
+        raise RuntimeError("the child process died")
+
+    monkeypatch.setattr(openvino_int8, "in_child", broken)
+    with caplog.at_level(logging.WARNING):
+        encoder = load_encoder("demo", cache_dir=tmp_path)
+    assert encoder.backend == "openvino" and encoder.precision in {"fp32", "bf16"}
+    assert any("could not measure the precisions of demo (RuntimeError: the child process died)" in r.getMessage()
+               for r in caplog.records)
+    assert not list((tmp_path / "openvino").glob("*/precision-*.json"))  # nothing recorded: measured next time
