@@ -16,7 +16,7 @@ from tests.helpers import share_model_cache
 
 pytestmark = pytest.mark.slow
 
-PEAK_LIMIT_MIB = 800  # measured 503 MiB at 40,000 rows on AVX512-BF16, 701-703 on an AVX2-only CPU (before and after issue 26)
+PEAK_LIMIT_MIB = 800  # measured at 40,000 rows: 503 MiB on AVX512-BF16, 701-703 on an AVX2-only CPU
 GROWTH_LIMIT_MIB = 40  # measured 8 MiB from 2,000 to 40,000 rows
 
 
