@@ -110,7 +110,7 @@ def fidelity(got: np.ndarray, expected: np.ndarray, k: int = 10) -> Fidelity:
     got, expected = _unit(got.astype(np.float64)), _unit(expected.astype(np.float64))
     found, truth = _top(got, k), _top(expected, k)
     recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth, strict=True)])
-    return Fidelity(round(float((got * expected).sum(1).min()), 6), round(float(recall), 4))
+    return Fidelity(round(min_cosine(got, expected), 6), round(float(recall), 4))
 
 
 def min_cosine(got: np.ndarray, expected: np.ndarray) -> float:
