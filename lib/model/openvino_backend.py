@@ -33,6 +33,8 @@ import numpy as np
 import openvino as ov
 import torch
 
+import lib.model.quantize as quantize
+import lib.model.spawned as spawned
 from lib.errors import first_line
 from lib.model.encoder import Towers
 
@@ -119,15 +121,42 @@ def save(folder: Path, vision: ov.Model, text: ov.Model, meta: dict[str, Any]) -
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def text_bf16_agrees(text: ov.Model, clip: Any, tokenizer: Any) -> bool:
-    """Whether the text tower compiled in bf16 stays within TEXT_BF16_MIN_COSINE of PyTorch fp32."""
+def text_cosine(text: ov.Model, clip: Any, tokenizer: Any, hint: str) -> float:
+    """The lowest cosine between the text tower compiled with `hint` ("bf16", "f32") and PyTorch fp32 on
+    PROBE_TEXTS."""
     ids = tokenizer(PROBE_TEXTS, padding=True, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         expected = Tower(clip.text_model, clip.text_projection, "input_ids")(ids).numpy()
-    compiled = ov.Core().compile_model(text, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    compiled = ov.Core().compile_model(text, "CPU", {"INFERENCE_PRECISION_HINT": hint})
     got = compiled.create_infer_request().infer({"input_ids": ids.numpy()}, share_inputs=False)[0]
-    cosines = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
-    return bool(cosines.min() >= TEXT_BF16_MIN_COSINE)
+    return quantize.min_cosine(got, expected)
+
+
+def reopen_checkpoint(spec: str, weights_sha256: str) -> Any:
+    """The checkpoint `spec` opened again in a child process, checked to hold the weights its parent had."""
+    from lib.model.loading import open_checkpoint
+
+    checkpoint = open_checkpoint(spec)
+    if checkpoint.weights_sha256 != weights_sha256:
+        raise RuntimeError(f"the weights of {spec} changed while it was loading")
+    return checkpoint
+
+
+def _text_bf16_in_child(spec: str, weights_sha256: str, text_xml: str) -> float:
+    checkpoint = reopen_checkpoint(spec, weights_sha256)
+    return text_cosine(ov.Core().read_model(text_xml), checkpoint.model(), checkpoint.tokenizer, "bf16")
+
+
+def text_bf16_agrees(checkpoint: Any, text: ov.Model) -> bool:
+    """Whether the text tower in bf16 keeps TEXT_BF16_MIN_COSINE to PyTorch fp32, measured in a spawned child
+    (lib/model/spawned.py): the caller may be a process that forks workers later."""
+    with tempfile.TemporaryDirectory(prefix="clipsearch-probe-") as folder:
+        ov.save_model(text, Path(folder) / "text.xml", compress_to_fp16=False)
+        cosine = spawned.run_spawned(_text_bf16_in_child, checkpoint.spec, checkpoint.weights_sha256,
+                                     str(Path(folder) / "text.xml"))
+    log.info("the text tower of %s in bf16: cosine %.6f to PyTorch fp32 (%s needed)", checkpoint.spec, cosine,
+             TEXT_BF16_MIN_COSINE)
+    return bool(cosine >= TEXT_BF16_MIN_COSINE)
 
 
 def load_or_convert(checkpoint: Any, cache_dir: Path | None) -> tuple[ov.Model, ov.Model, dict[str, Any], Path | None]:
@@ -144,7 +173,7 @@ def load_or_convert(checkpoint: Any, cache_dir: Path | None) -> tuple[ov.Model, 
     clip = checkpoint.model()
     vision, text = convert(clip, checkpoint.tokenizer)
     meta = {"logit_scale": float(clip.logit_scale.detach().float().exp()),
-            "text_bf16": cpu_has_native_bf16(core) and text_bf16_agrees(text, clip, checkpoint.tokenizer)}
+            "text_bf16": cpu_has_native_bf16(core) and text_bf16_agrees(checkpoint, text)}
     try:
         if folder:
             save(folder, vision, text, {**key, **meta})

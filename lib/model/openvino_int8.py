@@ -6,8 +6,8 @@ check that the int8 text tower agrees with fp32 (TEXT_INT8_MIN_COSINE); otherwis
 computing in float and only the image tower, which sets a build's speed, is int8.
 
 Quantizing and measuring compile models, and a process that has compiled an OpenVINO model hangs its forked
-children when they compile (seen here: gunicorn's preloading master would hang every worker). So both run in
-a spawned child process that writes the cache, and the caller only reads it back. Only where there is no
+children when they compile (lib/model/spawned.py). So both run in a spawned child process that writes the
+cache, and the caller only reads it back. Only where there is no
 cache folder to hand results over does `--precision int8` quantize in the caller's own process.
 """
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import torch
 import lib.model.openvino_backend as backend
 import lib.model.precision_choice as precision_choice
 import lib.model.quantize as quantize
+import lib.model.spawned as spawned
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +36,6 @@ def int8_folder(folder: Path) -> Path:
 
     key = json.dumps({**quantize.CALIBRATION, "nncf": nncf.__version__}, sort_keys=True)
     return folder / f"int8-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-
-
-def _text_cosine(text8: ov.Model, clip: Any, tokenizer: Any) -> float:
-    ids = tokenizer(backend.PROBE_TEXTS, padding=True, return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        expected = backend.Tower(clip.text_model, clip.text_projection, "input_ids")(ids).numpy()
-    compiled = ov.Core().compile_model(text8, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    got = compiled.create_infer_request().infer({"input_ids": ids.numpy()}, share_inputs=False)[0]
-    return round(quantize.min_cosine(got, expected), 6)
 
 
 def _read_int8(target: Path) -> tuple[ov.Model, ov.Model, dict[str, Any]] | None:
@@ -80,7 +70,7 @@ def quantize_here(checkpoint: Any, folder: Path | None, vision: ov.Model,
         return (core.read_model(target / "vision.xml"), core.read_model(target / "text.xml"),
                 json.loads((target / "meta.json").read_text()))
     vision8, text8 = quantize.quantize_towers(vision, text, checkpoint.transform, checkpoint.tokenizer)
-    cosine = _text_cosine(text8, checkpoint.model(), checkpoint.tokenizer)
+    cosine = round(backend.text_cosine(text8, checkpoint.model(), checkpoint.tokenizer, "f32"), 6)
     meta = {**quantize.CALIBRATION, "text_min_cosine": cosine, "text_int8": cosine >= quantize.TEXT_INT8_MIN_COSINE}
     if target:
         try:
@@ -135,32 +125,22 @@ def auto_precision(checkpoint: Any, folder: Path | None, vision: ov.Model, text:
         return fallback
 
 
-def in_child(job: Callable[[str, str, str, int], Any], checkpoint: Any, folder: Path) -> Any:
-    """Run `job(spec, weights_sha256, folder, log level)` in a spawned process and return what it returns."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(job, checkpoint.spec, checkpoint.weights_sha256, str(folder),
-                           logging.getLogger().getEffectiveLevel()).result()
+def in_child(job: Callable[[str, str, str], Any], checkpoint: Any, folder: Path) -> Any:
+    """Run `job(spec, weights_sha256, folder)` in a spawned process (lib/model/spawned.py says why)."""
+    return spawned.run_spawned(job, checkpoint.spec, checkpoint.weights_sha256, str(folder))
 
 
-def _child_towers(spec: str, weights_sha256: str, folder: str, level: int) -> tuple[Any, ov.Model, ov.Model]:
-    from lib.cli import setup_logging
-    from lib.model.loading import open_checkpoint
-
-    if level <= logging.INFO:  # the caller shows its progress: so does its child
-        setup_logging(verbose=level <= logging.DEBUG)
-    checkpoint = open_checkpoint(spec)
-    if checkpoint.weights_sha256 != weights_sha256:
-        raise RuntimeError(f"the weights of {spec} changed while it was loading")
+def _child_towers(spec: str, weights_sha256: str, folder: str) -> tuple[Any, ov.Model, ov.Model]:
+    checkpoint = backend.reopen_checkpoint(spec, weights_sha256)
     core = ov.Core()
     return checkpoint, core.read_model(Path(folder) / "vision.xml"), core.read_model(Path(folder) / "text.xml")
 
 
-def _quantize_in_child(spec: str, weights_sha256: str, folder: str, level: int) -> None:
-    checkpoint, vision, text = _child_towers(spec, weights_sha256, folder, level)
+def _quantize_in_child(spec: str, weights_sha256: str, folder: str) -> None:
+    checkpoint, vision, text = _child_towers(spec, weights_sha256, folder)
     quantize_here(checkpoint, Path(folder), vision, text)
 
 
-def _measure_in_child(spec: str, weights_sha256: str, folder: str, level: int) -> dict[str, Any]:
-    checkpoint, vision, text = _child_towers(spec, weights_sha256, folder, level)
+def _measure_in_child(spec: str, weights_sha256: str, folder: str) -> dict[str, Any]:
+    checkpoint, vision, text = _child_towers(spec, weights_sha256, folder)
     return measure_precisions(checkpoint, Path(folder), vision, text)

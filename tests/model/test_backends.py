@@ -244,8 +244,10 @@ def test_compiled_precision_is_what_was_asked(demo_encoder, model_cache):
 
 
 def test_text_tower_stays_fp32_when_bf16_does_not_agree(tmp_path, monkeypatch, demo_torch):
-    """The probe's verdict is taken at conversion and cached with the model: a fresh cache converts once."""
+    """The probe's verdict is taken at conversion (in a spawned child, which reports its cosine) and cached
+    with the model: a fresh cache converts once."""
     calls = count_conversions(monkeypatch)
+    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda core: True)  # the probe runs on any CPU
     monkeypatch.setattr(openvino_backend, "TEXT_BF16_MIN_COSINE", 1.01)  # a probe no bf16 tower can pass
     encoder = load_encoder("demo", cache_dir=tmp_path, precision="bf16")
     assert encoder.towers.compiled_property("INFERENCE_PRECISION_HINT")["text"] == "f32"

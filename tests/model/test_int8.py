@@ -3,6 +3,7 @@ where fidelity holds, recorded once per model and CPU, and never compiled in a p
 import json
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,11 +126,14 @@ def test_a_record_that_cannot_be_written_costs_a_measurement_next_time(tmp_path,
         assert any("could not record the precision choice" in r.getMessage() for r in caplog.records)
 
 
-FORK_AFTER_AUTO = """
+FORK_AFTER_LOAD = """
 import os, sys
 from pathlib import Path
+import lib.model.openvino_backend as openvino_backend
 from lib.model.loading import load_encoder
-encoder = load_encoder("demo", cache_dir=Path(sys.argv[1]))
+if sys.argv[3] == "probe":  # the text tower's bf16 probe runs at conversion, as on a CPU with native bf16
+    openvino_backend.cpu_has_native_bf16 = lambda core: True
+encoder = load_encoder("demo", precision=sys.argv[2], cache_dir=Path(sys.argv[1]))
 pid = os.fork()
 if pid == 0:
     print("child", encoder.precision, encoder.encode_texts(["a red star"]).shape, flush=True)
@@ -138,23 +142,37 @@ os.waitpid(pid, 0)
 """
 
 
-def test_a_worker_forked_after_auto_measured_still_encodes(model_cache, demo_encoder, tmp_path):
-    """Measuring compiles models, and a process that compiled one hangs its forked children when they compile
-    (gunicorn's preloading master and its workers): the measurement runs in a spawned process instead."""
-    import shutil
+def fork_after_load(cache: Path, precision: str, probe: bool) -> str:
+    """What a child forked after `load_encoder` in a fresh process prints when it encodes (a hang fails)."""
     import subprocess
     import sys
 
     from tests.conftest import REPO
 
+    result = subprocess.run([sys.executable, "-c", FORK_AFTER_LOAD, str(cache), precision,
+                             "probe" if probe else "-"], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_a_worker_forked_after_auto_measured_still_encodes(model_cache, demo_encoder, tmp_path):
+    """Measuring compiles models, and a process that compiled one hangs its forked children when they compile
+    (gunicorn's preloading master and its workers): the measurement runs in a spawned process instead."""
+    import shutil
+
     folder = ir_folder(model_cache, demo_encoder)
     copy = tmp_path / "openvino" / folder.name
     shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("precision-*.json"))  # int8 IR kept: no quantizing
-    result = subprocess.run([sys.executable, "-c", FORK_AFTER_AUTO, str(tmp_path)], cwd=REPO, capture_output=True,
-                            text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == f"child {demo_encoder.precision} (1, 128)"
+    assert fork_after_load(tmp_path, "auto", probe=False) == f"child {demo_encoder.precision} (1, 128)"
     assert len(list(copy.glob("precision-*.json"))) == 1
+
+
+def test_a_worker_forked_after_the_bf16_text_probe_still_encodes(tmp_path):
+    """The text tower's bf16 probe at conversion compiles too, so it runs in a spawned process as well: a
+    fresh cache is converted and probed, and a child forked afterwards encodes."""
+    assert fork_after_load(tmp_path, "fp32", probe=True) == "child fp32 (1, 128)"
+    [meta] = (tmp_path / "openvino").glob("*/meta.json")
+    assert json.loads(meta.read_text())["text_bf16"] is True  # the probe ran, and bf16 (f32 here) agreed
 
 
 def test_int8_with_pytorch_is_a_clear_error():
