@@ -25,6 +25,43 @@ from lib.model.loading import load_encoder  # noqa: E402
 from tests.helpers import share_model_cache  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+_SESSION_VALUES: list = []  # what the session's fixtures made, kept alive until the process ends
+_EXIT_STATUS: list[int] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """Keep every session fixture's value referenced after its teardown. Freeing them all at once in the last
+    test's teardown (OpenVINO compiled models, PyTorch modules, a Ray client's objects) killed the test process
+    with SIGSEGV after every test had passed (stop 37's CI, and once here, 2026-12-03; no traceback, the
+    handler had been replaced); the process ends through os._exit below instead, as a child of fork does."""
+    outcome = yield
+    if fixturedef.scope == "session" and outcome.excinfo is None:
+        _SESSION_VALUES.append(outcome.get_result())
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if nextitem is None:  # the session's fixtures are torn down now: a crash there shows its stack
+        import faulthandler
+        import sys
+
+        faulthandler.enable(file=sys.__stderr__, all_threads=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """End the process without finalizing native libraries' globals (see pytest_fixture_setup) once pytest
+    has reported everything; the exit status is pytest's own."""
+    import sys
+
+    if _EXIT_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
 
 
 @pytest.fixture(scope="session")
