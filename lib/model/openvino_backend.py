@@ -11,6 +11,7 @@ at cosine >= 0.9999 to PyTorch. What a caller must know:
 - The text tower computes in bf16 only if a probe at conversion time shows that it agrees with PyTorch fp32
   (cosine >= 0.9995 on PROBE_TEXTS; the demo model and random:ViT-B/32 do, at 0.99999 and 0.99994): an index
   built by one backend and queried by the other needs 0.999, and a prototype once saw 0.995 on a text tower.
+  The probe compiles, so it runs in a spawned process (lib/model/spawned.py), on CPUs with native bf16 only.
 - Only input_ids go into the text tower: its attention is causal and padding follows the EOS token that it
   pools, so the mask cannot change the result (tested against PyTorch with the mask).
 """
