@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     then calls `warm_up` before it accepts requests (the encoder must not compile or run before the fork).
     """
     from api.bodies import ApiRequest, SafeJSONProvider
+    from api.clip_retrieval import clip_bp
     from api.errors import register_error_handlers
     from api.memory import install_trim
     from api.metrics import TimedEncoder, install_metrics
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
     app.url_map.converters["file"] = FileNameConverter
     app.register_blueprint(bp)
     app.register_blueprint(seed_bp, url_prefix="/api")
+    app.register_blueprint(clip_bp)
     install_document(app)
     current = indexes.current()
     log.info("serving %d dataset(s) and %d vocabularies with model %s", len(current.datasets),

@@ -72,13 +72,14 @@ def json_depth_over(value: Any, limit: int) -> bool:
     return False
 
 
-def read_json_body() -> None:
-    """Parse the body now, loudly (spectree parses silently and would report 'field required')."""
+def read_json_body(force: bool = False) -> None:
+    """Parse the body now, loudly (spectree parses silently and would report 'field required'); with `force`,
+    whatever its content type says."""
     limits = current_limits()
     if (request.content_length or 0) > limits.json_bytes or len(request.get_data()) > limits.json_bytes:
         raise BadRequest("request entity too large", f"a JSON body may hold at most {limits.json_bytes // 1024} KiB",
                          413)
-    body = request.get_json()
+    body = request.get_json(force=force)
     if not isinstance(body, dict):
         raise BadRequest("malformed JSON", "the body must be a JSON object")
     data = request.get_data()

@@ -4,7 +4,8 @@ With `api_key` set, every route but the public ones (health, the pages, config.j
 `Authorization: Bearer KEY`, compared in constant time. An <img> cannot send that header, so the image
 and thumbnail links in answers carry `sig`, an HMAC of the image id under the key: a link opens one
 image and nothing else, and changing the key revokes every link. Browsers may call the API from any
-origin while there is no key; with a key, only from the origins in `cors_origins`.
+origin while there is no key; with a key, only from the origins in `cors_origins`, except for routes whose
+URL carries the key (clip-retrieval's, under /clip-retrieval/<key>/: the URL is the credential).
 """
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def cors(response: Response) -> Response:
     settings = current_app.config["SETTINGS"]
     origin = request.headers.get("Origin")
     allowed = [o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip()]
-    if not settings.api_key:
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not settings.api_key or getattr(view, "any_origin", False):  # a key-bearing URL is its own credential
         response.headers["Access-Control-Allow-Origin"] = "*"
     elif origin and origin.rstrip("/") in allowed:
         response.headers["Access-Control-Allow-Origin"] = origin
@@ -74,6 +76,7 @@ def cors(response: Response) -> Response:
         return response
     response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Expose-Headers"] = "X-Clip-Retrieval-Ignored"
     return response
 
 

@@ -84,6 +84,9 @@ class Settings:
     api_key: str = _setting("", "key clients send as 'Authorization: Bearer KEY'; required to listen beyond loopback")
     cors_origins: str = _setting("", "comma-separated origins allowed to call the API from a browser when a key "
                                      "is set (without a key, any origin is)")
+    allow_image_urls: bool = _setting(False, "let clip-retrieval's /knn-service fetch an image_url (public addresses "
+                                             "only, no redirects, max_upload_mb and 10 s at most); off: a server "
+                                             "that fetches URLs for anyone is an SSRF hole")
     proxy: str = _setting("auto", "buffering front end started by scripts/api.sh: nginx when installed (auto), "
                                   "always (nginx) or never (none)", choices=("auto", "nginx", "none"))
     client_timeout: int = _setting(10, "seconds the front end waits for the next bytes of a request before "

@@ -146,6 +146,10 @@ class SearchService:
         picked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and i != exclude]
         return self.hits(picked[:k])
 
+    def nearest(self, vector: np.ndarray, dataset: LoadedDataset, k: int) -> list[SearchHit]:
+        """The k images of a dataset nearest to a (1, dim) unit vector, over all its partitions."""
+        return self._search(vector, dataset, k, None)
+
     def hits(self, picked: list[tuple[int, float]], records: dict[int, ImageRecord] | None = None
               ) -> list[SearchHit]:
         records = self.records([i for i, _ in picked]) if records is None else records

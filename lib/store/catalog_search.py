@@ -138,6 +138,23 @@ class CatalogSearch:
         rows = self.db.execute("SELECT rowid, caption, sidecar_stamp FROM image_text WHERE dataset = ?", (dataset,))
         return {int(i): (caption, stamp) for i, caption, stamp in rows}
 
+    def captions_of(self, ids: Iterable[int]) -> dict[int, str]:
+        """The caption of each of these images that has one (its caption, else its sidecar's text)."""
+        ids = [int(i) for i in ids]
+        found: dict[int, str] = {}
+        for start in range(0, len(ids), 500):  # SQLite's bound on the parameters of one statement
+            chunk = ids[start:start + 500]
+            try:
+                rows = self.db.execute(f"SELECT rowid, caption, sidecar FROM image_text WHERE rowid IN "
+                                       f"({', '.join('?' * len(chunk))})", chunk)
+            except sqlite3.OperationalError as err:
+                if "no such table" not in str(err):
+                    raise
+                return found  # a catalog older than image_text has no captions
+            found.update({int(i): (caption or sidecar).strip() for i, caption, sidecar in rows
+                          if (caption or sidecar or "").strip()})
+        return found
+
     def put_image_text(self, db: sqlite3.Connection, dataset: str, texts: Iterable[ImageText]) -> None:
         """Within a transaction: the text rows of these images, written anew."""
         texts = list(texts)
