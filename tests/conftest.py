@@ -167,7 +167,7 @@ def planted_workspace(tmp_path_factory: pytest.TempPathFactory, model_cache: Pat
 
     root = tmp_path_factory.mktemp("planted")
     files = generate_duplicate_set(root, seed=2, per_class=4, planted_share=0.3)
-    workspace = tmp_path_factory.mktemp("planted-workspace")
+    workspace = share_model_cache(tmp_path_factory.mktemp("planted-workspace"), model_cache)
     settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="planted",
                                                         dataset_path=str(root), num_workers=0))
     # fp32 so that the tier floors do not depend on the CPU: bf16 rounding (AMX here) moved near recall

@@ -37,11 +37,13 @@ def test_tiers_can_be_chosen_and_thresholds_given(planted_workspace, tmp_path, c
     assert rows and {row["tier"] for row in rows} == {"similar"}
 
 
-def test_a_dataset_without_thresholds_is_calibrated_first(tmp_path, tiny_dataset, demo_encoder, capsys):
+def test_a_dataset_without_thresholds_is_calibrated_first(tmp_path, tiny_dataset, demo_encoder, model_cache, capsys):
     from lib.ingest.image_index import build_image_index
     from lib.settings import load_settings
+    from tests.helpers import share_model_cache
 
     root, _ = tiny_dataset
+    share_model_cache(tmp_path, model_cache)  # the CLI loads the model: converted and measured once a session
     settings = load_settings(environ={}, overrides=dict(workspace=str(tmp_path), dataset_name="tiny",
                                                         dataset_path=str(root), num_workers=0, calibration_images=0))
     build_image_index(settings, demo_encoder, progress=False)

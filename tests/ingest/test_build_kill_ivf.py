@@ -11,6 +11,7 @@ from lib.store.catalog import Catalog
 from lib.store.dataset_index import open_dataset
 from lib.store.index_files import read_index, vectors_of
 from tests.conftest import MIXTURE, REPO, held_out, ivf_settings
+from tests.helpers import share_model_cache
 from tests.ingest.test_build_kill import kill_when
 
 pytestmark = pytest.mark.slow
@@ -41,10 +42,10 @@ def assert_searchable_and_consistent(settings, demo_encoder) -> Catalog:
     return catalog
 
 
-def test_kill_9_during_an_ivf_build_leaves_a_consistent_index_set(tmp_path, demo_encoder):
+def test_kill_9_during_an_ivf_build_leaves_a_consistent_index_set(tmp_path, demo_encoder, model_cache):
     source = tmp_path / "embeddings"
     write_mixture(source, PARTITIONS * 500, MIXTURE, classes=4, part_rows=7_000)
-    settings = ivf_settings(tmp_path / "ws")
+    settings = ivf_settings(share_model_cache(tmp_path / "ws", model_cache))  # the runs read the session's model
     indexes = settings.indexes_dir
     partway = lambda: len(list(indexes.glob("image_mix_*.ivf"))) >= 3  # noqa: E731  quantizer and some lists
     assert kill_when(start(settings.workspace, source), partway), "finished before the kill; use more data"

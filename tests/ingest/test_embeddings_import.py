@@ -14,6 +14,7 @@ from lib.ingest.export import export_dataset
 from lib.ingest.image_index import build_image_index
 from lib.store.catalog import Catalog
 from tests.conftest import REPO, ivf_settings
+from tests.helpers import share_model_cache
 from tests.ingest.test_image_index import assert_consistent
 
 
@@ -94,10 +95,11 @@ def test_rows_without_a_path_repeated_paths_and_bad_vectors_are_skipped(tmp_path
     assert "zero.jpg" in report.report_file.read_text()
 
 
-def test_a_folder_of_another_dimension_is_refused(tmp_path, demo_encoder):
+def test_a_folder_of_another_dimension_is_refused(tmp_path, demo_encoder, model_cache):
     source = write_folder(tmp_path / "in", [(unit(10, 64, 1), [f"{i}.jpg" for i in range(10)])])
     with pytest.raises(IndexMismatchError, match="have 64 dimensions but model 'demo' makes 128-d vectors"):
-        import_embeddings(ivf_settings(tmp_path / "ws"), demo_encoder, source, progress=False)
+        import_embeddings(ivf_settings(share_model_cache(tmp_path / "ws", model_cache)), demo_encoder, source,
+                          progress=False)
     assert not (tmp_path / "ws" / "indexes" / "catalog.sqlite").exists() or \
         not Catalog.in_folder(tmp_path / "ws" / "indexes").datasets()
     result = subprocess.run([sys.executable, "build_image_index.py", "mix", "--from-embeddings", str(source),

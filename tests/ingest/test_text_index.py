@@ -12,6 +12,7 @@ from lib.model.loading import load_encoder
 from lib.model.prompts import read_templates
 from lib.store.index_files import vectors_of
 from lib.store.vocab_index import load_text_index
+from tests.helpers import share_model_cache
 
 ENTRIES = [VocabEntry("a", "red circle"), VocabEntry("b", "blue square"), VocabEntry("c", "yellow star")]
 
@@ -71,8 +72,9 @@ def test_metadata_and_index_must_belong_together(tmp_path, demo_encoder):
         load_text_index(report.index_file)
 
 
-def test_cli_with_words_txt_and_long_entries(tmp_path, tiny_dataset, capsys):
+def test_cli_with_words_txt_and_long_entries(tmp_path, tiny_dataset, model_cache, capsys):
     root, _ = tiny_dataset
+    share_model_cache(tmp_path, model_cache)  # the CLI loads the model: converted and measured once a session
     vocab = tmp_path / "long.txt"
     vocab.write_text("red circle\n" + "very " * 300 + "long entry\n\nred circle\n")
     main(["tiny", str(root / "words.txt"), "--workspace", str(tmp_path), "--no-progress"])

@@ -11,16 +11,18 @@ from lib.model.folder_eval import evaluate_folders
 from lib.settings import load_settings
 from lib.store.dataset_figures import load_evaluations
 from lib.store.files import sha256_file
+from tests.helpers import share_model_cache
 
 SEED, PER_CLASS = 2024, 10
 
 
 @pytest.fixture(scope="module")
-def held_out(tmp_path_factory, demo_encoder):
+def held_out(tmp_path_factory, demo_encoder, model_cache):
     """The synthetic evaluation's own held-out set, written to a folder and indexed like a user's photos."""
     root = tmp_path_factory.mktemp("held-out")
     generate_dataset(root, seed=SEED, per_class=PER_CLASS)
-    settings = load_settings(environ={}, overrides=dict(workspace=str(tmp_path_factory.mktemp("ws")),
+    workspace = share_model_cache(tmp_path_factory.mktemp("ws"), model_cache)  # the CLI test loads the model there
+    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace),
                                                         dataset_name="held", dataset_path=str(root), num_workers=0,
                                                         calibration_images=0))
     build_image_index(settings, demo_encoder, progress=False)
