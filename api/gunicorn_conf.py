@@ -23,6 +23,7 @@ limit_request_line = 8190  # as nginx's 8 KiB, so both refuse the same request l
 max_requests = _settings.max_requests  # a worker is replaced after this many (a backstop for memory) ...
 max_requests_jitter = _settings.max_requests // 10  # ... give or take, so that workers are not replaced together
 accesslog = "-"
+logger_class = "api.gunicorn_logger.KeyMaskingLogger"  # no key in the log, even in a key-bearing URL
 errorlog = "-"
 loglevel = "info"
 control_socket_disable = True  # one fixed socket path per user: several servers on one machine would clash

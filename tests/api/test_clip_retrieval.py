@@ -242,3 +242,24 @@ def test_an_allowed_image_url_is_fetched_within_its_limits(picture_server, app, 
     by_url = client.post("/knn-service", data=json.dumps({**body, "image_url": f"{picture_server}/ok.png"}))
     uploaded = client.post("/knn-service", data=json.dumps({**body, "image": base64.b64encode(PNG).decode()}))
     assert by_url.status_code == 200 and len(by_url.json) == 5 and by_url.json == uploaded.json
+
+
+def test_the_access_log_never_holds_the_key(monkeypatch):
+    """gunicorn's access log line for a key-bearing URL (and a Referer that carries one) has the key masked."""
+    import datetime
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from api.gunicorn_logger import MASK, KeyMaskingLogger
+
+    monkeypatch.setenv("CLIPSEARCH_API_KEY", KEY)
+    logger = KeyMaskingLogger(Config())
+    path, referer = f"/clip-retrieval/{KEY}/knn-service", f"http://front/?back=http://host/clip-retrieval/{KEY}"
+    environ = {"REQUEST_METHOD": "POST", "RAW_URI": path, "PATH_INFO": path, "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_REFERER": referer}
+    atoms = logger.atoms(SimpleNamespace(status="200 OK", sent=2, headers=[]),
+                         SimpleNamespace(headers=[("REFERER", referer)]), environ, datetime.timedelta(seconds=1))
+    assert atoms["r"] == f"POST /clip-retrieval/{MASK}/knn-service HTTP/1.1" and atoms["U"].count(MASK) == 1
+    assert atoms["f"].endswith(f"/clip-retrieval/{MASK}") and atoms["{referer}i"].endswith(MASK)
+    assert not [name for name, value in atoms.items() if isinstance(value, str) and KEY in value]
