@@ -67,6 +67,12 @@ def datasets(service: SearchService) -> list[str]:
     return sorted(service.indexes.current().datasets)
 
 
+def dataset_of(service: SearchService, name: str | None) -> LoadedDataset:
+    """The dataset named, or without a name the first one, as clip_back.py takes its first index."""
+    index_set = service.indexes.current()
+    return service.dataset_named(index_set, name or min(index_set.datasets, default=None))
+
+
 def query_vector(service: SearchService, query: KnnQuery) -> np.ndarray:
     """The query's unit embedding, (1, dim)."""
     if query.text is not None:
@@ -99,7 +105,7 @@ def keep_distinct(vectors: np.ndarray) -> np.ndarray:
 
 def knn(service: SearchService, query: KnnQuery) -> list[KnnResult]:
     """The results of one /knn-service request, best first."""
-    dataset = service.dataset_named(service.indexes.current(), query.dataset)
+    dataset = dataset_of(service, query.dataset)
     vector = query_vector(service, query)
     if query.modality == "text":
         results, vectors = text_results(service, dataset, vector, query.count)
@@ -157,7 +163,7 @@ def metadata(service: SearchService, ids: Sequence[int], dataset: str | None,
              link: Callable[[int], str]) -> list[dict]:
     """/metadata: the fields of each image id asked for that the dataset holds, with its link (an id it does not
     hold, a vocabulary entry's included, is left out, as clip-retrieval leaves out what its metadata lacks)."""
-    named = service.dataset_named(service.indexes.current(), dataset).record.name
+    named = dataset_of(service, dataset).record.name
     images = [i for i in ids if 0 <= i < VOCABULARY_IDS]
     records = {i: r for i, r in service.records(images).items() if r.dataset == named}
     captions = service.catalog().captions_of(list(records))
