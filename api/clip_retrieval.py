@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from flask import Blueprint, abort, jsonify, request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
-from api.bodies import read_json_body
 from api.errors import BadRequest
 from api.limits import MAX_IMAGE_ID, current_limits
 from api.models import Name, Query, integral
 from api.routes import UPLOAD_SIDE, image_link, service, settings
 from api.security import public
-from api.validation import field_errors
+from api.validation import body, operation
 from lib.data.images import open_image
 from lib.serve import clip_protocol
 from lib.serve.remote_image import fetch_image
@@ -48,7 +48,7 @@ Blank = BeforeValidator(_blank_is_none)
 class KnnBody(BaseModel):
     """What clip_back.py's KnnService reads; other fields are ignored, as there."""
 
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
     text: Annotated[Query | None, Blank] = None
     image: Annotated[str | None, Blank] = Field(None, description="a picture, base64")
     image_url: Annotated[Annotated[str, Field(max_length=MAX_URL_CHARS)] | None, Blank] = None
@@ -66,19 +66,37 @@ class KnnBody(BaseModel):
 
 
 class MetadataBody(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
-    ids: Annotated[list[Annotated[int, Field(ge=0, le=MAX_IMAGE_ID)]], Field(max_length=10_000)]
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
+    ids: Annotated[list[Annotated[int, Field(ge=0, le=MAX_IMAGE_ID), BeforeValidator(integral)]],
+                   Field(max_length=10_000)]
     indice_name: Name | None = None
 
 
-def _json_body(model: type[BaseModel]) -> tuple[Any, dict]:
-    """The body read as JSON whatever its content type, validated by `model`."""
-    read_json_body(force=True)
-    raw = request.get_json(force=True)
-    try:
-        return model.model_validate(raw), raw
-    except ValidationError as err:
-        raise BadRequest("invalid request", field_errors(err)) from None
+class KnnHit(BaseModel):
+    """One result as clip-retrieval gives it, with this server's fields beside (path, class_name, size...)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: int
+    similarity: float
+    caption: str
+    url: str | None = Field(None, description="the image (signed when there is a key); none for a vocabulary entry")
+
+
+class KnnAnswer(RootModel[list[KnnHit]]):
+    pass
+
+
+class IndicesAnswer(RootModel[list[str]]):
+    pass
+
+
+class MetadataEntry(BaseModel):
+    id: int
+    metadata: dict[str, Any]
+
+
+class MetadataAnswer(RootModel[list[MetadataEntry]]):
+    pass
 
 
 def _picture(asked: KnnBody) -> Any:
@@ -113,15 +131,17 @@ def _external_link(image_id: int) -> str:
 
 
 @clip_bp.get("/indices-list")
+@operation(IndicesAnswer, errors=(400, 401, 404))
 def indices_list():
     """The datasets, as clip-retrieval's index names."""
     return jsonify(clip_protocol.datasets(service()))
 
 
 @clip_bp.post("/knn-service")
+@operation(KnnAnswer, json=KnnBody, errors=(400, 401, 404), any_content_type=True)
 def knn_service():
     """Nearest images (or texts) to a text, a picture or an embedding, in clip-retrieval's result format."""
-    asked, raw = _json_body(KnnBody)
+    asked, raw = body(), request.get_json(force=True)
     results = clip_protocol.knn(service(), _query(asked))
     answer = jsonify([{**r.fields, "id": r.id, "similarity": r.similarity, "caption": r.caption,
                        **({"url": _external_link(r.image_id)} if r.image_id is not None else {})} for r in results])
@@ -132,14 +152,16 @@ def knn_service():
 
 
 @clip_bp.post("/metadata")
+@operation(MetadataAnswer, json=MetadataBody, errors=(400, 401, 404), any_content_type=True)
 def metadata():
     """The fields of the images with these ids, as clip-retrieval's metadata."""
-    asked, _ = _json_body(MetadataBody)
+    asked = body()
     return jsonify(clip_protocol.metadata(service(), asked.ids, asked.indice_name, _external_link))
 
 
 def _keyed(view: Callable[[], Any]) -> Callable[[str], Any]:
     """`view` under KEY_PREFIX: public (the key is in the path) and open to any origin (the URL is the secret)."""
+    @functools.wraps(view)  # spectree's marks too: the keyed routes are documented like the plain ones
     def keyed(key: str) -> Any:
         expected = settings().api_key
         if not expected or not hmac.compare_digest(key.encode("utf-8", "surrogateescape"), expected.encode()):

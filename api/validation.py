@@ -89,13 +89,28 @@ def accepts(kinds: Iterable[str]) -> Callable:
     return decorate
 
 
+def read_any_body_first(view: Callable) -> Callable:
+    """Parse the body as JSON whatever its content type, before spectree (which parses only JSON types) reads
+    the parsed body back: for clients that post JSON as text/plain or without a type (clip-retrieval's)."""
+    @functools.wraps(view)
+    def parsed(*args: Any, **kwargs: Any) -> Any:
+        if request.mimetype in (MULTIPART, URLENCODED):  # spectree would read a form, and find no JSON
+            raise BadRequest("unsupported content type", f"send JSON, not {request.mimetype}", 415)
+        read_json_body(force=True)
+        return view(*args, **kwargs)
+    return parsed
+
+
 def operation(answer: type[BaseModel] | None = None, json: type[BaseModel] | None = None,
               form: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-              errors: Iterable[int] = (400, 401)) -> Callable:
-    """Validate a view's inputs with these models and document them, its answer and its errors."""
+              errors: Iterable[int] = (400, 401), any_content_type: bool = False) -> Callable:
+    """Validate a view's inputs with these models and document them, its answer and its errors; with
+    `any_content_type`, the body is JSON whatever its content type says."""
     codes = set(errors) | ({413, 415} if json or form else set())
     documented = {f"HTTP_{code}": (ErrorBody, ERROR_TEXT[code]) for code in sorted(codes)}
     validate = SPEC.validate(json=json, form=form, query=query, resp=Response(HTTP_200=answer, **documented))
+    if any_content_type:
+        return lambda view: read_any_body_first(validate(view))
     kinds = ([JSON] if json else []) + ([MULTIPART, URLENCODED] if form else [])
     return (lambda view: accepts(kinds)(validate(view))) if kinds else validate
 

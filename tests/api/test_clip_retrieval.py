@@ -158,6 +158,8 @@ def test_malformed_bodies_get_json_errors(app):
         response = client.post("/knn-service", data=data)
         assert response.status_code == 400 and "malformed JSON" in response.json["error"]
     assert client.post("/metadata", data=json.dumps({"ids": [-1]})).status_code == 400
+    form = client.post("/knn-service", data={"text": "red"}, content_type="multipart/form-data")
+    assert form.status_code == 415 and form.json["error"] == "unsupported content type"
 
 
 def test_with_a_key_the_routes_want_it_or_a_key_bearing_prefix(keyed_app):

@@ -22,10 +22,21 @@ OUTSIDE_THE_SPEC = re.compile(r"give either query or terms|give query or terms, 
                               r"one of text, image_id or upload|a term's weight may not be 0")
 
 
+# clip-retrieval's /knn-service (api/clip_retrieval.py): one of its four inputs, base64 that holds a picture, no
+# image_url unless allowed, an embedding of the model's size that is not all zeros.
+KNN_OUTSIDE_THE_SPEC = re.compile(r"give one of text, image, image_url and embedding_input|image: not base64|"
+                                  r"allow_image_urls is off|embedding_input has \d+ numbers|embedding_input is all "
+                                  r"zeros")
+
+
 def refused_by_a_rule_outside_the_spec(case, response) -> bool:
-    if case.path != "/search" or response.status_code != 400:
+    if response.status_code != 400:
         return False
     answer = response.json()
+    if case.path.endswith("/knn-service"):
+        return answer.get("error") == "unreadable image" or bool(KNN_OUTSIDE_THE_SPEC.search(answer.get("detail", "")))
+    if case.path != "/search":
+        return False
     return answer.get("error") == "bad query" or bool(OUTSIDE_THE_SPEC.search(answer.get("detail", "")))
 
 
