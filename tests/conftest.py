@@ -31,10 +31,12 @@ _EXIT_STATUS: list[int] = []
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef, request):
-    """Keep every session fixture's value referenced after its teardown. Freeing them all at once in the last
-    test's teardown (OpenVINO compiled models, PyTorch modules, a Ray client's objects) killed the test process
-    with SIGSEGV after every test had passed (stop 37's CI, and once here, 2026-12-03; no traceback, the
-    handler had been replaced); the process ends through os._exit below instead, as a child of fork does."""
+    """Keep every session fixture's value referenced after its teardown, and end through os._exit below.
+
+    The test process has died with SIGSEGV in the last test's teardown, after every test had passed (stop 37's
+    CI; here 2 runs of 4 on 2026-12-03, one of them with this in place, so freeing these values is not the
+    cause, or not the only one). No traceback came, even with faulthandler re-armed for that teardown: some
+    library had replaced its handler. Still open; what this keeps off is the finalization of native objects."""
     outcome = yield
     if fixturedef.scope == "session" and outcome.excinfo is None:
         _SESSION_VALUES.append(outcome.get_result())
