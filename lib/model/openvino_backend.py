@@ -160,16 +160,24 @@ def text_bf16_agrees(checkpoint: Any, text: ov.Model) -> bool:
     return bool(cosine >= TEXT_BF16_MIN_COSINE)
 
 
+def read_cached(folder: Path) -> tuple[ov.Model, ov.Model, dict[str, Any]] | None:
+    """The two towers and the meta that `save` wrote in `folder`; None while it holds no finished cache."""
+    if not (folder / "meta.json").is_file():
+        return None
+    core = ov.Core()
+    return (core.read_model(folder / "vision.xml"), core.read_model(folder / "text.xml"),
+            json.loads((folder / "meta.json").read_text()))
+
+
 def load_or_convert(checkpoint: Any, cache_dir: Path | None) -> tuple[ov.Model, ov.Model, dict[str, Any], Path | None]:
     """The two towers, what was learnt converting them (logit_scale, text_bf16) and their cache folder (None
     where nothing is cached): read from the cache, or converted (and cached when there is one)."""
     key = cache_key(checkpoint.weights_sha256, checkpoint.config.to_json_string())
     folder = cache_folder(cache_dir, key) if cache_dir else None
     core = ov.Core()
-    if folder and (folder / "meta.json").is_file():
-        meta = json.loads((folder / "meta.json").read_text())
+    if folder and (found := read_cached(folder)) is not None:
         log.info("OpenVINO model read from the cache %s", folder)
-        return core.read_model(folder / "vision.xml"), core.read_model(folder / "text.xml"), meta, folder
+        return (*found, folder)
     started = time.perf_counter()
     clip = checkpoint.model()
     vision, text = convert(clip, checkpoint.tokenizer)

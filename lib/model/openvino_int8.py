@@ -38,14 +38,6 @@ def int8_folder(folder: Path) -> Path:
     return folder / f"int8-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def _read_int8(target: Path) -> tuple[ov.Model, ov.Model, dict[str, Any]] | None:
-    if not (target / "meta.json").is_file():
-        return None
-    core = ov.Core()
-    return (core.read_model(target / "vision.xml"), core.read_model(target / "text.xml"),
-            json.loads((target / "meta.json").read_text()))
-
-
 def int8_towers(checkpoint: Any, folder: Path | None, vision: ov.Model,
                 text: ov.Model) -> tuple[ov.Model, ov.Model, dict[str, Any]]:
     """The int8 towers and whether the text one agrees with fp32: read from the cache, or quantized (in a
@@ -53,9 +45,9 @@ def int8_towers(checkpoint: Any, folder: Path | None, vision: ov.Model,
     if folder is None:
         return quantize_here(checkpoint, None, vision, text)
     target = int8_folder(folder)
-    if (found := _read_int8(target)) is None:
+    if (found := backend.read_cached(target)) is None:
         in_child(_quantize_in_child, checkpoint, folder)
-        found = _read_int8(target)
+        found = backend.read_cached(target)
     if found is None:
         raise RuntimeError(f"the int8 model was quantized but not cached in {target}")
     return found
@@ -65,10 +57,8 @@ def quantize_here(checkpoint: Any, folder: Path | None, vision: ov.Model,
                   text: ov.Model) -> tuple[ov.Model, ov.Model, dict[str, Any]]:
     """Quantize in this process, and cache the result in `folder` when there is one."""
     target = int8_folder(folder) if folder else None
-    if target and (target / "meta.json").is_file():
-        core = ov.Core()
-        return (core.read_model(target / "vision.xml"), core.read_model(target / "text.xml"),
-                json.loads((target / "meta.json").read_text()))
+    if target and (found := backend.read_cached(target)) is not None:
+        return found
     vision8, text8 = quantize.quantize_towers(vision, text, checkpoint.transform, checkpoint.tokenizer)
     cosine = round(backend.text_cosine(text8, checkpoint.model(), checkpoint.tokenizer, "f32"), 6)
     meta = {**quantize.CALIBRATION, "text_min_cosine": cosine, "text_int8": cosine >= quantize.TEXT_INT8_MIN_COSINE}
@@ -132,8 +122,10 @@ def in_child(job: Callable[[str, str, str], Any], checkpoint: Any, folder: Path)
 
 def _child_towers(spec: str, weights_sha256: str, folder: str) -> tuple[Any, ov.Model, ov.Model]:
     checkpoint = backend.reopen_checkpoint(spec, weights_sha256)
-    core = ov.Core()
-    return checkpoint, core.read_model(Path(folder) / "vision.xml"), core.read_model(Path(folder) / "text.xml")
+    found = backend.read_cached(Path(folder))
+    if found is None:
+        raise RuntimeError(f"the OpenVINO model of {spec} is no longer cached in {folder}")
+    return checkpoint, found[0], found[1]
 
 
 def _quantize_in_child(spec: str, weights_sha256: str, folder: str) -> None:

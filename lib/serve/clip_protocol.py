@@ -145,10 +145,8 @@ def text_results(service: SearchService, dataset: LoadedDataset, vector: np.ndar
             entry = text.entries[row]
             found.append((KnnResult(VOCABULARY_IDS + row, round(score, 6), entry.label, None,
                                     {"vocabulary": name, "entry_id": entry.id}), text.index.reconstruct(row)))
-    hits = service.nearest(vector, dataset, CAPTION_CANDIDATES)
-    captions = service.catalog().captions_of([h.id for h in hits])
-    records = service.records(list(captions))
-    captioned = [(records[i], text) for i, text in captions.items() if i in records]
+    hits = {h.id: h for h in service.nearest(vector, dataset, CAPTION_CANDIDATES)}
+    captioned = [(hits[i], text) for i, text in service.catalog().captions_of(list(hits)).items()]
     if captioned:
         embedded = np.concatenate([service.text_vector(text) for _, text in captioned])
         scores = embedded @ vector[0]

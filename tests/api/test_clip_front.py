@@ -5,23 +5,14 @@ import json
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from tests.api.test_clip_retrieval import clip_retrieval_folder
 from tests.api.test_pages import browser, page, shot  # noqa: F401  (the Chromium fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def front_build() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("clip_retrieval")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("clip-retrieval is not installed: run scripts/setup_venv.sh --dev")
-    return Path(next(iter(spec.submodule_search_locations))).parent / "front" / "build"
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -34,7 +25,7 @@ def front(tmp_path, live_server):
     """clip-front's files with a config.json naming the live server, on a port (an origin) of their own."""
     base, _ = live_server
     folder = tmp_path / "front"
-    shutil.copytree(front_build(), folder)
+    shutil.copytree(clip_retrieval_folder().parent / "front" / "build", folder)
     (folder / "config.json").write_text(json.dumps({"defaultBackend": base, "defaultIndex": "tiny"}))
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -25,12 +25,18 @@ from tests.helpers import encoded
 KEY = "k" * 40
 
 
-def clip_client_module():
-    """clip_retrieval/clip_client.py alone: the package's __init__ imports its whole back (torch, faiss...)."""
+def clip_retrieval_folder() -> Path:
+    """Where the clip_retrieval package is installed, found without importing it (its __init__ imports its whole
+    back: torch, faiss...)."""
     spec = importlib.util.find_spec("clip_retrieval")
     if spec is None or not spec.submodule_search_locations:
         pytest.fail("clip-retrieval is not installed: run scripts/setup_venv.sh --dev")
-    path = Path(next(iter(spec.submodule_search_locations))) / "clip_client.py"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def clip_client_module():
+    """clip_retrieval/clip_client.py alone, loaded by its path."""
+    path = clip_retrieval_folder() / "clip_client.py"
     module_spec = importlib.util.spec_from_file_location("clip_client_under_test", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
