@@ -25,45 +25,23 @@ from lib.model.loading import load_encoder  # noqa: E402
 from tests.helpers import share_model_cache  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-_SESSION_VALUES: list = []  # what the session's fixtures made, kept alive until the process ends
-_EXIT_STATUS: list[int] = []
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_fixture_setup(fixturedef, request):
-    """Keep every session fixture's value referenced after its teardown, and end through os._exit below.
-
-    The test process has died with SIGSEGV in the last test's teardown, after every test had passed (stop 37's
-    CI; here 2 runs of 4 on 2026-12-03, one of them with this in place, so freeing these values is not the
-    cause, or not the only one). No traceback came, even with faulthandler re-armed for that teardown: some
-    library had replaced its handler. Still open; what this keeps off is the finalization of native objects."""
-    outcome = yield
-    if fixturedef.scope == "session" and outcome.excinfo is None:
-        _SESSION_VALUES.append(outcome.get_result())
 
 
 def pytest_runtest_teardown(item, nextitem):
-    if nextitem is None:  # the session's fixtures are torn down now: a crash there shows its stack
-        import faulthandler
-        import sys
+    """After a test that made this process a Ray driver, faulthandler's handlers again: ray.init replaces them and
+    ray.shutdown leaves none (so a crash afterwards printed no stack). Ray also left its alternate signal stack
+    installed, on which the test process died with SIGSEGV while delivering a SIGCHLD (read off a core dump of a
+    full run); lib/ingest/signal_stack.py now puts it back, and tests/ingest/test_signal_stack.py checks that."""
+    if "ray" not in item.module.__name__:
+        return
+    import faulthandler
 
-        faulthandler.enable(file=sys.__stderr__, all_threads=True)
+    from _pytest.faulthandler import fault_handler_stderr_fd_key
 
-
-def pytest_sessionfinish(session, exitstatus):
-    _EXIT_STATUS.append(int(exitstatus))
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    """End the process without finalizing native libraries' globals (see pytest_fixture_setup) once pytest
-    has reported everything; the exit status is pytest's own."""
-    import sys
-
-    if _EXIT_STATUS:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT_STATUS[-1])
+    fd = item.config.stash.get(fault_handler_stderr_fd_key, None)
+    if fd is not None:
+        faulthandler.disable()  # enable() alone does nothing while it believes it is enabled
+        faulthandler.enable(file=fd, all_threads=True)
 
 
 @pytest.fixture(scope="session")
@@ -195,6 +173,46 @@ def video_workspace(tmp_path_factory: pytest.TempPathFactory, demo_encoder, mode
                                                         calibration_images=0))
     build_image_index(settings, demo_encoder, progress=False)
     return settings, cuts
+
+
+def write_collage_folder(root: Path) -> dict[str, list]:
+    """Ten pictures of the demo model's classes (one a class), a 2x2 collage of the first four and a page
+    screenshot holding the next two; returns each composite's file name with its parts' file names and boxes."""
+    import random
+
+    from lib.data.synthetic import Scene, draw_scene
+    from lib.data.synthetic_collages import grid_collage, screenshot
+
+    root.mkdir(parents=True, exist_ok=True)
+    classes = [("red", "circle"), ("green", "square"), ("blue", "triangle"), ("yellow", "star"), ("purple", "cross"),
+               ("orange", "ring"), ("red", "star"), ("blue", "circle"), ("green", "ring"), ("yellow", "square")]
+    photos = [draw_scene(Scene(colour, shape, 1, "large", "plain"), random.Random(i), size=224)
+              for i, (colour, shape) in enumerate(classes)]
+    for i, photo in enumerate(photos):
+        photo.save(root / f"photo_{i}.jpg", quality=90)
+    collage = grid_collage(photos[:4], 2, 200, 16, (255, 255, 255))
+    collage.image.save(root / "collage.jpg", quality=92)
+    page = screenshot(photos[4:6], random.Random(5))
+    page.image.save(root / "page.png")
+    return {"collage.jpg": list(zip([f"photo_{i}.jpg" for i in range(4)], collage.boxes, strict=True)),
+            "page.png": list(zip(["photo_4.jpg", "photo_5.jpg"], page.boxes, strict=True))}
+
+
+@pytest.fixture(scope="session")
+def regions_workspace(tmp_path_factory: pytest.TempPathFactory, demo_encoder, model_cache):
+    """write_collage_folder's pictures as dataset "parts", built with regions on; yields the settings and the
+    composites' parts."""
+    from lib.ingest.image_index import build_image_index
+    from lib.settings import load_settings
+
+    root = tmp_path_factory.mktemp("parts")
+    parts = write_collage_folder(root)
+    workspace = share_model_cache(tmp_path_factory.mktemp("regions-workspace"), model_cache)
+    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="parts",
+                                                        dataset_path=str(root), num_workers=0, regions="on",
+                                                        calibration_images=0))
+    build_image_index(settings, demo_encoder, progress=False)
+    return settings, parts
 
 
 def free_port() -> int:

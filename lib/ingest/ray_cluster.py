@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.errors import ClipSearchError, ClusterError, ClusterLostError
+from lib.ingest.signal_stack import current_stack, restore_stack
 from lib.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class RayConnection:
         self.address, self.lost_after_s = address, lost_after_s
         self.where = address or "a local Ray instance"
         self.gcs_address = ""
+        self.signal_stack = current_stack()  # what Ray's driver replaces (lib/ingest/signal_stack.py)
 
     def __enter__(self) -> Any:
         # Ray starts a local instance on first use when none is connected. After a lost cluster, our
@@ -107,6 +109,7 @@ class RayConnection:
         context.enable_progress_bars = False  # the builder's own tqdm bar is the one progress bar
         context.print_on_execution_start = False
         context.raise_original_map_exception = True  # so that a worker's ModelLoadError reaches the user as it is
+        self.signal_stack = current_stack()
         try:
             ray.init(address=self.address or "local", include_dashboard=False, logging_level=logging.ERROR,
                      log_to_driver=False, runtime_env={"working_dir": str(REPO_ROOT), "excludes": RUNTIME_EXCLUDES})
@@ -121,6 +124,7 @@ class RayConnection:
         import ray
 
         ray.shutdown()
+        restore_stack(self.signal_stack)
 
     def stream(self, batches: Iterable[Any]) -> Iterator[Any]:
         """The items of a Ray iterator, pulled by a thread while this one checks that the cluster is still there."""
