@@ -37,6 +37,12 @@ def make_parser() -> argparse.ArgumentParser:
                              "a new dataset)")
     parser.add_argument("--no-ocr", dest="ocr", action="store_const", const="off",
                         help="do not read words in pictures (text already read is kept)")
+    parser.add_argument("--regions", dest="regions", action="store_const", const="on", default=None,
+                        help="also index each sub-picture of a collage, screenshot or slide as an entry of its own, "
+                             "so that one photo finds the picture that holds it; later builds keep doing so "
+                             "(default: what the dataset's last build did, off for a new dataset)")
+    parser.add_argument("--no-regions", dest="regions", action="store_const", const="off",
+                        help="index pictures whole only (their region entries are removed)")
     parser.add_argument("--from-embeddings", type=Path, metavar="DIR",
                         help="import a clip-retrieval embeddings folder (img_emb/, metadata/) instead of images")
     parser.add_argument("--images-root", type=Path, metavar="DIR",

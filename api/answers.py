@@ -125,6 +125,9 @@ class Hit(LinkedImage):
     captured_from: Literal["exif", "mtime"] | None = None
     text_matches: list[TextBoxAnswer] | None = Field(None, description="the boxes of words read in the picture that "
                                                                        "the query (or the ocr filter) matched")
+    region: list[int] | None = Field(None, description="a region of a picture indexed with --regions: its box "
+                                                       "[x0, y0, x1, y1] in the picture's pixels (the links are the "
+                                                       "picture's)")
 
 
 class ImageTextAnswer(BaseModel):
@@ -158,10 +161,18 @@ class SearchAnswer(BaseModel):
     notes: list[str]
 
 
+class RegionAnswer(BaseModel):
+    box: list[int] = Field(description="[x0, y0, x1, y1] in the query image's own (upright) pixels")
+    results: list[Hit] = Field(description="the images most like this region, as `results` are for the whole image")
+
+
 class SimilarAnswer(BaseModel):
     k: int
     image_id: int | None
     results: list[Hit]
+    regions: list[RegionAnswer] | None = Field(None, description="with `regions`: the image's sub-pictures in "
+                                                                 "reading order, each searched on its own (a picture "
+                                                                 "without any is one region, the whole of it)")
     notes: list[str]
 
 

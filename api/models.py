@@ -253,6 +253,8 @@ class SimilarBody(ImageBody):
     duplicates: bool = Field(False, description="keep only results at or above `threshold`")
     threshold: float = Field(0.95, ge=-1.0, le=1.0, description="cosine similarity for `duplicates`")
     exact: bool = Field(False, description=EXACT)
+    regions: bool = Field(False, description="also split the image into its sub-pictures (the photos of a collage, "
+                                             "a screenshot or a slide) and search each one: the answer's `regions`")
 
 
 class SimilarityBody(JsonBody):

@@ -47,7 +47,7 @@ from api.models import (
 from api.openapi import openapi_document
 from api.security import public, signature
 from api.validation import body, operation, query_args
-from lib.data.images import open_image, pixel_count
+from lib.data.images import DecodedImage, decode_image, pixel_count
 from lib.errors import NotFoundError
 from lib.serve.duplicate_finder import DuplicateFinder
 from lib.serve.duplicates import NEAR_DISTANCE, DuplicateGroup, GroupMember
@@ -55,6 +55,7 @@ from lib.serve.figures import dataset_evaluations
 from lib.serve.index_set import LoadedDataset
 from lib.serve.paged_search import SearchFilters, SearchRequest, page_fields
 from lib.serve.query_terms import Term, parse_query
+from lib.serve.region_search import similar_regions
 from lib.serve.search import SearchHit, SearchService
 from lib.serve.thumbnails import browser_copy, needs_browser_copy, thumbnail
 from lib.store.names import shown
@@ -102,6 +103,11 @@ def asked_with_k() -> tuple[Any, int, list[str]]:
 def read_image(upload: FileStorage) -> Image.Image:
     """An upload decoded and shrunk to a working size (still well above any model's input), within the
     request's budget of pixels, which is checked from the picture's header before it is decoded."""
+    return read_upload(upload).image
+
+
+def read_upload(upload: FileStorage) -> DecodedImage:
+    """read_image's picture, with the upright size of the file's own."""
     data, limits = upload.read(), current_limits()
     if not data:
         raise BadRequest("empty upload", f"the file {upload.filename!r} in field {upload.name!r} is empty")
@@ -109,7 +115,7 @@ def read_image(upload: FileStorage) -> Image.Image:
     if g.upload_pixels > limits.request_pixels:
         raise BadRequest("too many pixels", f"the pictures of one request may hold {limits.request_pixels:,} pixels "
                          f"in all; these hold {g.upload_pixels:,} so far")
-    return open_image(data, max_pixels=limits.upload_pixels, max_side=UPLOAD_SIDE)
+    return decode_image(data, max_pixels=limits.upload_pixels, max_side=UPLOAD_SIDE)
 
 
 def image_of(request_body) -> tuple[Image.Image | None, int | None]:
@@ -193,10 +199,17 @@ def classify():
 def similar():
     """The indexed images most like an uploaded or indexed one (never itself); near-duplicates with `duplicates`."""
     asked, k, notes = asked_with_k()
-    image, image_id = image_of(asked)
-    hits = service().similar(k, image, image_id, asked.dataset, asked.partitions, asked.duplicates, asked.threshold,
-                             exact=asked.exact)
-    return hits_answer(k, hits, notes, image_id=image_id)
+    upload = getattr(asked, "image", None)
+    decoded = read_upload(upload) if upload is not None else None
+    image_id = None if upload is not None else asked.image_id
+    hits = service().similar(k, decoded.image if decoded else None, image_id, asked.dataset, asked.partitions,
+                             asked.duplicates, asked.threshold, exact=asked.exact)
+    regions = None
+    if asked.regions:
+        found = similar_regions(service(), k, decoded, image_id, asked.dataset, asked.partitions,
+                                asked.threshold if asked.duplicates else None, asked.exact)
+        regions = [{"box": part.box, "results": [with_links(h) for h in part.results]} for part in found]
+    return hits_answer(k, hits, notes, image_id=image_id, regions=regions)
 
 
 @bp.post("/similarity")

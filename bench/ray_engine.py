@@ -48,9 +48,9 @@ class TimedEngine:
     def __init__(self, engine: image_index.Engine) -> None:
         self.engine, self.first_batch_s = engine, 0.0
 
-    def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]:
+    def encode(self, root: Path, files: list[ImageFile], regions: bool = False) -> Iterator[list[EncodedFile]]:
         started = time.perf_counter()
-        for batch in self.engine.encode(root, files):
+        for batch in self.engine.encode(root, files, regions):
             self.first_batch_s = self.first_batch_s or time.perf_counter() - started
             yield batch
 
@@ -62,7 +62,7 @@ class ReadyVectors:
         self.dim, self.batch_size = dim, batch_size
         self.streaming_s = 0.0  # from the first batch to the last commit: the driver's work per vector
 
-    def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]:
+    def encode(self, root: Path, files: list[ImageFile], regions: bool = False) -> Iterator[list[EncodedFile]]:
         rng = np.random.default_rng(0)
         started = time.perf_counter()
         for start in range(0, len(files), self.batch_size):

@@ -97,6 +97,9 @@ class Settings:
                                        "against memory growth; 0 never replaces it")
     ocr: str = _setting("auto", "read the words in pictures (OCR) after the vectors are committed: on, off, or auto "
                         "(what the dataset's last build did; off for a new dataset)", choices=("auto", "on", "off"))
+    regions: str = _setting("auto", "index the sub-pictures of collages and screenshots as entries of their own: on, "
+                            "off, or auto (what the dataset's last build did; off for a new dataset)",
+                            choices=("auto", "on", "off"))
     ocr_engine: str = _setting("auto", "what runs RapidOCR's models: auto is OpenVINO where installed (2-2.7x faster "
                                "here), else onnxruntime", choices=("auto", "openvino", "onnxruntime"))
     ocr_workers: int = _setting(1, "OCR reader processes of a local build, at the lowest priority, sharing this "

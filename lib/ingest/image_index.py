@@ -57,6 +57,7 @@ class ImageIndexBuilder:
         self.files_by_path: dict[str, ImageFile] = {}
         self._ivf: DatasetIvf | None = None
         self.words: WordsStage | None = None  # the OCR stage, when this build reads text
+        self.regions = False  # whether this build splits pictures into regions (_plan decides)
 
     @property
     def folder_root(self) -> Path:
@@ -164,6 +165,7 @@ class ImageIndexBuilder:
         for record in self.catalog.images(self.dataset):
             rows[record.path].append(record)
         known = {path: held[0] for path, held in rows.items()}
+        resplit = self._regions_choice()
         layout, files, refused = scan_dataset(self.folder_root, self.settings.layout, self.settings.partition_size,
                                               {path: record.partition for path, record in known.items()},
                                               self.settings.follow_links)
@@ -180,7 +182,7 @@ class ImageIndexBuilder:
             old = known.get(file.path)
             same = old is not None and (old.bytes, old.mtime_ns, old.partition, old.link_target) == (
                 file.bytes, file.mtime_ns, file.partition, file.target)
-            if same and old is not None and old.partition not in broken:
+            if same and old is not None and old.partition not in broken and not (resplit and old.media == "image"):
                 self.report.unchanged += 1
                 continue
             was_skipped = skipped_before.get(file.path)
@@ -200,8 +202,19 @@ class ImageIndexBuilder:
         self.files_by_path = {f.path: f for f in files}
         with self.catalog.transaction() as db:
             self.catalog.put_dataset(db, DatasetRecord(self.dataset, self.root, layout, self.settings.index_type,
-                                                       self.encoder.identity))
+                                                       self.encoder.identity, self.regions))
         return sorted(todo, key=lambda f: (f.partition, f.path)), removed
+
+    def _regions_choice(self) -> bool:
+        """Whether this build splits pictures (the setting, or for 'auto' what the dataset's last build did), and
+        whether that changed, so that every picture is encoded again (split, or its regions removed)."""
+        record = self.catalog.dataset(self.dataset)
+        before = record is not None and record.regions
+        self.regions = self.settings.regions == "on" or (self.settings.regions == "auto" and before)
+        if record is not None and before != self.regions:
+            log.info("dataset %r: %s, so its pictures are encoded again", self.dataset,
+                     "splitting pictures into regions" if self.regions else "no longer splitting pictures")
+        return record is not None and before != self.regions
 
     def _encode_and_write(self, todo: list[ImageFile], removed: dict[str, list[int]]) -> None:
         remaining: dict[str, int] = defaultdict(int)
@@ -209,7 +222,7 @@ class ImageIndexBuilder:
             remaining[file.partition] += 1
         done: dict[str, list[EncodedFile]] = defaultdict(list)
         bar = tqdm(total=len(todo), desc=f"encoding {self.dataset}", unit="img", disable=not self.progress)
-        for batch in self.engine.encode(self.folder_root, todo):
+        for batch in self.engine.encode(self.folder_root, todo, self.regions):
             for item in batch:
                 file = todo[item.i]
                 if item.error:
@@ -219,6 +232,8 @@ class ImageIndexBuilder:
                     self.report.encoded += 1
                     self.report.videos += item.scenes is not None
                     self.report.scenes += len(item.scenes or ())
+                    self.report.split += bool(item.regions)
+                    self.report.regions += len(item.regions or ())
                 remaining[file.partition] -= 1
                 if remaining[file.partition] == 0:
                     self._write_partition(file.partition, todo, done.pop(file.partition, []),

@@ -16,7 +16,7 @@ from lib.settings import Settings
 
 
 class Engine(Protocol):
-    def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]: ...
+    def encode(self, root: Path, files: list[ImageFile], regions: bool = False) -> Iterator[list[EncodedFile]]: ...
 
 
 class LocalEngine:
@@ -32,13 +32,14 @@ class LocalEngine:
         self.encoder.warm_up()
         self.warm_up_s += time.perf_counter() - started
 
-    def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]:
-        """The pictures first, then the videos (each its own batch: lib/model/video_decode.py)."""
+    def encode(self, root: Path, files: list[ImageFile], regions: bool = False) -> Iterator[list[EncodedFile]]:
+        """The pictures first (with `regions`, each split into its sub-pictures), then the videos (each its own
+        batch: lib/model/video_decode.py)."""
         if files:
             self._warmed_up()
         pictures, videos = split_videos(files)
         yield from placed(encoded_batches(self.encoder, root, [files[n].path for n in pictures], self.batch_size,
-                                          self.num_workers, image_extensions()), pictures)
+                                          self.num_workers, image_extensions(), regions), pictures)
         yield from placed(encoded_videos(self.encoder, root, [files[n].path for n in videos], self.batch_size,
                                          self.num_workers, self.video_time_limit), videos)
 

@@ -22,7 +22,7 @@ import torch
 
 from lib.data.datasets import ImageFile, image_extensions
 from lib.data.images import ExifFacts
-from lib.errors import ModelLoadError
+from lib.errors import ClipSearchError, ModelLoadError
 from lib.ingest.local_engine import placed, split_videos
 from lib.ingest.ray_cluster import ActorPlan, RayConnection
 from lib.model.decode import EncodedFile, decode_file
@@ -140,10 +140,13 @@ class RayEngine:
         self.settings, self.encoder = settings, encoder
         self.connection = RayConnection(settings.ray_address, lost_after_s)
 
-    def encode(self, root: Path, files: list[ImageFile]) -> Iterator[list[EncodedFile]]:
+    def encode(self, root: Path, files: list[ImageFile], regions: bool = False) -> Iterator[list[EncodedFile]]:
         """The pictures, then the videos (lib/ingest/ray_video.py), each a stream of their own."""
         from lib.ingest.ray_video import encoded_video_files, video_dataset
 
+        if regions:
+            raise ClipSearchError("regions: the Ray engine does not split pictures into regions yet; build this "
+                                  "dataset with the local engine (--engine local), or pass --no-regions")
         if not files:
             return
         pictures, videos = split_videos(files)

@@ -21,6 +21,8 @@ class BuildReport:
     encoded: int = 0  # files encoded: pictures, and videos (each counted once)
     videos: int = 0  # of those, videos
     scenes: int = 0  # the scenes they were cut into, one vector each
+    split: int = 0  # pictures split into sub-pictures (--regions)
+    regions: int = 0  # the regions they were split into, one vector each
     partitions_written: int = 0
     hashed: int = 0  # unchanged files given the perceptual signature an older build did not record
     dated: int = 0  # unchanged files given the capture facts an older build did not record
@@ -44,6 +46,7 @@ class BuildReport:
                 f"{self.unchanged} unchanged, {len(self.skipped)} skipped; {self.encoded} images {self.action} into "
                 f"{self.partitions_written} partition(s) in {encoding:.1f} s ({rate:.1f} images/s)"
                 + (f"; {self.videos} of them videos, cut into {self.scenes} scenes" if self.videos else "")
+                + (f"; {self.split} pictures split into {self.regions} regions" if self.split else "")
                 + (f"; {self.hashed} unchanged images hashed for duplicates" if self.hashed else "")
                 + (f"; {self.dated} unchanged images given capture dates" if self.dated else "")
                 + (f"; text read in {self.words_read} images, words found in {self.words_found}"

@@ -40,7 +40,7 @@ class SearchHit:
     media: str = "image"  # "video" for a scene of a video, which has its span (seconds) too
     video_start: float | None = None
     video_end: float | None = None
-
+    region: list[int] | None = None  # a region of a picture (--regions): its box [x0, y0, x1, y1]; links: the picture's
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,19 @@ class SimilarityMatrix:
         """The score of image i with caption i, when there are as many of each."""
         rows, cols = self.scores.shape
         return [float(self.scores[i, i]) for i in range(rows)] if rows == cols else None
+
+
+def one_per_picture(hits: list[SearchHit]) -> list[SearchHit]:
+    """The hits (best first) with each picture once: its best row, the picture's own or one of its regions."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for hit in hits:
+        if hit.media == "image":
+            if (hit.dataset, hit.path) in seen:
+                continue
+            seen.add((hit.dataset, hit.path))
+        kept.append(hit)
+    return kept
 
 
 def _captured(record: ImageRecord) -> tuple[str | None, str | None]:
@@ -137,24 +150,27 @@ class SearchService:
         return index_set.datasets[name]
 
     def _search(self, vectors: np.ndarray, dataset: LoadedDataset, k: int, partitions: Sequence[str] | None,
-                exclude: int | None = None, exact: bool = False) -> list[SearchHit]:
-        """Top-k over the chosen partitions (all by default), merged by score."""
+                exclude: set[int] | None = None, exact: bool = False) -> list[SearchHit]:
+        """Top-k over the chosen partitions (all by default), merged by score, without the ids of `exclude`."""
         self.check_partitions(dataset, partitions)
         if not dataset.partitions:
             return []
-        scores, ids = dataset.search(vectors, k + (exclude is not None), partitions, exact)
-        picked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and i != exclude]
-        return self.hits(picked[:k])
+        exclude = exclude or set()
+        depth = (2 * k if dataset.record.regions else k) + len(exclude)  # a picture's regions count once
+        scores, ids = dataset.search(vectors, depth, partitions, exact)
+        picked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and i not in exclude]
+        return one_per_picture(self.hits(picked))[:k]
 
-    def nearest(self, vector: np.ndarray, dataset: LoadedDataset, k: int) -> list[SearchHit]:
-        """The k images of a dataset nearest to a (1, dim) unit vector, over all its partitions."""
-        return self._search(vector, dataset, k, None)
+    def nearest(self, vector: np.ndarray, dataset: LoadedDataset, k: int, partitions: Sequence[str] | None = None,
+                exclude: set[int] | None = None, exact: bool = False) -> list[SearchHit]:
+        """The k images of a dataset nearest to a (1, dim) unit vector, over the partitions (all by default)."""
+        return self._search(vector, dataset, k, partitions, exclude, exact)
 
     def hits(self, picked: list[tuple[int, float]], records: dict[int, ImageRecord] | None = None
               ) -> list[SearchHit]:
         records = self.records([i for i, _ in picked]) if records is None else records
         return [SearchHit(i, score, r.dataset, r.partition, r.class_name, r.path, r.width, r.height,
-                          *_captured(r), **r.media_fields())
+                          *_captured(r), **r.media_fields(), region=r.box)
                 for i, score in picked if (r := records.get(i)) is not None]
 
     def term_vector(self, term: Term, uploads: Sequence[Image.Image]) -> np.ndarray:
@@ -206,8 +222,17 @@ class SearchService:
         if image_id is not None and dataset is None:
             dataset = self.record(image_id).dataset
         hits = self._search(self.image_vector(image, image_id), self.dataset_named(index_set, dataset), k, partitions,
-                            exclude=image_id, exact=exact)
+                            exclude=self.own_rows(image_id), exact=exact)
         return [hit for hit in hits if hit.score >= threshold] if duplicates else hits
+
+    def own_rows(self, image_id: int | None) -> set[int]:
+        """What a search from an indexed image leaves out: the image, and for a picture its regions (a region,
+        its picture and the picture's other regions), which hold its own pixels."""
+        if image_id is None:
+            return set()
+        record = self.record(image_id)
+        return {image_id} if record.scene >= 0 else {image_id, *self.catalog().picture_rows(record.dataset,
+                                                                                           record.path)}
 
     def classify(self, k: int, vocabulary: str | None = None, image: Image.Image | None = None,
                  image_id: int | None = None) -> tuple[str, list[LabelScore]]:

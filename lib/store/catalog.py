@@ -78,7 +78,8 @@ class Catalog(CatalogSearch, CatalogWords):
         if row is None:
             return None
         return DatasetRecord(row["name"], Path(from_sql(row["root"])) if row["root"] else None, row["layout"],
-                             row["index_type"], ModelIdentity.from_dict(json.loads(row["model"])))
+                             row["index_type"], ModelIdentity.from_dict(json.loads(row["model"])),
+                             bool(row["regions"]) if "regions" in row.keys() else False)
 
     def datasets(self) -> list[DatasetRecord]:
         names = [r["name"] for r in self.db.execute("SELECT name FROM datasets ORDER BY name")]
@@ -86,10 +87,11 @@ class Catalog(CatalogSearch, CatalogWords):
 
     def put_dataset(self, db: sqlite3.Connection, record: DatasetRecord) -> None:
         # An upsert, not INSERT OR REPLACE: a replace deletes the row first, and the cascade its images.
-        db.execute("INSERT INTO datasets VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET root = excluded.root, "
-                   "layout = excluded.layout, index_type = excluded.index_type, model = excluded.model",
+        db.execute("INSERT INTO datasets (name, root, layout, index_type, model, regions) VALUES (?, ?, ?, ?, ?, ?) "
+                   "ON CONFLICT (name) DO UPDATE SET root = excluded.root, layout = excluded.layout, "
+                   "index_type = excluded.index_type, model = excluded.model, regions = excluded.regions",
                    (record.name, to_sql(str(record.root or "")), record.layout, record.index_type,
-                    json.dumps(record.model.to_dict())))
+                    json.dumps(record.model.to_dict()), int(record.regions)))
         self._changed(db)
 
     def drop_dataset(self, name: str) -> None:
@@ -135,10 +137,16 @@ class Catalog(CatalogSearch, CatalogWords):
         """The ids of byte-identical images (one SHA-256), one list per content held more than once; rows
         imported from embeddings have no hash ('') and are never the same content by it. Scenes of videos count
         only with `videos` (then scene n of one copy of a video is the same as scene n of another)."""
-        rows = self.db.execute("SELECT group_concat(id) FROM images WHERE dataset = ? AND sha256 != '' AND scene < ? "
-                               "GROUP BY sha256, scene HAVING COUNT(*) > 1 ORDER BY MIN(id)",
+        rows = self.db.execute("SELECT group_concat(id) FROM images WHERE dataset = ? AND sha256 != '' AND scene >= -1 "
+                               "AND scene < ? GROUP BY sha256, scene HAVING COUNT(*) > 1 ORDER BY MIN(id)",
                                (dataset, 2**62 if videos else 0))
         return [sorted(int(i) for i in ids.split(",")) for ids, in rows]
+
+    def picture_rows(self, dataset: str, path: str) -> list[int]:
+        """The ids of a picture's rows: the picture and its regions (none of a video's scenes)."""
+        rows = self.db.execute("SELECT id FROM images WHERE dataset = ? AND path = ? AND scene < 0",
+                               (dataset, to_sql(path)))
+        return [int(row[0]) for row in rows]
 
     def class_names(self, dataset: str) -> dict[str, str]:
         """The class name of each partition of a dataset (the partitions of flat datasets have none)."""

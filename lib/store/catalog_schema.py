@@ -1,7 +1,8 @@
 """The catalog's tables, and how a catalog written by an older version is brought up to them when a builder opens it.
 
 An `images` row is a picture, or one scene of a video (`scene` 0, 1, ... with its times in seconds; -1 for a
-picture), so a row is unique by (dataset, path, scene). Catalogs from before videos had (dataset, path) unique;
+picture), or one region of a picture built with --regions (`scene` -2, -3, ... with its box in `region`), so a
+row is unique by (dataset, path, scene). Catalogs from before videos had (dataset, path) unique;
 SQLite cannot change a constraint in place, so their `images` table is copied into one with the new constraint
 (SQLite's 12-step ALTER TABLE procedure, in one transaction, foreign keys off so that the copy's DROP does not
 cascade into image_words). It costs 9.4 s for 1M rows here, once, when a builder first opens the catalog.
@@ -21,7 +22,8 @@ CREATE TABLE IF NOT EXISTS datasets (
     root TEXT NOT NULL,
     layout TEXT NOT NULL,
     index_type TEXT NOT NULL,
-    model TEXT NOT NULL
+    model TEXT NOT NULL,
+    regions INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS partitions (
     dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
@@ -55,6 +57,7 @@ CREATE TABLE IF NOT EXISTS images (
     video_start REAL NOT NULL DEFAULT 0,
     video_end REAL NOT NULL DEFAULT 0,
     frame_s REAL NOT NULL DEFAULT 0,
+    region TEXT NOT NULL DEFAULT '',
     UNIQUE (dataset, path, scene)
 );
 CREATE INDEX IF NOT EXISTS images_partition ON images (dataset, partition);
@@ -91,13 +94,14 @@ CREATE TABLE IF NOT EXISTS generation (
 );
 """
 # Columns added since the first catalogs, given to an old catalog when a builder opens it (new tables come from SCHEMA).
-MIGRATIONS = {"partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''"),
+MIGRATIONS = {"datasets": ("regions INTEGER NOT NULL DEFAULT 0",),
+              "partitions": ("ivf_file TEXT NOT NULL DEFAULT ''", "ivf_sha256 TEXT NOT NULL DEFAULT ''"),
               "images": ("link_target TEXT NOT NULL DEFAULT ''", "perceptual_hash BLOB NOT NULL DEFAULT x''",
                          "captured_ns INTEGER NOT NULL DEFAULT 0", "captured_from TEXT NOT NULL DEFAULT ''",
                          "camera TEXT NOT NULL DEFAULT ''", "orientation INTEGER NOT NULL DEFAULT 1",
                          "folder TEXT NOT NULL DEFAULT ''", "scene INTEGER NOT NULL DEFAULT -1",
                          "video_start REAL NOT NULL DEFAULT 0", "video_end REAL NOT NULL DEFAULT 0",
-                         "frame_s REAL NOT NULL DEFAULT 0")}
+                         "frame_s REAL NOT NULL DEFAULT 0", "region TEXT NOT NULL DEFAULT ''")}
 
 
 def add_columns(db: sqlite3.Connection, added: Callable[[str], None]) -> None:

@@ -67,7 +67,7 @@ class CatalogWords:
         are not read)."""
         where = "" if partition is None else " AND i.partition = ?"
         rows = self.db.execute(f"SELECT i.id FROM images i LEFT JOIN image_words w ON w.id = i.id "
-                               f"WHERE i.dataset = ?{where} AND w.id IS NULL AND i.scene < 0 ORDER BY i.id",
+                               f"WHERE i.dataset = ?{where} AND w.id IS NULL AND i.scene = -1 ORDER BY i.id",
                                (dataset,) if partition is None else (dataset, partition))
         ids = [int(row[0]) for row in rows]
         found: dict[int, ImageRecord] = {}
@@ -77,7 +77,7 @@ class CatalogWords:
 
     def unread_count(self, dataset: str) -> int:
         row = self.db.execute("SELECT COUNT(*) FROM images i LEFT JOIN image_words w ON w.id = i.id "
-                              "WHERE i.dataset = ? AND w.id IS NULL AND i.scene < 0", (dataset,)).fetchone()
+                              "WHERE i.dataset = ? AND w.id IS NULL AND i.scene = -1", (dataset,)).fetchone()
         return int(row[0])
 
     def put_words(self, db: sqlite3.Connection, dataset: str, results: Iterable[ImageWords]) -> int:

@@ -20,6 +20,12 @@ class MediaFields(TypedDict):
     video_end: float | None
 
 
+def region_scene(k: int) -> int:
+    """The `scene` of a picture's region k (from 0): -2, -3, ..., so that a row stays unique by (dataset, path,
+    scene), and `scene < 0` still means a picture's pixels."""
+    return -2 - k
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     id: int
@@ -39,10 +45,16 @@ class ImageRecord:
     camera: str = ""  # EXIF Model (with the Make when the Model does not start with it); '' = none
     orientation: int = 1  # EXIF orientation (1: upright)
     folder: str = ""  # the path's folder relative to the dataset root, '/'-separated; '' at the top
-    scene: int = -1  # a scene of a video: its number in the video from 0; -1 for a picture
+    scene: int = -1  # a video's scene: its number from 0; -1 for a picture; region_scene(k) for a region
     video_start: float = 0.0  # a scene's first and last moment, in seconds from the video's start
     video_end: float = 0.0
     frame_s: float = 0.0  # the moment of the frame that stands for the scene (its vector, its thumbnail)
+    region: str = ""  # a region of a picture (--regions): its box 'x0,y0,x1,y1' in the picture's pixels
+
+    @property
+    def box(self) -> list[int] | None:
+        """A region's box [x0, y0, x1, y1] in its picture's own pixels; None for a whole picture or a scene."""
+        return [int(v) for v in self.region.split(",")] if self.region else None
 
     @property
     def media(self) -> str:
@@ -77,6 +89,7 @@ class DatasetRecord:
     layout: str
     index_type: str
     model: ModelIdentity
+    regions: bool = False  # built with --regions: pictures that split into sub-pictures index each one too
 
     @property
     def files_recorded(self) -> bool:

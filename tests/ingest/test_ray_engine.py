@@ -186,8 +186,8 @@ class KillingEngine:
         self.restarted: set[int] = set()  # encoder processes seen after the kill
         self.after_kill = 0  # images handed back after the kill
 
-    def encode(self, root, files):
-        for batch in self.engine.encode(root, files):
+    def encode(self, root, files, regions=False):
+        for batch in self.engine.encode(root, files, regions):
             if self.killed:
                 self.after_kill += len(batch)
                 self.restarted |= set(worker_pids_of(self.cluster, "EncoderActor")) - self.killed
@@ -221,9 +221,9 @@ class CountingEngine:
         self.engine = engine
         self.handed: list[str] = []
 
-    def encode(self, root, files):
+    def encode(self, root, files, regions=False):
         self.handed += [file.path for file in files]
-        yield from self.engine.encode(root, files)
+        yield from self.engine.encode(root, files, regions)
 
 
 @pytest.mark.slow
