@@ -1,6 +1,8 @@
 // Pieces every page uses: the navigation bar, status messages, result cards, dataset selectors.
 import { apiBase, apiKey, apiUrl, getJSON, setApiBase, setApiKey } from "./api.js";
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
 const PAGES = [
   ["image-search.html", "Search"],
   ["image-classification.html", "Classify"],
@@ -75,6 +77,27 @@ export function showError(element, err) {
   setStatus(element, "error", err.message || String(err));
 }
 
+// An SVG over a picture shown at any size, in the picture's own pixels (`fit`: "meet" as object-fit: contain,
+// "slice" as cover), outlining each box [x0, y0, x1, y1]; a box's label, when given, is its tooltip.
+export function outlines(width, height, boxes, fit = "meet", labels = []) {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("class", "regions");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", `xMidYMid ${fit}`);
+  svg.setAttribute("aria-hidden", "true");
+  boxes.forEach(([x0, y0, x1, y1], n) => {
+    const rect = document.createElementNS(SVG_NS, "rect");
+    Object.entries({ x: x0, y: y0, width: x1 - x0, height: y1 - y0 }).forEach(([k, v]) => rect.setAttribute(k, v));
+    if (labels[n]) {
+      const title = document.createElementNS(SVG_NS, "title");
+      title.textContent = labels[n];
+      rect.append(title);
+    }
+    svg.append(rect);
+  });
+  return svg;
+}
+
 export async function resultCard(hit, onOpen) {
   const item = document.createElement("li");
   item.className = "card";
@@ -86,7 +109,8 @@ export async function resultCard(hit, onOpen) {
   const words = matchedWords(hit);
   const reads = words ? `, reads ${words}` : "";
   const scene = hit.media === "video" ? `, video scene ${sceneSpan(hit)}` : "";
-  button.setAttribute("aria-label", `${label}${scene}${taken}${reads}, score ${hit.score.toFixed(3)}: open`);
+  const part = hit.region ? ", a region of the picture" : "";
+  button.setAttribute("aria-label", `${label}${scene}${part}${taken}${reads}, score ${hit.score.toFixed(3)}: open`);
   const img = document.createElement("img");
   img.src = await apiUrl(hit.thumbnail_url);
   img.alt = `${label} (${hit.path})`;
@@ -100,7 +124,14 @@ export async function resultCard(hit, onOpen) {
   score.className = "score";
   score.textContent = hit.score.toFixed(3);
   meta.append(name, score);
-  button.append(img, meta);
+  button.append(img);
+  if (hit.region) {  // the part of the picture that matched, outlined on its thumbnail (a square, cropped as cover)
+    const frame = document.createElement("div");
+    frame.className = "region-frame";
+    frame.append(outlines(hit.width, hit.height, [hit.region], "slice", ["the region that matched"]));
+    button.append(frame);
+  }
+  button.append(meta);
   if (hit.media === "video") {
     const play = document.createElement("span");
     play.className = "meta play";

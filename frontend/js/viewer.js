@@ -39,7 +39,15 @@ function polygon(box, kind) {
 function drawBoxes(svg, hit, words) {
   svg.setAttribute("viewBox", `0 0 ${hit.width} ${hit.height}`);
   svg.replaceChildren(...(words || []).map((box) => polygon(box, "word")),
-    ...(hit.text_matches || []).map((box) => polygon(box, "match")));
+    ...(hit.text_matches || []).map((box) => polygon(box, "match")), ...regionOf(hit));
+}
+
+// A hit that is a region of its picture (an index built with --regions): the region, outlined.
+function regionOf(hit) {
+  if (!hit.region) return [];
+  const [x0, y0, x1, y1] = hit.region;
+  const corners = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]];
+  return [polygon({ box: corners, text: "the region that matched", confidence: 1 }, "region")];
 }
 
 export function createViewer(onMoreLikeThis) {

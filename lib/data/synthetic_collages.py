@@ -62,13 +62,13 @@ def _ground(size: tuple[int, int], rng: random.Random, striped: bool) -> Image.I
 
 def free_collage(parts: list[Image.Image], rng: random.Random, width: int = 1200,
                  striped: bool = False) -> Composite:
-    """The parts at several sizes and aspects, packed in rows with gutters of 8 to 40 pixels."""
+    """The parts whole at several sizes, packed in rows with gutters of 8 to 40 pixels."""
     placed: list[tuple[Image.Image, Box]] = []
     x = y = gap = rng.randint(8, 40)
     row_height = 0
     for part in parts:
         h = rng.randint(160, 320)
-        w = int(h * rng.choice([0.75, 1.0, 1.33, 1.5]))
+        w = round(h * part.width / part.height)  # a free layout scales a picture whole
         if x + w > width - gap and x > gap:
             x, y = gap, y + row_height + rng.randint(8, 40)
             row_height = 0
@@ -104,7 +104,9 @@ def screenshot(parts: list[Image.Image], rng: random.Random, width: int = 1280) 
                 y += 24
             y += 20
             continue
-        w, h = rng.randint(300, 640), rng.randint(220, 320)
+        w = rng.randint(300, 640)  # a page shows a photo whole, scaled to fit its column
+        h = min(320, round(w * block.height / block.width))
+        w = round(h * block.width / block.height)
         x = rng.choice([60, 60, width - 60 - w])
         image.paste(_fitted(block, w, h), (x, y))
         boxes.append(Box(x, y, x + w, y + h))

@@ -193,7 +193,7 @@ def calibrate_duplicates(indexes_dir: Path, dataset: str, encoder: ClipEncoder, 
             raise NotFoundError(f"unknown dataset {dataset!r}; build it first with build_image_index.py")
         encoder.identity.check_same(record.model, f"dataset {dataset!r}")
         ids, vectors = dataset_vectors(catalog, indexes_dir, dataset)
-        records = {r.id: r for r in catalog.images(dataset) if r.media == "image"}  # scenes are not edited
+        records = {r.id: r for r in catalog.images(dataset) if r.media == "image" and not r.region}  # nor scenes
     finally:
         catalog.close()
     if len(records) < 2:

@@ -72,13 +72,15 @@ def export_dataset(settings: Settings, dataset: str, folder: Path, dtype: str | 
         partitions = catalog.partitions(dataset)
         stores = [(p, read_index(settings.indexes_dir / p.index_file, p.index_sha256)) for p in partitions]
         stored = np.float16 if any(index_type_of(index) == "fp16" for _, index in stores) else np.float32
-        writers = PartWriters(folder, sum(p.count for p in partitions), record.model.dim,
+        # A picture's regions (--regions) are not exported: clip-retrieval's format has one row per image.
+        rows = {p.name: {r.id: r for r in catalog.images(dataset, p.name) if not r.region} for p in partitions}
+        writers = PartWriters(folder, sum(map(len, rows.values())), record.model.dim,
                               np.dtype(dtype).type if dtype else stored, rows_per_file)
         for partition, index in tqdm(stores, desc=f"exporting {dataset}", unit="partition", disable=not progress):
             ids, vectors = vectors_of(index)
-            order = np.argsort(ids)
-            rows = {r.id: r for r in catalog.images(dataset, partition.name)}
-            images = [rows[int(i)] for i in ids[order]]
+            held = rows[partition.name]
+            order = np.array([n for n in np.argsort(ids) if int(ids[n]) in held], np.int64)
+            images = [held[int(i)] for i in ids[order]]
             spans = [r.media_fields() for r in images]  # a scene's start and end; None for a picture
             writers.add(vectors[order], pa.table({PATH_COLUMN: [exported_path(r) for r in images],
                                                   "id": pa.array(ids[order], pa.int64()),

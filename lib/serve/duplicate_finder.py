@@ -42,7 +42,8 @@ def group_dataset(dataset: LoadedDataset, catalog: Catalog, thresholds: Duplicat
     parts = [vectors_of(p.index) for p in dataset.partitions.values()]
     ids = np.concatenate([i for i, _ in parts]) if parts else np.zeros(0, np.int64)
     vectors = np.concatenate([v for _, v in parts]) if parts else np.zeros((0, dataset.record.model.dim), np.float32)
-    records = {r.id: r for r in catalog.images(dataset.record.name) if videos or r.media != "video"}
+    records = {r.id: r for r in catalog.images(dataset.record.name)
+               if (videos or r.media != "video") and not r.region}  # a region is part of a picture, not a copy
     present = np.array([int(i) in records for i in ids], bool)  # rows a newer build has dropped are left out
     ids, vectors = ids[present], vectors[present]
     pairs = close_pairs(dataset.search, ids, vectors, min(thresholds.near, thresholds.similar), neighbours)

@@ -9,7 +9,7 @@ the list where relevance ends; filters (capture date, folder, pixel size) are ap
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -31,7 +31,7 @@ from lib.serve.ranking import (
     fuse,
     kept_count,
 )
-from lib.serve.video_groups import grouped_list, one_per_video
+from lib.serve.video_groups import VideosOf, entry_groups, grouped_list, one_per_video
 from lib.store.catalog_words import substrings
 from lib.store.names import fold
 from lib.store.records import ImageWords
@@ -198,10 +198,11 @@ class PagedSearch:
             scores, ids = fuse([clip_ids] + [ids for _, ids in self._text_lists(dataset, asked, among) if len(ids)])
         else:
             scores, ids = None, None
-        if scores is not None and ids is not None and asked.group_videos:
-            scores, ids = one_per_video(scores, ids, self._videos)
+        groups = self._grouping(asked, dataset)
+        if scores is not None and ids is not None and groups is not None:
+            scores, ids = one_per_video(scores, ids, groups)
         if asked.sort != "relevance":
-            return self._by_date(asked, dataset, threshold, lists if ids is None else None, scores, ids)
+            return self._by_date(asked, threshold, lists if ids is None else None, scores, ids, groups)
         if ids is not None:
             assert scores is not None
             return self._page(asked, scores, ids, complete=True, threshold=None)
@@ -212,7 +213,7 @@ class PagedSearch:
             assert lists is not None
             return lists(count) if threshold is None else grown_through(lists, count, threshold, up_to=count)
 
-        found = grouped_list(grow, wanted, threshold, self._videos) if asked.group_videos else grow(wanted)
+        found = grouped_list(grow, wanted, threshold, groups) if groups is not None else grow(wanted)
         return self._page(asked, found.scores, found.ids, found.complete, threshold)
 
     def _page(self, asked: SearchRequest, scores: np.ndarray, ids: np.ndarray, complete: bool,
@@ -225,9 +226,8 @@ class PagedSearch:
         known = end if complete or cut else None
         return SearchPage(self.service.hits(page), asked.offset + asked.k if more else None, threshold, known)
 
-    def _by_date(self, asked: SearchRequest, dataset: LoadedDataset, threshold: float | None,
-                 lists: Callable[[int], Ranked] | None, scores: np.ndarray | None,
-                 ids: np.ndarray | None) -> SearchPage:
+    def _by_date(self, asked: SearchRequest, threshold: float | None, lists: Callable[[int], Ranked] | None,
+                 scores: np.ndarray | None, ids: np.ndarray | None, groups: VideosOf | None) -> SearchPage:
         """The relevant results (the cut-off's or min_score's, else the first k x 10) by capture time."""
         if ids is None:
             assert lists is not None
@@ -242,8 +242,8 @@ class PagedSearch:
             assert scores is not None
             scores, ids = scores[:asked.k * 10], ids[:asked.k * 10]
         assert scores is not None
-        if asked.group_videos and lists is not None:
-            scores, ids = one_per_video(scores, ids, self._videos)
+        if groups is not None and lists is not None:
+            scores, ids = one_per_video(scores, ids, groups)
         records = self.service.records(ids.tolist())
         taken = np.array([r.captured_ns if (r := records.get(i)) is not None else 0 for i in ids.tolist()], np.int64)
         order = date_order(ids, scores, taken, asked.sort == "newest")
@@ -252,9 +252,9 @@ class PagedSearch:
         more = asked.offset + asked.k < len(ids)
         return SearchPage(hits, asked.offset + asked.k if more else None, threshold, len(ids))
 
-    def _videos(self, ids: Sequence[int]) -> dict[int, Hashable]:
-        """The video of each id that is a scene of one."""
-        return {i: r.path for i, r in self.service.records(ids).items() if r.media == "video"}
+    def _grouping(self, asked: SearchRequest, dataset: LoadedDataset) -> VideosOf | None:
+        """A video's scenes with `group_videos`; with --regions, a picture's rows (lib/serve/video_groups.py)."""
+        return entry_groups(self.service.records, asked.group_videos, dataset.record.regions)
 
     def _filtered(self, dataset: LoadedDataset, filters: SearchFilters) -> np.ndarray | None:
         """The ids that pass the filters (None: no filter given)."""

@@ -1,4 +1,5 @@
-"""Results with one scene per video (`group_videos`), so that one long video does not fill a page.
+"""Results with one scene per video (`group_videos`), so that one long video does not fill a page, and with one
+entry per picture in a dataset built with --regions (its own row or a region's, whichever ranks first).
 
 A ranked list keeps each video's first (best) scene and every picture. Keeping first occurrences is stable
 under growing the list: the grouped list of a prefix is a prefix of the grouped list of a longer one, so
@@ -6,13 +7,27 @@ pages of grouped results continue each other exactly, as ungrouped ones do (lib/
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
 from lib.serve.ranking import Ranked
+from lib.store.records import ImageRecord
 
-VideosOf = Callable[[Sequence[int]], dict[int, Hashable]]  # ids -> the video of each id that is a scene
+VideosOf = Callable[[Sequence[int]], dict[int, Hashable]]  # ids -> the group of each id that has one
+
+
+def entry_groups(records: Callable[[Sequence[int]], Mapping[int, ImageRecord]], videos: bool,
+                 pictures: bool) -> VideosOf | None:
+    """What a list keeps one entry of: each video's scenes (`videos`), and each picture's own row with its
+    regions' (`pictures`, a dataset built with --regions); None when nothing is grouped."""
+    if not (videos or pictures):
+        return None
+
+    def groups(ids: Sequence[int]) -> dict[int, Hashable]:
+        return {i: (r.media, r.path) for i, r in records(ids).items()
+                if (r.media == "video" and videos) or (r.media == "image" and pictures)}
+    return groups
 
 
 def one_per_video(scores: np.ndarray, ids: np.ndarray, videos_of: VideosOf) -> tuple[np.ndarray, np.ndarray]:
