@@ -22,6 +22,14 @@ from lib.settings import add_settings_arguments, settings_from_args
 MAX_LISTED = 1000  # skipped files printed; the report file lists all of them
 
 
+def add_remembered_switch(parser: argparse.ArgumentParser, name: str, on: str, off: str) -> None:
+    """--NAME and --no-NAME for a setting of on, off or auto, which a dataset's later builds keep."""
+    parser.add_argument(f"--{name}", dest=name, action="store_const", const="on", default=None,
+                        help=f"{on}; later builds of the dataset keep doing so (default: what its last build did, off "
+                             "for a new dataset)")
+    parser.add_argument(f"--no-{name}", dest=name, action="store_const", const="off", help=off)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__)
     parser.add_argument("dataset_name", nargs="?", default=None, help="name of the dataset (default from settings)")
@@ -31,18 +39,11 @@ def make_parser() -> argparse.ArgumentParser:
                                     "backend", "inference_threads", "batch_size", "num_workers", "calibration_images",
                                     "engine", "ray_address", "follow_links", "ocr_engine", "ocr_workers",
                                     "ocr_time_limit", "video_time_limit", "workspace"])
-    parser.add_argument("--ocr", dest="ocr", action="store_const", const="on", default=None,
-                        help="read the words in the pictures after their vectors are committed, for text search; "
-                             "later builds of the dataset keep doing so (default: what its last build did, off for "
-                             "a new dataset)")
-    parser.add_argument("--no-ocr", dest="ocr", action="store_const", const="off",
-                        help="do not read words in pictures (text already read is kept)")
-    parser.add_argument("--regions", dest="regions", action="store_const", const="on", default=None,
-                        help="also index each sub-picture of a collage, screenshot or slide as an entry of its own, "
-                             "so that one photo finds the picture that holds it; later builds keep doing so "
-                             "(default: what the dataset's last build did, off for a new dataset)")
-    parser.add_argument("--no-regions", dest="regions", action="store_const", const="off",
-                        help="index pictures whole only (their region entries are removed)")
+    add_remembered_switch(parser, "ocr", "read the words in the pictures after their vectors are committed, for "
+                          "text search", "do not read words in pictures (text already read is kept)")
+    add_remembered_switch(parser, "regions", "also index each sub-picture of a collage, screenshot or slide as an "
+                          "entry of its own, so that one photo finds the picture that holds it",
+                          "index pictures whole only (their region entries are removed)")
     parser.add_argument("--from-embeddings", type=Path, metavar="DIR",
                         help="import a clip-retrieval embeddings folder (img_emb/, metadata/) instead of images")
     parser.add_argument("--images-root", type=Path, metavar="DIR",

@@ -15,7 +15,6 @@ collages and screenshots by bench/regions.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -52,8 +51,7 @@ class Box(NamedTuple):
         return inner.area / union if union else 0.0
 
 
-@dataclass(frozen=True)
-class RegionLimits:
+class RegionLimits(NamedTuple):
     """Which regions count: none smaller than the model's input side or `min_fraction` of the image's area, and
     at most `max_regions` (the largest) per image."""
 
