@@ -90,3 +90,20 @@ def test_a_text_search_lists_a_picture_once_by_its_best_entry(client, regions_wo
         collage = next(hit for hit in hits if hit["path"] == "collage.jpg")
         box = dict(parts["collage.jpg"])[name]
         assert collage["region"] is not None and near(collage["region"], box)  # the part that matched, not the whole
+
+
+def test_duplicates_and_an_export_leave_regions_out(client, ids, regions_workspace, tmp_path):
+    import pyarrow.parquet as pq
+
+    from lib.ingest.export import export_dataset
+
+    settings, _ = regions_workspace
+    regions = {r.id for rows in rows_by_path(settings, "parts").values() for r in rows if r.region}
+    closest = similar(client, image_id=ids["photo_0.jpg"], k=1)["results"][0]
+    assert closest["id"] in regions and closest["score"] >= 0.9  # close enough to group, were regions grouped
+    answer = client.get("/duplicates?dataset=parts&near=0.9&similar=0.9").json
+    assert answer["groups"] == []  # a collage's part is not a copy of the photo it shows
+    assert export_dataset(settings, "parts", tmp_path / "out", progress=False) == 12  # one row per picture
+    paths = [p for f in sorted((tmp_path / "out" / "metadata").glob("*.parquet"))
+             for p in pq.read_table(f).column("image_path").to_pylist()]
+    assert sorted(paths) == sorted(rows_by_path(settings, "parts"))
