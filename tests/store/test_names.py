@@ -64,9 +64,10 @@ def test_an_old_catalog_gets_the_link_column_in_place(tmp_path):
     assert readonly.image(1).link_target == ""  # the server reads an old catalog as it is
     readonly.close()
     catalog = Catalog.in_folder(tmp_path)
-    assert [row[1] for row in catalog.db.execute("PRAGMA table_info(images)")][-11:] == [
+    assert [row[1] for row in catalog.db.execute("PRAGMA table_info(images)")][-12:] == [
         "link_target", "perceptual_hash", "captured_ns", "captured_from", "camera", "orientation", "folder",
-        "scene", "video_start", "video_end", "frame_s"]
+        "scene", "video_start", "video_end", "frame_s", "region"]
+    assert [row[1] for row in catalog.db.execute("PRAGMA table_info(datasets)")][-1] == "regions"
     assert catalog.image(1).path == "a.jpg" and catalog.image(1).media == "image"
 
 
@@ -76,7 +77,8 @@ def test_an_old_catalog_makes_room_for_scenes_keeping_its_words_and_its_ids(tmp_
     db = sqlite3.connect(tmp_path / "catalog.sqlite")  # as written before videos: one row per path
     sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'images'").fetchone()[0]
     db.executescript(f"DROP TABLE images; {sql[:sql.index('scene INTEGER')].rstrip()} UNIQUE (dataset, path));")
-    db.executescript("INSERT INTO datasets VALUES ('d', '', 'flat', 'flat', '{}');"
+    db.executescript("INSERT INTO datasets (name, root, layout, index_type, model) VALUES ('d', '', 'flat', 'flat', "
+                     "'{}');"
                      "INSERT INTO images (id, dataset, partition, path, class_name, width, height, bytes, mtime_ns, "
                      "sha256) VALUES (7, 'd', 'p', 'a.jpg', '', 1, 1, 10, 20, 'abc');"
                      "INSERT INTO image_words VALUES (7, 'd', '[]', 0, '');"
