@@ -61,7 +61,7 @@ class KnnBody(BaseModel):
     use_safety_model: bool = False
     use_violence_detector: bool = False
     use_mclip: bool = False
-    aesthetic_score: int | str | None = None
+    aesthetic_score: Annotated[int, BeforeValidator(integral)] | str | None = None
     aesthetic_weight: float | str | None = None
 
 

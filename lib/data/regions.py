@@ -60,7 +60,10 @@ class RegionLimits(NamedTuple):
     max_regions: int = 16
 
 
-def find_regions(image: Image.Image, limits: RegionLimits = RegionLimits()) -> list[Box]:
+DEFAULT_LIMITS = RegionLimits()
+
+
+def find_regions(image: Image.Image, limits: RegionLimits = DEFAULT_LIMITS) -> list[Box]:
     """The image's sub-pictures in reading order (top to bottom, then left to right), in its own pixels; the
     whole image when it has none."""
     width, height = image.size

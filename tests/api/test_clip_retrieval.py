@@ -151,11 +151,18 @@ def test_deduplicate_over_the_protocol_drops_near_identical_results(app, tiny_da
     ({"text": "x", "indice_name": "other"}, 404, "unknown dataset 'other'"),
     ({"text": "x", "num_images": 0}, 400, "num_images"),
     ({"text": "x", "modality": "audio"}, 400, "modality"),
+    ({"text": "x", "aesthetic_score": 5.5}, 400, "aesthetic_score"),
 ])
 def test_bad_requests_get_json_errors(app, body, status, words):
     response = app.test_client().post("/knn-service", data=json.dumps(body))
     assert response.status_code == status, response.json
     assert set(response.json) == {"error", "detail"} and words in response.json["error"] + " " + response.json["detail"]
+
+
+def test_an_integral_float_is_an_integer_as_json_schema_says(app):
+    body = {"text": "red", "num_images": 3.0, "aesthetic_score": 5.0, "aesthetic_weight": 2.5}
+    response = app.test_client().post("/knn-service", data=json.dumps(body))
+    assert response.status_code == 200 and len(response.json) == 3, response.json
 
 
 def test_malformed_bodies_get_json_errors(app):

@@ -3,6 +3,8 @@ import dataclasses
 import subprocess
 import sys
 
+import pytest
+
 from lib.ingest.image_index import build_image_index
 from lib.serve.index_set import LiveIndexSet
 from lib.serve.search import SearchService
@@ -75,7 +77,7 @@ def test_regions_are_kept_then_removed_incrementally(tmp_path, demo_encoder, mod
     assert not any(r.region for rs in rows.values() for r in rs) and all(len(rs) == 1 for rs in rows.values())
 
 
-def test_the_cli_flag_and_the_ray_engine_refusal(tmp_path, model_cache):
+def test_the_cli_flag(tmp_path, model_cache):
     root = tmp_path / "pictures"
     write_collage_folder(root)
     workspace = share_model_cache(tmp_path / "workspace", model_cache)
@@ -84,6 +86,14 @@ def test_the_cli_flag_and_the_ray_engine_refusal(tmp_path, model_cache):
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "2 pictures split into 6 regions" in done.stdout + done.stderr
-    refused = subprocess.run(command + ["--engine", "ray"], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    assert "does not split pictures into regions yet" in refused.stderr
+
+
+def test_the_ray_engine_refuses_regions_in_one_line(tmp_path, demo_encoder):
+    from lib.errors import ClipSearchError
+    from lib.ingest.ray_engine import RayEngine
+    from lib.settings import load_settings
+
+    engine = RayEngine(load_settings(environ={}, overrides=dict(workspace=str(tmp_path))), demo_encoder)
+    with pytest.raises(ClipSearchError, match="does not split pictures into regions yet; build this dataset with "
+                                              "the local engine"):
+        next(engine.encode(tmp_path, [], regions=True))
