@@ -38,7 +38,7 @@ def make_parser() -> argparse.ArgumentParser:
                                     "ivf_min_vectors", "target_recall", "embeddings_partition_size", "precision",
                                     "backend", "inference_threads", "batch_size", "num_workers", "calibration_images",
                                     "engine", "ray_address", "follow_links", "ocr_engine", "ocr_workers",
-                                    "ocr_time_limit", "video_time_limit", "workspace"])
+                                    "ocr_time_limit", "video_time_limit", "store", "workspace"])
     add_remembered_switch(parser, "ocr", "read the words in the pictures after their vectors are committed, for "
                           "text search", "do not read words in pictures (text already read is kept)")
     add_remembered_switch(parser, "regions", "also index each sub-picture of a collage, screenshot or slide as an "
@@ -63,6 +63,7 @@ def build(args: argparse.Namespace) -> None:
     from lib.ingest.calibrate import calibrate_build
     from lib.ingest.embeddings_import import import_embeddings
     from lib.ingest.image_index import build_image_index
+    from lib.ingest.store_copy import check_store
     from lib.model.loading import encoder_for
 
     if args.from_embeddings and args.dataset_path:
@@ -71,6 +72,7 @@ def build(args: argparse.Namespace) -> None:
         raise ClipSearchError("--images-root and --class-column go with --from-embeddings")
     settings = settings_from_args(args, {"dataset_name": args.dataset_name, "dataset_path": args.dataset_path})
     check_name(settings.dataset_name, "dataset")
+    check_store(settings)
     started = time.perf_counter()
     encoder = encoder_for(settings)
     loaded = time.perf_counter() - started

@@ -42,7 +42,8 @@ def create_app(settings: Settings | None = None, encoder=None) -> Flask:
 
     settings = settings or load_settings()
     encoder = encoder or encoder_for(settings)
-    indexes = LiveIndexSet(settings.indexes_dir, settings.indexes_text_dir, encoder.identity)
+    indexes = LiveIndexSet(settings.indexes_dir, settings.indexes_text_dir, encoder.identity, store=settings.store,
+                           threads=settings.threads)
     app = Flask(__name__, static_folder=None)
     app.request_class, app.json = ApiRequest, SafeJSONProvider(app)
     app.config.update(SETTINGS=settings)

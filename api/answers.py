@@ -35,9 +35,12 @@ class PartitionInfo(BaseModel):
 
 
 class SearchMode(BaseModel):
-    """How a dataset is searched: exact, or IVF as tuned at build time (only `method` when exact)."""
+    """How a dataset is searched: exact, or IVF as tuned at build time (only `method` when exact), or HNSW in
+    the store database."""
 
-    method: Literal["exact", "ivf"]
+    method: Literal["exact", "ivf", "hnsw"]
+    store: Literal["files", "postgresql"] = "files"
+    ef_search: int | None = Field(None, description="hnsw.ef_search tuned at build time (store postgresql)")
     storage: str | None = Field(None, description="codes in the IVF lists: flat, sq8 or pq<m>")
     nlist: int | None = None
     nprobe: int | None = Field(None, description="lists probed per query; 0 means searched exactly")

@@ -14,7 +14,14 @@ from werkzeug.exceptions import (
 )
 
 from api.limits import current_limits
-from lib.errors import ClipSearchError, NotCalibratedError, NotFoundError, QueryError, UnreadableImageError
+from lib.errors import (
+    ClipSearchError,
+    NotCalibratedError,
+    NotFoundError,
+    QueryError,
+    StoreUnavailableError,
+    UnreadableImageError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +44,13 @@ def error_response(status: int, error: str, detail: Any = "", headers: dict[str,
 # lib's errors and how each leaves the API (Flask picks the handler of the most specific class).
 DOMAIN_ERRORS = ((NotFoundError, 404, "not found"), (UnreadableImageError, 400, "unreadable image"),
                  (NotCalibratedError, 409, "not calibrated"), (QueryError, 400, "bad query"),
+                 (StoreUnavailableError, 503, "store unavailable"),
                  (ClipSearchError, 400, "cannot do that"))
 
 
 def _domain_handler(status: int, error: str):
-    return lambda err: error_response(status, error, str(err))
+    headers = {"Retry-After": "5"} if status == 503 else None  # the database is back within seconds, or not soon
+    return lambda err: error_response(status, error, str(err), headers)
 
 
 def _http_detail(err: HTTPException) -> tuple[str, dict[str, str]]:

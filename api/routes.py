@@ -139,13 +139,15 @@ def health():
 def search_json(dataset: LoadedDataset) -> dict:
     """How a dataset is searched (issue 12): exact, or IVF with the parameters tuned at build time."""
     ivf = dataset.ivf
+    if dataset.store != "files":
+        return {"method": "hnsw", "store": dataset.store, "ef_search": getattr(dataset.index, "ef_search", None)}
     if ivf is None:
         return {"method": "exact"}
     return {"method": "ivf" if ivf.nprobe else "exact", "storage": ivf.storage, "nlist": ivf.nlist,
             "nprobe": ivf.nprobe, "nprobe_filtered": ivf.nprobe_filtered, "rerank": ivf.rerank,
             "recall_at_10": round(ivf.recall, 4), "recall_at_10_filtered": round(ivf.recall_filtered, 4),
             "tuned_on": ivf.tuned_on, "trained_on": ivf.trained_on,
-            "exact_partitions": len(dataset.index.exact_only), "retrain": ivf.retrain_advice(dataset.count)}
+            "exact_partitions": len(dataset.exact_only), "retrain": ivf.retrain_advice(dataset.count)}
 
 
 @bp.get("/indexes")

@@ -69,6 +69,14 @@ class ClusterLostError(ClusterError):
     leave_at_once = True
 
 
+class StoreError(ClipSearchError):
+    """A `store` database that cannot be used: a wrong URL, a refused login, no pgvector extension."""
+
+
+class StoreUnavailableError(StoreError):
+    """The `store` database went away (or is not reachable yet); the server answers 503 until it is back."""
+
+
 class NotCalibratedError(ClipSearchError):
     """Duplicate thresholds asked of a dataset that has none calibrated for the model in use, and none given."""
 

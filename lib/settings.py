@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -108,6 +109,9 @@ class Settings:
     ocr_time_limit: float = _setting(30.0, "CPU seconds OCR may spend on one picture before it is kept without text")
     video_time_limit: float = _setting(300.0, "seconds decoding one video may take before it is skipped as "
                                               "unreadable (a damaged file can decode forever)")
+    store: str = _setting("files", "where the vectors are searched: files (the index folder's FAISS files) or a "
+                          "PostgreSQL URL with pgvector (postgresql://user:password@host/db), which builds then "
+                          "copy their vectors into and the server searches", pattern=r"files|postgres(ql)?://.*")
     calibration_images: int = _setting(48, "images whose edited copies calibrate a dataset's duplicate thresholds "
                                        "at the end of a build (0: do not calibrate when building)")
 
@@ -144,6 +148,9 @@ def _convert(name: str, value: Any) -> Any:
     choices = spec.metadata.get("choices")
     if choices and converted not in choices:
         raise SettingsError(f"setting {name!r}: {value!r} is not one of {', '.join(choices)}")
+    pattern = spec.metadata.get("pattern")
+    if pattern and not re.fullmatch(pattern, str(converted)):
+        raise SettingsError(f"setting {name!r}: {value!r} is not of the form {pattern}")
     return converted
 
 

@@ -128,6 +128,14 @@ def ivf_workspace(tmp_path_factory: pytest.TempPathFactory, mixture_folder, demo
     return settings
 
 
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory):
+    """A packaged PostgreSQL 18 with pgvector (lib/ingest/packaged_postgres.py), stopped as the session ends."""
+    from lib.ingest.packaged_postgres import PackagedPostgres
+
+    return PackagedPostgres(tmp_path_factory.mktemp("postgres") / "data")
+
+
 def held_out(count: int = 200, seed: int = 99) -> np.ndarray:
     """Queries from the mixture that are not in any folder."""
     return MIXTURE.sample(count, np.random.default_rng(seed))[0]
@@ -221,11 +229,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(workspace: Path, log: Path):
+def serve(workspace: Path, log: Path, **settings: str):
     """scripts/api.sh (nginx in front of 2 gunicorn workers) on a free loopback port over the workspace,
-    dropping a stalled request after 3 s; yields its base URL and the api.sh process."""
+    dropping a stalled request after 3 s, with any other settings given; yields its base URL and the api.sh
+    process."""
     port = free_port()
-    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(workspace), "CLIPSEARCH_CLIENT_TIMEOUT": "3"}
+    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(workspace), "CLIPSEARCH_CLIENT_TIMEOUT": "3",
+           **{f"CLIPSEARCH_{name.upper()}": value for name, value in settings.items()}}
     process = subprocess.Popen([str(REPO / "scripts" / "api.sh"), "--port", str(port), "--workers", "2",
                                 "--threads", "2"], cwd=REPO, env=env, stdout=open(log, "w"),
                                stderr=subprocess.STDOUT, start_new_session=True)

@@ -52,3 +52,30 @@ def nearly_full_tmpfs(folder: Path, free: int, size: str = "4m") -> Iterator[Pat
         yield folder
     finally:
         subprocess.run([umount, "-l", str(folder)], check=True)  # lazy: a connection of a failed build may linger
+
+
+STORES = ["files", "postgresql"]  # the params of a fixture whose tests run against both stores (issue 29)
+
+
+def on_store(request, settings):
+    """The settings for the store a fixture parametrized with STORES asks for."""
+    return settings if request.param == "files" else in_store_database(settings, request.getfixturevalue("postgres"))
+
+
+def in_store_database(settings, postgres):
+    """The settings with `store` a new database of the packaged server (lib/ingest/packaged_postgres.py), into
+    which the datasets of their index folder are copied, as a build with that store does."""
+    import dataclasses
+
+    from lib.ingest.store_copy import copy_dataset
+    from lib.store.catalog import Catalog
+
+    stored = dataclasses.replace(settings, store=postgres.database())
+    catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
+    try:
+        names = [record.name for record in catalog.datasets()]
+    finally:
+        catalog.close()
+    for name in names:
+        copy_dataset(stored, name)
+    return stored

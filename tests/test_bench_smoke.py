@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import share_model_cache
 
 REPO = Path(__file__).resolve().parent.parent
-SLOW = {"api_abuse", "api_load", "caption_scale", "large_collection", "ray_engine"}
+SLOW = {"api_abuse", "api_load", "caption_scale", "large_collection", "postgres_store", "ray_engine"}
 TABLE_RULE = re.compile(r"^\|(-{3,}\|)+$", re.MULTILINE)  # the |---|---| line under a markdown table's header
 
 

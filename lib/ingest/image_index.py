@@ -26,6 +26,7 @@ from lib.ingest.image_text import update_image_text
 from lib.ingest.ivf_index import DatasetIvf
 from lib.ingest.local_engine import Engine, make_engine
 from lib.ingest.report import BuildReport
+from lib.ingest.store_copy import publish
 from lib.ingest.words_stage import WordsStage, make_pool, reads_words, remember_choice
 from lib.model.decode import EncodedFile
 from lib.model.encoder import ClipEncoder
@@ -108,6 +109,7 @@ class ImageIndexBuilder:
         self.report.texts = update_image_text(self.catalog, self.dataset, self.root, self.files_by_path)
         self.report.notes += self.ivf.finish(retrain)
         keep_good_copy(self.folder)
+        self.report.notes += publish(self.settings, self.dataset)  # into the store database, when there is one
         remember_choice(self.settings, self.catalog, self.dataset)
         if self.words is not None:
             self.words.finish()

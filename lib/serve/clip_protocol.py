@@ -113,7 +113,7 @@ def knn(service: SearchService, query: KnnQuery) -> list[KnnResult]:
         hits = service.nearest(vector, dataset, query.count)
         captions = service.catalog().captions_of([h.id for h in hits])
         results = [image_result(h, h.score, captions.get(h.id)) for h in hits]
-        vectors = dataset.index.exact.vectors(np.array([r.id for r in results], np.int64)) if results else None
+        vectors = dataset.index.vectors(np.array([r.id for r in results], np.int64)) if results else None
     if query.deduplicate and vectors is not None and len(results) > 1:
         results = [r for r, keep in zip(results, keep_distinct(vectors), strict=True) if keep]
     return results

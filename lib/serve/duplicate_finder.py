@@ -26,7 +26,6 @@ from lib.serve.index_set import LiveIndexSet, LoadedDataset
 from lib.serve.neighbours import NEIGHBOURS, close_pairs, positions_of
 from lib.store.catalog import Catalog, DatasetRecord, ImageRecord
 from lib.store.dataset_figures import DuplicateThresholds, load_thresholds
-from lib.store.index_files import vectors_of
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ def group_dataset(dataset: LoadedDataset, catalog: Catalog, thresholds: Duplicat
     """Group every image of the dataset into tiers, searching its index for each image's neighbours; the scenes
     of videos are left out unless `videos` is given (a video's scenes then group with their copies elsewhere,
     and with pictures that show the same)."""
-    parts = [vectors_of(p.index) for p in dataset.partitions.values()]
+    parts = list(dataset.index.blocks(list(dataset.partitions)))
     ids = np.concatenate([i for i, _ in parts]) if parts else np.zeros(0, np.int64)
     vectors = np.concatenate([v for _, v in parts]) if parts else np.zeros((0, dataset.record.model.dim), np.float32)
     records = {r.id: r for r in catalog.images(dataset.record.name)

@@ -24,89 +24,64 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import faiss
 import numpy as np
 
-from lib.errors import ClipSearchError, IndexFileError, IndexMismatchError, NotFoundError
+from lib.errors import ClipSearchError, IndexFileError, IndexMismatchError, NotFoundError, StoreUnavailableError
 from lib.serve.ranking import RankedLists
 from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, IvfRecord, PartitionRecord
 from lib.store.catalog_copy import repair_catalog
-from lib.store.dataset_index import DatasetIndex, open_dataset
-from lib.store.id_order import IdOrder, merge
+from lib.store.dataset_index import LeftOutFile, open_dataset
+from lib.store.id_order import IdOrder
 from lib.store.identity import ModelIdentity
-from lib.store.index_files import ids_of
+from lib.store.postgres import is_database
+from lib.store.postgres_dataset import open_postgres, store_generations
+from lib.store.postgres_pool import StorePool
+from lib.store.vector_index import VectorIndex
 from lib.store.vocab_index import TextIndex, load_text_index
 
 log = logging.getLogger(__name__)
-
-
-SUBSET_SCAN = 200_000  # a filter admitting at most this many images is searched by reading their vectors
 
 
 @dataclass(frozen=True)
 class LoadedPartition:
     record: PartitionRecord
     class_name: str
-    index: faiss.Index  # the partition's exact file: its vectors with their catalog ids
 
 
 @dataclass(frozen=True)
 class LoadedDataset:
+    """A dataset as served: its catalog record, the partitions whose vectors are held, and those vectors in
+    whichever store (lib/store/vector_index.py); `ivf` and `exact_only` say how the files store searches."""
+
     record: DatasetRecord
     partitions: dict[str, LoadedPartition]
-    index: DatasetIndex
+    index: VectorIndex
+    left_out: list[LeftOutFile] = field(default_factory=list)  # partitions and files not served, and why
+    ivf: IvfRecord | None = None  # the tuned IVF parameters the dataset is searched with (None: exact, or HNSW)
+    exact_only: list[str] = field(default_factory=list)  # partitions IVF does not cover, searched exactly
+    store: str = "files"
 
     @property
     def count(self) -> int:
         return sum(p.record.count for p in self.partitions.values())
 
-    @property
-    def ivf(self) -> IvfRecord | None:
-        """The tuned IVF parameters the dataset is searched with (None: exact search)."""
-        return self.index.ivf.params if self.index.ivf else None
-
     def search(self, vectors: np.ndarray, depth: int, chosen: Sequence[str] | None = None,
                exact: bool = False, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-`depth` (scores, ids) over the chosen partitions (all when none are chosen), only among the
-        ids `among` when given (a filter's: applied inside the search, so a filtered page is as full).
-
-        The first n results of a search of depth d > n are the results of a search of depth n (for d up
-        to ivf_set.RERANK_FLOOR on re-ranked codes; lib/serve/ranking.py pages deeper). `exact` scans every
-        stored vector instead of probing IVF lists. A filter that admits at most SUBSET_SCAN images is
-        searched exactly by reading their vectors; a larger one through faiss's id selector.
-        """
-        names = list(dict.fromkeys(chosen)) if chosen and set(chosen) != set(self.partitions) else None
-        selector, share = None, 1.0
-        if among is not None:
-            among = self.held(among, names)
-            if len(among) <= SUBSET_SCAN:
-                return self.index.exact.search_among(vectors, depth, among)
-            selector, share = faiss.IDSelectorBatch(among), len(among) / max(self.index.exact.count(names), 1)
-        ivf = self.index.ivf
-        if exact or ivf is None:
-            return self.index.exact.search(vectors, depth, names, selector)
-        covered = None if names is None else [n for n in names if n in ivf.names]
-        rest = self.index.exact_only if names is None else [n for n in names if n not in ivf.names]
-        results = [ivf.search(vectors, depth, covered, selector, share)] if covered is None or covered else []
-        if rest:
-            results.append(self.index.exact.search(vectors, depth, rest, selector))
-        return merge(results, depth)
+        ids `among` when given; `exact` scans every stored vector (VectorIndex.search)."""
+        return self.index.search(vectors, depth, chosen, exact, among)
 
     def held(self, ids: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
         """The ids the loaded partitions (the chosen ones, or all) hold, in order."""
-        stores, _ = self.index.exact.locate(ids)
-        numbers = list(self.index.exact.stores)
-        wanted = np.array([numbers.index(n) for n in names if n in numbers] if names is not None
-                          else range(len(numbers)), np.int64)
-        return np.asarray(ids, np.int64)[np.isin(stores, wanted)]
+        return self.index.held(ids, names)
 
     def left_out_why(self, partition: str) -> str | None:
-        """Why a partition of the catalog's is not loaded (its file is damaged), or None."""
-        return next((f.why for f in self.index.left_out if f.what == f"partition {self.record.name}/{partition}"), None)
+        """Why a partition of the catalog's is not loaded (its file is damaged, or the database lacks it), or None."""
+        return next((f.why for f in self.left_out if f.what == f"partition {self.record.name}/{partition}"), None)
 
     def vector(self, image_id: int) -> np.ndarray:
         """The stored vector of an indexed image, as a (1, dim) array."""
-        return self.index.exact.vectors(np.array([image_id]))
+        return self.index.vectors(np.array([image_id]))
 
     @cached_property
     def ranked(self) -> RankedLists:
@@ -116,7 +91,7 @@ class LoadedDataset:
     @cached_property
     def order(self) -> IdOrder:
         """Every image's place in the dataset: partitions in name order, each in its index's order."""
-        return IdOrder(np.concatenate([ids_of(p.index) for p in self.partitions.values()] or [np.zeros(0, np.int64)]))
+        return IdOrder(np.concatenate([self.index.ids_of(name) for name in self.partitions] or [np.zeros(0, np.int64)]))
 
 
 @dataclass(frozen=True)
@@ -134,6 +109,7 @@ class IndexSet:
     left_out: dict[str, str] = field(default_factory=dict)
     left_out_files: dict[str, str] = field(default_factory=dict)
     catalog_file: tuple[int, int] | None = None
+    unavailable: list[str] = field(default_factory=list)  # why the store database left datasets out, if it did
 
     def leave_out(self, what: str, why: str, file: Path | None = None) -> None:
         self.left_out[what] = why
@@ -141,12 +117,21 @@ class IndexSet:
             self.left_out_files[what] = str(file)
 
 
-def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord) -> LoadedDataset:
+def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord, pool: StorePool | None = None
+                  ) -> LoadedDataset:
+    """A dataset's vectors from its files, or from the store database when a pool is given."""
     names = catalog.class_names(record.name)
-    index = open_dataset(catalog, folder, record.name, record.model.dim)
-    partitions = {name: LoadedPartition(partition, names.get(name, ""), index.exact.stores[name])
-                  for name, partition in index.partitions.items()}
-    return LoadedDataset(record, partitions, index)
+    if pool is None:
+        index = open_dataset(catalog, folder, record.name, record.model.dim)
+        partitions = {name: LoadedPartition(p, names.get(name, "")) for name, p in index.partitions.items()}
+        return LoadedDataset(record, partitions, index, index.left_out, index.ivf.params if index.ivf else None,
+                             index.exact_only)
+    vectors, served, left = open_postgres(pool, record, catalog.partitions(record.name))
+    if vectors is None:
+        raise NotFoundError(left[f"dataset {record.name}"])
+    partitions = {name: LoadedPartition(p, names.get(name, "")) for name, p in served.items()}
+    return LoadedDataset(record, partitions, vectors, [LeftOutFile(what, None, why) for what, why in left.items()],
+                         store="postgresql")
 
 
 def report_left_out(left_out: dict[str, str], reported: dict[str, str] | None = None) -> None:
@@ -175,7 +160,7 @@ def load_dataset(indexes_dir: Path, name: str) -> LoadedDataset:
         dataset = _load_dataset(catalog, indexes_dir, record)
     finally:
         catalog.close()
-    report_left_out({f.what: f.why for f in dataset.index.left_out})
+    report_left_out({f.what: f.why for f in dataset.left_out})
     return dataset
 
 
@@ -188,29 +173,38 @@ def catalog_identity(indexes_dir: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
-def _load_datasets(index_set: IndexSet, indexes_dir: Path) -> None:
+def _load_datasets(index_set: IndexSet, indexes_dir: Path, pool: StorePool | None, strict: bool) -> None:
     catalog = Catalog.in_folder(indexes_dir, readonly=True)
     try:
         for record in catalog.datasets():
             try:
                 index_set.model.check_same(record.model, f"dataset {record.name!r}")
-                loaded = index_set.datasets[record.name] = _load_dataset(catalog, indexes_dir, record)
+                loaded = index_set.datasets[record.name] = _load_dataset(catalog, indexes_dir, record, pool)
+            except StoreUnavailableError as err:
+                if strict:
+                    raise
+                index_set.leave_out(f"dataset {record.name}", str(err))
+                index_set.unavailable.append(str(err))
+                continue
             except ClipSearchError as err:
                 index_set.leave_out(f"dataset {record.name}", str(err))
                 continue
-            for left in loaded.index.left_out:
+            for left in loaded.left_out:
                 index_set.leave_out(left.what, left.why, left.file)
     finally:
         catalog.close()
 
 
 def load_index_set(indexes_dir: Path, indexes_text_dir: Path, model: ModelIdentity,
-                   reported: dict[str, str] | None = None) -> IndexSet:
-    """Load what matches `model`; datasets or vocabularies built with another model, and damaged files, are
-    left out, with why (logged once for all the loads that share `reported`, see report_left_out)."""
+                   reported: dict[str, str] | None = None, pool: StorePool | None = None,
+                   strict: bool = False) -> IndexSet:
+    """Load what matches `model`, its vectors from the files or, given a pool, the store database; datasets
+    or vocabularies built with another model, and damaged files, are left out, with why (logged once for all
+    the loads that share `reported`, see report_left_out). A store database that cannot be reached leaves its
+    datasets out too, or, `strict`, raises StoreUnavailableError (a reload keeps the set it has)."""
     index_set = IndexSet(model, catalog_file=catalog_identity(indexes_dir))
     if index_set.catalog_file is not None:
-        _load_datasets(index_set, indexes_dir)
+        _load_datasets(index_set, indexes_dir, pool, strict)
     for meta in sorted(indexes_text_dir.glob("text_*.json")) if indexes_text_dir.is_dir() else []:
         try:
             vocabulary = load_text_index(meta.with_suffix(".index"))
@@ -227,20 +221,29 @@ def load_index_set(indexes_dir: Path, indexes_text_dir: Path, model: ModelIdenti
 
 
 class LiveIndexSet:
-    """The current IndexSet, swapped for a new one when the files on disk change."""
+    """The current IndexSet, swapped for a new one when the files on disk (or the store database) change.
+
+    With a store database, its datasets' generations join the fingerprint; while it cannot be reached the
+    loaded set is kept (its searches answer StoreUnavailableError), and a set loaded while it was away
+    (its datasets left out) is replaced once it is back.
+    """
 
     def __init__(self, indexes_dir: Path, indexes_text_dir: Path, model: ModelIdentity,
-                 check_every: float = 1.0) -> None:
+                 check_every: float = 1.0, store: str = "files", threads: int = 4) -> None:
         self.indexes_dir, self.indexes_text_dir, self.model = indexes_dir, indexes_text_dir, model
         self.check_every = check_every
+        self.pool = StorePool(store, threads) if is_database(store) else None
         self.repaired = repair_catalog(indexes_dir, rebuild=False)  # a damaged catalog: its good copy, or a refusal
         self._lock = threading.Lock()
         self._checked_at = 0.0
         self._catalog: Catalog | None = None
         self._catalog_of: tuple[int, tuple[int, int]] | None = None  # (pid, file identity) of that connection
         self._reported: dict[str, str] = {}
-        self._fingerprint = self._read_fingerprint()
-        self._current = load_index_set(indexes_dir, indexes_text_dir, model, self._reported)
+        try:
+            self._fingerprint = self._read_fingerprint()
+        except StoreUnavailableError:
+            self._fingerprint = ()  # never equal to one read later: the set is loaded again when it is back
+        self._current = load_index_set(indexes_dir, indexes_text_dir, model, self._reported, self.pool)
 
     def _generation(self) -> tuple[tuple[int, int], int] | None:
         """The catalog's identity and generation: one stat and one small SELECT through a connection kept
@@ -258,7 +261,7 @@ class LiveIndexSet:
     def _read_fingerprint(self) -> tuple:
         texts = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.indexes_text_dir.glob("text_*.json"))) \
             if self.indexes_text_dir.is_dir() else ()
-        return self._generation(), texts
+        return self._generation(), texts, store_generations(self.pool) if self.pool else ()
 
     def current(self) -> IndexSet:
         """The set to use for one request; at most every `check_every` seconds, look for a newer one."""
@@ -283,8 +286,9 @@ class LiveIndexSet:
             fingerprint = self._read_fingerprint()
             if fingerprint == self._fingerprint:
                 return
-            fresh = load_index_set(self.indexes_dir, self.indexes_text_dir, self.model, self._reported)
-        except (IndexFileError, sqlite3.Error, OSError) as err:
+            fresh = load_index_set(self.indexes_dir, self.indexes_text_dir, self.model, self._reported, self.pool,
+                                   strict=True)
+        except (IndexFileError, StoreUnavailableError, sqlite3.Error, OSError) as err:
             log.warning("kept the loaded indexes; the new ones are not ready yet (%s)", err)
             return
         self._current, self._fingerprint = fresh, fingerprint

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from lib.data.dataset_files import open_indexed
-from lib.errors import NotFoundError, QueryError
+from lib.errors import NotFoundError, QueryError, StoreUnavailableError
 from lib.model.encoder import ClipEncoder
 from lib.serve.index_set import IndexSet, LiveIndexSet, LoadedDataset
 from lib.serve.paged_search import PagedSearch, SearchPage, SearchRequest, iso_time
@@ -141,6 +141,8 @@ class SearchService:
         return open_indexed(root, record, stamped)
 
     def dataset_named(self, index_set: IndexSet, name: str | None) -> LoadedDataset:
+        if index_set.unavailable and (name is None or name not in index_set.datasets):
+            raise StoreUnavailableError(index_set.unavailable[0])
         if name is None:
             if len(index_set.datasets) != 1:
                 raise NotFoundError(f"say which dataset to search: {', '.join(index_set.datasets) or 'none is built'}")

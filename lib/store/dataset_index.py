@@ -11,26 +11,31 @@ to report (the next build re-encodes such partitions).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import faiss
+import numpy as np
 
 from lib.errors import IndexFileError
 from lib.store.catalog import Catalog, IvfRecord, PartitionRecord
 from lib.store.exact_set import ExactSet
 from lib.store.files import settle
-from lib.store.index_files import read_index, settle_partition, verify
+from lib.store.id_order import merge
+from lib.store.index_files import ids_of, read_index, settle_partition, verify
 from lib.store.ivf_files import TrainedIVF
 from lib.store.ivf_set import IvfSet
+
+SUBSET_SCAN = 200_000  # a filter admitting at most this many images is searched by reading their vectors
 
 
 class LeftOutFile(NamedTuple):
     """A file of a dataset that is not used, and what that leaves out."""
 
     what: str  # "partition <dataset>/<name>", "IVF lists of partition ...", "IVF quantizer of dataset ..."
-    file: Path
+    file: Path | None  # None: no file is damaged (the store database lacks the partition at its version)
     why: str
 
 
@@ -44,6 +49,50 @@ class DatasetIndex:
     ivf: IvfSet | None = None
     exact_only: list[str] = field(default_factory=list)  # partitions without usable IVF lists
     left_out: list[LeftOutFile] = field(default_factory=list)
+
+    def count(self, chosen: Sequence[str] | None = None) -> int:
+        return self.exact.count(chosen)
+
+    def search(self, vectors: np.ndarray, depth: int, chosen: Sequence[str] | None = None,
+               exact: bool = False, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """lib/store/vector_index.VectorIndex.search over the files.
+
+        The first n results of a search of depth d > n are the results of a search of depth n (for d up
+        to ivf_set.RERANK_FLOOR on re-ranked codes; lib/serve/ranking.py pages deeper). A filter that admits
+        at most SUBSET_SCAN images is searched exactly by reading their vectors; a larger one through
+        faiss's id selector, inside the search, so a filtered page is as full.
+        """
+        names = list(dict.fromkeys(chosen)) if chosen and set(chosen) != set(self.partitions) else None
+        selector, share = None, 1.0
+        if among is not None:
+            among = self.held(among, names)
+            if len(among) <= SUBSET_SCAN:
+                return self.exact.search_among(vectors, depth, among)
+            selector, share = faiss.IDSelectorBatch(among), len(among) / max(self.exact.count(names), 1)
+        if exact or self.ivf is None:
+            return self.exact.search(vectors, depth, names, selector)
+        covered = None if names is None else [n for n in names if n in self.ivf.names]
+        rest = self.exact_only if names is None else [n for n in names if n not in self.ivf.names]
+        results = [self.ivf.search(vectors, depth, covered, selector, share)] if covered is None or covered else []
+        if rest:
+            results.append(self.exact.search(vectors, depth, rest, selector))
+        return merge(results, depth)
+
+    def held(self, ids: np.ndarray, chosen: Sequence[str] | None = None) -> np.ndarray:
+        stores, _ = self.exact.locate(ids)
+        numbers = list(self.exact.stores)
+        wanted = np.array([numbers.index(n) for n in chosen if n in numbers] if chosen is not None
+                          else range(len(numbers)), np.int64)
+        return np.asarray(ids, np.int64)[np.isin(stores, wanted)]
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        return self.exact.vectors(ids)
+
+    def ids_of(self, partition: str) -> np.ndarray:
+        return ids_of(self.exact.stores[partition])
+
+    def blocks(self, names: Sequence[str] | None = None, rows: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.exact.blocks(names, rows)
 
 
 def read_trained(folder: Path, record: IvfRecord) -> TrainedIVF:

@@ -10,13 +10,13 @@ from PIL import Image
 
 from api import create_app
 from lib.data.synthetic import Scene, draw_scene
-from tests.helpers import bomb_png, encoded
+from tests.helpers import STORES, bomb_png, encoded, on_store
 
 
-@pytest.fixture(scope="module")
-def app(built_workspace, demo_encoder):
-    settings = dataclasses.replace(built_workspace, max_upload_mb=1)
-    return create_app(settings, encoder=demo_encoder)
+@pytest.fixture(scope="module", params=STORES)
+def app(request, built_workspace, demo_encoder):
+    """The app over either store: every test of this module runs against both (issue 29)."""
+    return create_app(on_store(request, dataclasses.replace(built_workspace, max_upload_mb=1)), encoder=demo_encoder)
 
 
 @pytest.fixture

@@ -3,12 +3,13 @@ import pytest
 
 from api import create_app
 from lib.store.dataset_figures import save_evaluation
+from tests.helpers import STORES, on_store
 
 
-@pytest.fixture(scope="module")
-def client(planted_workspace, demo_encoder):
+@pytest.fixture(scope="module", params=STORES)
+def client(request, planted_workspace, demo_encoder):
     settings, _ = planted_workspace
-    return create_app(settings, encoder=demo_encoder).test_client()
+    return create_app(on_store(request, settings), encoder=demo_encoder).test_client()
 
 
 def test_groups_come_in_pages_with_totals_of_every_tier(client):
@@ -65,8 +66,9 @@ def test_without_calibration_the_answer_says_what_to_do(tmp_path, tiny_dataset, 
     assert client.get("/duplicates?near=0.99&similar=0.9").status_code == 200
 
 
-def test_evaluations_mark_the_model_in_use(client, planted_workspace, demo_encoder):
+def test_evaluations_mark_the_model_in_use(planted_workspace, demo_encoder):
     settings, _ = planted_workspace
+    client = create_app(settings, encoder=demo_encoder).test_client()  # figures are files, whatever the store
     assert client.get("/evaluations").json["datasets"] == [{"dataset": "planted", "evaluations": []}]
     save_evaluation(settings.indexes_dir, "planted", demo_encoder.identity, {"zero_shot_top1": 0.8})
     (entry,) = client.get("/evaluations?dataset=planted").json["datasets"][0]["evaluations"]

@@ -7,11 +7,12 @@ import pytest
 
 from api import create_app
 from tests.api.test_api import assert_error, drawn
+from tests.helpers import STORES, on_store
 
 
-@pytest.fixture(scope="module")
-def client(built_workspace, demo_encoder):
-    return create_app(built_workspace, encoder=demo_encoder).test_client()
+@pytest.fixture(scope="module", params=STORES)
+def client(request, built_workspace, demo_encoder):
+    return create_app(on_store(request, built_workspace), encoder=demo_encoder).test_client()
 
 
 def search(client, **body):

@@ -9,7 +9,7 @@ from PIL import Image
 from api import create_app
 from lib.data.synthetic import Scene, draw_scene
 from tests.api.test_api import assert_error
-from tests.helpers import share_model_cache
+from tests.helpers import STORES, on_store, share_model_cache
 
 COLOURS = ("red", "blue", "green")
 
@@ -35,7 +35,7 @@ def write_library(root):
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory, demo_encoder, model_cache):
+def dated(tmp_path_factory, demo_encoder, model_cache):
     from lib.ingest.image_index import build_image_index
     from lib.settings import load_settings
 
@@ -45,7 +45,12 @@ def client(tmp_path_factory, demo_encoder, model_cache):
     settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="dated",
                                                         dataset_path=str(root), num_workers=0))
     build_image_index(settings, demo_encoder, progress=False)
-    return create_app(settings, encoder=demo_encoder).test_client()
+    return settings
+
+
+@pytest.fixture(scope="module", params=STORES)
+def client(request, dated, demo_encoder):
+    return create_app(on_store(request, dated), encoder=demo_encoder).test_client()
 
 
 def search(client, **body):

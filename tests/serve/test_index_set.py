@@ -42,8 +42,8 @@ def test_a_new_build_is_picked_up_without_a_restart(tmp_path, tiny_dataset, demo
     fresh = live.current()
     assert set(fresh.datasets) == {"first", "second"} and fresh is not in_flight
     # The request that started before the swap still searches its own, complete set.
-    partition = next(iter(in_flight.datasets["first"].partitions.values()))
-    assert partition.index.search(demo_encoder.encode_texts(["red"]), 1)[1][0][0] > 0
+    partition = next(iter(in_flight.datasets["first"].partitions))
+    assert in_flight.datasets["first"].search(demo_encoder.encode_texts(["red"]), 1, [partition])[1][0][0] > 0
 
 
 def test_datasets_of_another_model_are_left_out_with_the_reason(built_workspace, other_model_dir, demo_encoder,

@@ -4,7 +4,6 @@ import pytest
 
 from lib.serve.index_set import LiveIndexSet
 from lib.serve.search import SearchService
-from lib.store.index_files import vectors_of
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +13,7 @@ def service(built_workspace, demo_encoder):
 
 
 def brute_force(dataset, query, names, k):
-    ids, vectors = zip(*(vectors_of(dataset.partitions[n].index) for n in names), strict=True)
+    ids, vectors = zip(*dataset.index.blocks(names), strict=True)
     scores = np.concatenate(vectors) @ query[0]
     order = np.argsort(-scores, kind="stable")[:k]
     return list(np.concatenate(ids)[order]), scores[order]
@@ -35,7 +34,7 @@ def test_top_k_over_all_or_some_partitions_is_exact(service, demo_encoder, query
 
 def test_similar_excludes_the_query_and_ranks_the_rest(service):
     dataset = service.indexes.current().datasets["tiny"]
-    query_id = int(vectors_of(next(iter(dataset.partitions.values())).index)[0][0])
+    query_id = int(dataset.index.ids_of(next(iter(dataset.partitions)))[0])
     hits = service.similar(10, image_id=query_id)
     assert query_id not in [h.id for h in hits] and len(hits) == 10
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)

