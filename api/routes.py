@@ -140,7 +140,7 @@ def search_json(dataset: LoadedDataset) -> dict:
     """How a dataset is searched (issue 12): exact, or IVF with the parameters tuned at build time."""
     ivf = dataset.ivf
     if dataset.store != "files":
-        return {"method": "hnsw", "store": dataset.store, "ef_search": getattr(dataset.index, "ef_search", None)}
+        return {"method": "hnsw", "store": dataset.store, "ef_search": dataset.ef_search}
     if ivf is None:
         return {"method": "exact"}
     return {"method": "ivf" if ivf.nprobe else "exact", "storage": ivf.storage, "nlist": ivf.nlist,

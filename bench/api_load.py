@@ -85,13 +85,15 @@ def free_port() -> int:
 SERVER_START_S = 600.0  # a first start may convert the model (ViT-B/32: a minute on 2 busy cores), then compile it
 
 
-def start_server(workspace: Path, model: str, workers: int, threads: int, proxy: str = "auto"
+def start_server(workspace: Path, model: str, workers: int, threads: int, proxy: str = "auto", **settings: str
                  ) -> tuple[subprocess.Popen, str]:
-    """scripts/api.sh over the workspace on a free loopback port, once it answers /health; its log is
+    """scripts/api.sh over the workspace (with any other settings given) on a free loopback port, once it
+    answers /health; its log is
     workspace/api-PORT.log. nginx answers 502 until gunicorn has bound its socket, and a request then waits
     while the workers compile and warm up, so each try may time out: only the deadline ends the wait."""
     port = free_port()
-    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(workspace), "CLIPSEARCH_MODEL": model}
+    env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(workspace), "CLIPSEARCH_MODEL": model,
+           **{f"CLIPSEARCH_{name.upper()}": value for name, value in settings.items()}}
     log = workspace / f"api-{port}.log"
     with open(log, "w") as out:
         process = subprocess.Popen([str(REPO / "scripts" / "api.sh"), "--port", str(port), "--workers",

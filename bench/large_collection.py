@@ -136,9 +136,10 @@ def in_process(workspace: Path, mixture: Mixture, model, count: int = QUERIES) -
     return out
 
 
-def live(workspace: Path, model: str, seconds: float, count: int) -> dict:
-    """p50/p99 of /search and /similar (by image id) through the live server, one client."""
-    process, base = start_server(workspace, model, workers=2, threads=2)
+def live(workspace: Path, model: str, seconds: float, count: int, **settings: str) -> dict:
+    """p50/p99 of /search and /similar (by image id) through the live server (with any other settings given),
+    one client. Every query text is new, so that neither the text cache nor the ranked pages answer it."""
+    process, base = start_server(workspace, model, workers=2, threads=2, **settings)
     words = ["red", "a dog on a beach", "two circles", "night city", "stars", "a striped cat", "green field"]
     try:
         out = {}
@@ -147,7 +148,7 @@ def live(workspace: Path, model: str, seconds: float, count: int) -> dict:
             deadline = time.monotonic() + seconds + min(2.0, seconds)  # and a warm-up
             session, rng = requests.Session(), random.Random(0)
             while time.monotonic() < deadline:
-                body = {"query": rng.choice(words), "k": 10} if route == "/search" else \
+                body = {"query": f"{rng.choice(words)} {len(times)}", "k": 10} if route == "/search" else \
                     {"image_id": rng.randint(1, count), "k": 10}
                 started = time.perf_counter()
                 response = session.post(base + route, json=body, timeout=60)

@@ -26,7 +26,7 @@ from lib.ingest.image_text import update_image_text
 from lib.ingest.ivf_index import DatasetIvf
 from lib.ingest.local_engine import Engine, make_engine
 from lib.ingest.report import BuildReport
-from lib.ingest.store_copy import publish
+from lib.ingest.store_copy import StoreWriter, store_writer
 from lib.ingest.words_stage import WordsStage, make_pool, reads_words, remember_choice
 from lib.model.decode import EncodedFile
 from lib.model.encoder import ClipEncoder
@@ -34,7 +34,7 @@ from lib.settings import Settings
 from lib.store.catalog import Catalog, DatasetRecord, ImageRecord, SkippedFile
 from lib.store.catalog_copy import keep_good_copy, repair_catalog
 from lib.store.files import build_lock, room_on_disk
-from lib.store.index_files import commit_partition, image_index_name, read_index, settle_partition, vectors_of
+from lib.store.index_files import commit_partition, read_index, settle_partition, vectors_of
 from lib.store.ivf_files import quantizer_name
 from lib.store.records import EMBEDDINGS_LAYOUT
 
@@ -58,6 +58,7 @@ class ImageIndexBuilder:
         self.files_by_path: dict[str, ImageFile] = {}
         self._ivf: DatasetIvf | None = None
         self.words: WordsStage | None = None  # the OCR stage, when this build reads text
+        self.store: StoreWriter | None = None  # the store database's copy, when `store` is one
         self.regions = False  # whether this build splits pictures into regions (_plan decides)
 
     @property
@@ -72,9 +73,6 @@ class ImageIndexBuilder:
         assert self._ivf is not None, "the IVF layer is opened by run(), under the build lock"
         return self._ivf
 
-    def index_path(self, partition: str) -> Path:
-        return self.folder / image_index_name(self.dataset, partition, self.encoder.dim)
-
     def run(self, rebuild: bool = False, retrain: bool = False) -> BuildReport:
         """Bring the dataset up to date; `retrain` trains its IVF quantizer again even if it need not."""
         started = time.perf_counter()
@@ -82,12 +80,15 @@ class ImageIndexBuilder:
             self._check_model(rebuild)
             self._ivf = DatasetIvf(self.catalog, self.folder, self.dataset, self.encoder.dim, self.settings)
             try:
+                self.store = store_writer(self.settings, self.dataset, rebuild)
                 self._read_words_too()
                 self._update()
                 self._finish(retrain)
             finally:
                 if self.words is not None:
                     self.words.pool.close()
+                if self.store is not None:
+                    self.store.close()
         self.report.seconds = time.perf_counter() - started
         self.report.warm_up_s = getattr(self.engine, "warm_up_s", 0.0)
         with self.room_on_disk():
@@ -109,7 +110,8 @@ class ImageIndexBuilder:
         self.report.texts = update_image_text(self.catalog, self.dataset, self.root, self.files_by_path)
         self.report.notes += self.ivf.finish(retrain)
         keep_good_copy(self.folder)
-        self.report.notes += publish(self.settings, self.dataset)  # into the store database, when there is one
+        if self.store is not None:  # the store database catches up before words are read
+            self.report.notes.append(self.store.finish().line(self.dataset))
         remember_choice(self.settings, self.catalog, self.dataset)
         if self.words is not None:
             self.words.finish()
@@ -157,9 +159,8 @@ class ImageIndexBuilder:
                 broken.add(partition.name)
         return broken
 
-    def _update(self) -> None:
-        todo, removed = self._plan()
-        self._encode_and_write(todo, removed)
+    def _update(self) -> None:  # an embeddings import has its own
+        self._encode_and_write(*self._plan())
 
     def _plan(self) -> tuple[list[ImageFile], dict[str, list[int]]]:
         """Files to encode (new, changed, in a broken partition) and catalog ids to remove, per partition."""
@@ -253,7 +254,7 @@ class ImageIndexBuilder:
         ids, vectors = np.zeros(0, np.int64), np.zeros((0, self.encoder.dim), np.float32)
         if old is not None:
             try:
-                ids, vectors = vectors_of(read_index(self.index_path(partition), old.index_sha256, mmap=False))
+                ids, vectors = vectors_of(read_index(self.folder / old.index_file, old.index_sha256, mmap=False))
             except IndexFileError:
                 pass  # a broken partition: every file of it is in `encoded`
             keep = ~np.isin(ids, np.asarray(removed_ids, dtype=np.int64))
@@ -275,8 +276,9 @@ class ImageIndexBuilder:
             self.catalog, self.folder, self.dataset, partition, ids, vectors, removed_ids, records,
             self.settings.index_type, self.ivf.trained)
         self.ivf.wrote(len(ids))
-        if self.words is not None:
-            self.words.committed(partition)
+        for follower in (self.words, self.store):
+            if follower is not None:
+                follower.committed(partition)
 
     def _save_skips(self, skips: dict[str, SkippedFile] | None = None) -> None:
         files = self.files_by_path

@@ -15,18 +15,23 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from lib.cli import new_parser, run
-from lib.errors import ClipSearchError, NotFoundError
+from lib.errors import ClipSearchError, IndexFileError, NotFoundError, StoreError
 from lib.settings import Settings, add_settings_arguments, settings_from_args
 from lib.store.catalog import Catalog
-from lib.store.dataset_index import open_dataset
+from lib.store.dataset_index import DatasetIndex, open_dataset
 from lib.store.exact_set import ExactSet
-from lib.store.postgres import connect, database_error, is_database, vectors_table, writer_lock
+from lib.store.identity import ModelIdentity
+from lib.store.index_files import read_index, vectors_of
+from lib.store.postgres import connect, database_error, drop_dataset, is_database, vectors_table, writer_lock
 from lib.store.postgres_pool import StorePool
 from lib.store.postgres_vectors import (
     EF_SEARCH_MOST,
@@ -62,60 +67,125 @@ class CopyReport:
                 f"{self.dropped} dropped in {self.seconds:.1f} s{tuned}")
 
 
+class StoreWriter:
+    """The store database's side of one build: one connection holding the dataset's writer lock for the whole
+    build; each partition copied as soon as the files commit it, so a server shows it as it would from the
+    files; at the end (`finish`) every partition still behind, the drops, the HNSW index and its tuning.
+
+    A database that goes away mid-build does not stop the build: the files go on, the copy falls behind
+    (logged once), and `finish` catches up, or fails in one line if the database is still away.
+    """
+
+    def __init__(self, settings: Settings, dataset: str, rebuild: bool = False) -> None:
+        if not is_database(settings.store):
+            raise ClipSearchError(f"store is {settings.store!r}: give a postgresql:// URL to copy a dataset into")
+        self.settings, self.dataset, self.report = settings, dataset, CopyReport()
+        self._started, self._behind = time.perf_counter(), False
+        self._held = ExitStack()
+        self.connection = self._connect()
+        if rebuild:
+            self._write(lambda: drop_dataset(self.connection, dataset))
+
+    def _connect(self) -> psycopg.Connection:
+        self._held.close()
+        connection = self._held.enter_context(connect(self.settings.store, autocommit=True))
+        self._held.enter_context(writer_lock(connection, self.dataset))
+        return connection
+
+    def _write(self, step: Callable[[], object]) -> None:
+        try:
+            if self.connection.broken or self.connection.closed:
+                self.connection = self._connect()
+            step()
+        except psycopg.Error as err:
+            raise database_error(err, self.settings.store) from None
+
+    def _table(self, model: ModelIdentity) -> sql.Identifier:
+        return vectors_table(self.connection, self.dataset, model.dim, model)
+
+    def committed(self, partition: str) -> None:
+        """The files committed this partition: copy it now (unless the copy has fallen behind)."""
+        if self._behind:
+            return
+        catalog = Catalog.in_folder(self.settings.indexes_dir, readonly=True)
+        try:
+            record = catalog.dataset(self.dataset)
+            written = {p.name: p for p in catalog.partitions(self.dataset)}.get(partition)
+        finally:
+            catalog.close()
+        if record is None or written is None:
+            return
+        try:
+            index = read_index(self.settings.indexes_dir / written.index_file, written.index_sha256, mmap=True)
+            ids, vectors = vectors_of(index)
+            self._write(lambda: put_partition(self.connection, self._table(record.model), self.dataset, partition,
+                                              written.index_sha256, ids, vectors))
+        except (StoreError, IndexFileError, OSError) as err:
+            log.warning("the store database's copy of %r falls behind; the build goes on (%s)", self.dataset, err)
+            self._behind = True
+            return
+        self.report.copied, self.report.rows = self.report.copied + 1, self.report.rows + len(ids)
+
+    def finish(self) -> CopyReport:
+        """Copy what is still behind, drop what the catalog no longer has, build the HNSW index, tune."""
+        catalog = Catalog.in_folder(self.settings.indexes_dir, readonly=True)
+        try:
+            record = catalog.dataset(self.dataset)
+            if record is None:
+                raise NotFoundError(f"unknown dataset {self.dataset!r} in {self.settings.indexes_dir}")
+            index = open_dataset(catalog, self.settings.indexes_dir, self.dataset, record.model.dim)
+            recorded = {partition.name for partition in catalog.partitions(self.dataset)}
+        finally:
+            catalog.close()
+        for left in index.left_out:
+            log.warning("not copied: %s (%s)", left.what, left.why)
+        self._write(lambda: self._catch_up(record.model, index, recorded))
+        self.report.seconds = time.perf_counter() - self._started
+        return self.report
+
+    def _catch_up(self, model: ModelIdentity, index: DatasetIndex, recorded: set[str]) -> None:
+        report, table = self.report, self._table(model)
+        held = versions(self.connection, self.dataset)
+        for name, partition in index.partitions.items():
+            if held.get(name) != partition.index_sha256:
+                ids, vectors = _partition_rows(index.exact, name)
+                put_partition(self.connection, table, self.dataset, name, partition.index_sha256, ids, vectors)
+                report.copied, report.rows = report.copied + 1, report.rows + len(ids)
+        for name in held.keys() - recorded:  # a damaged file's partition keeps its copy, checked by version
+            drop_partition(self.connection, table, self.dataset, name)
+            report.dropped += 1
+        started = time.perf_counter()
+        built = ensure_hnsw(self.connection, table, self.dataset, HNSW_M, HNSW_EF_CONSTRUCTION)
+        report.hnsw_s = time.perf_counter() - started
+        if built or report.copied or report.dropped:
+            report.ef_search, report.recall = tune_ef_search(self.settings, table.as_string(self.connection)
+                                                             .strip('"'), model.dim, versions(self.connection,
+                                                                                              self.dataset))
+            record_tuning(self.connection, self.dataset, report.ef_search, report.recall)
+            report.tune_s = time.perf_counter() - started - report.hnsw_s
+
+    def close(self) -> None:
+        self._held.close()
+
+
 def copy_dataset(settings: Settings, dataset: str) -> CopyReport:
     """Bring the database's copy of a dataset's vectors up to date with its index folder (module docstring)."""
-    if not is_database(settings.store):
-        raise ClipSearchError(f"store is {settings.store!r}: give a postgresql:// URL to copy a dataset into")
-    started, report = time.perf_counter(), CopyReport()
-    catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
+    writer = StoreWriter(settings, dataset)
     try:
-        record = catalog.dataset(dataset)
-        if record is None:
-            raise NotFoundError(f"unknown dataset {dataset!r} in {settings.indexes_dir}")
-        index = open_dataset(catalog, settings.indexes_dir, dataset, record.model.dim)
-        recorded = {partition.name for partition in catalog.partitions(dataset)}
+        return writer.finish()
     finally:
-        catalog.close()
-    for left in index.left_out:
-        log.warning("not copied: %s (%s)", left.what, left.why)
-    connection = connect(settings.store, autocommit=True)
-    try:
-        with writer_lock(connection, dataset):
-            table = vectors_table(connection, dataset, record.model.dim, record.model)
-            held = versions(connection, dataset)
-            for name, partition in index.partitions.items():
-                if held.get(name) != partition.index_sha256:
-                    ids, vectors = _partition_rows(index.exact, name)
-                    put_partition(connection, table, dataset, name, partition.index_sha256, ids, vectors)
-                    report.copied, report.rows = report.copied + 1, report.rows + len(ids)
-            for name in held.keys() - recorded:  # a damaged file's partition keeps its copy, checked by version
-                drop_partition(connection, table, dataset, name)
-                report.dropped += 1
-            started_hnsw = time.perf_counter()
-            built = ensure_hnsw(connection, table, dataset, HNSW_M, HNSW_EF_CONSTRUCTION)
-            report.hnsw_s = time.perf_counter() - started_hnsw
-            if built or report.copied or report.dropped:
-                report.ef_search, report.recall = tune_ef_search(settings, table.as_string(connection).strip('"'),
-                                                                 record.model.dim, versions(connection, dataset))
-                record_tuning(connection, dataset, report.ef_search, report.recall)
-                report.tune_s = time.perf_counter() - started_hnsw - report.hnsw_s
-    except psycopg.Error as err:
-        raise database_error(err, settings.store) from None
-    finally:
-        connection.close()
-    report.seconds = time.perf_counter() - started
-    return report
+        writer.close()
+
+
+def store_writer(settings: Settings, dataset: str, rebuild: bool = False) -> StoreWriter | None:
+    """A build's StoreWriter when `store` is a database (a rebuild drops the database's copy first), else None."""
+    return StoreWriter(settings, dataset, rebuild) if is_database(settings.store) else None
 
 
 def check_store(settings: Settings) -> None:
     """Fail before a build's work, in one line, when its store database cannot be used."""
     if is_database(settings.store):
         connect(settings.store).close()
-
-
-def publish(settings: Settings, dataset: str) -> list[str]:
-    """After a build's commits: the dataset copied into the store database, as a line of its report."""
-    return [copy_dataset(settings, dataset).line(dataset)] if is_database(settings.store) else []
 
 
 def _partition_rows(exact: ExactSet, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -126,18 +196,24 @@ def _partition_rows(exact: ExactSet, name: str) -> tuple[np.ndarray, np.ndarray]
 
 
 def tune_ef_search(settings: Settings, table: str, dim: int, partitions: dict[str, str]) -> tuple[int, float]:
-    """The smallest hnsw.ef_search of EF_SEARCH_STEPS whose recall@10 reaches target_recall, and that recall."""
+    """The smallest hnsw.ef_search of EF_SEARCH_STEPS whose recall@10 reaches target_recall, and that recall.
+
+    The queries are the dataset's own vectors with their own match dropped from both lists, as for IVF's
+    nprobe: a query that is itself in the graph is found more easily than one that is not (measured at 100k:
+    recall 0.963 on own vectors counted whole, 0.947 on held-out queries, at the same ef_search).
+    """
     pool = StorePool(settings.store, size=1)
     try:
         probe = PostgresVectors(pool, table, dict.fromkeys(partitions, 0), dim, EF_SEARCH_STEPS[0])
-        queries = probe.vectors(probe.sample_ids(TUNING_QUERIES))
-        if len(queries) <= K:
+        own = probe.sample_ids(TUNING_QUERIES)
+        if len(own) <= K + 1:
             return EF_SEARCH_STEPS[0], 1.0
-        truth = probe.search(queries, K, exact=True)[1]
+        queries = probe.vectors(own)
+        truth = [t[t != i][:K] for t, i in zip(probe.search(queries, K + 1, exact=True)[1], own, strict=True)]
         recall = 0.0
         for ef_search in EF_SEARCH_STEPS:
             probe.ef_search = ef_search
-            found = probe.search(queries, K)[1]
+            found = [f[f != i][:K] for f, i in zip(probe.search(queries, K + 1)[1], own, strict=True)]
             recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
             if recall >= settings.target_recall:
                 return ef_search, recall

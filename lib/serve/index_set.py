@@ -60,6 +60,7 @@ class LoadedDataset:
     ivf: IvfRecord | None = None  # the tuned IVF parameters the dataset is searched with (None: exact, or HNSW)
     exact_only: list[str] = field(default_factory=list)  # partitions IVF does not cover, searched exactly
     store: str = "files"
+    ef_search: int | None = None  # the tuned hnsw.ef_search the store database is searched with
 
     @property
     def count(self) -> int:
@@ -131,7 +132,7 @@ def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord, pool: S
         raise NotFoundError(left[f"dataset {record.name}"])
     partitions = {name: LoadedPartition(p, names.get(name, "")) for name, p in served.items()}
     return LoadedDataset(record, partitions, vectors, [LeftOutFile(what, None, why) for what, why in left.items()],
-                         store="postgresql")
+                         store="postgresql", ef_search=vectors.ef_search)
 
 
 def report_left_out(left_out: dict[str, str], reported: dict[str, str] | None = None) -> None:

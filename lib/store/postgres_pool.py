@@ -48,7 +48,8 @@ class StorePool:
                 if self._pool is not None:
                     self._inherited.append(self._pool)
                 self._pool = ConnectionPool(self.url, min_size=1, max_size=self.size, open=True,
-                                            kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": True},
+                                            kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": True,
+                                                    "prepare_threshold": None},
                                             configure=prepare, check=ConnectionPool.check_connection,
                                             timeout=POOL_WAIT_S, reconnect_timeout=0, name="clipsearch-store")
                 self._pid = os.getpid()

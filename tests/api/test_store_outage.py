@@ -28,6 +28,8 @@ def test_the_database_going_away_answers_503_and_the_server_recovers(built_works
     client = create_app(in_store_database(built_workspace, postgres), encoder=demo_encoder).test_client()
     before = client.post("/search", json=QUERY)
     assert before.status_code == 200 and len(before.json["results"]) == 3
+    mode = client.get("/indexes").json["datasets"][0]["search"]
+    assert mode["method"] == "hnsw" and mode["store"] == "postgresql" and mode["ef_search"] >= 10
     image_id = before.json["results"][0]["id"]
     postgres.stop()
     try:

@@ -94,11 +94,11 @@ def test_the_database_copy_searches_like_the_files_within_the_target_recall(ivf_
         pool.close()
 
 
-def test_a_copy_killed_at_any_point_keeps_whole_partitions_and_resumes(ivf_workspace, postgres, tmp_path):
-    settings = dataclasses.replace(ivf_workspace, store=postgres.database())
+def killed_once_three_are_in(command: list[str], settings) -> dict[str, tuple[str, int]]:
+    """Run the command with the settings' workspace and store, kill -9 it once the database holds three
+    partitions, and check that every partition there is whole and at a version the catalog records."""
     env = {**os.environ, "CLIPSEARCH_WORKSPACE": str(settings.workspace), "CLIPSEARCH_STORE": settings.store}
-    process = subprocess.Popen([sys.executable, "-m", "lib.ingest.store_copy", "mix"], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         try:
@@ -117,8 +117,30 @@ def test_a_copy_killed_at_any_point_keeps_whole_partitions_and_resumes(ivf_works
         table = connection.execute("SELECT vectors_table FROM clipsearch_datasets WHERE name = 'mix'").fetchone()[0]
         counts = dict(connection.execute(f'SELECT partition, count(*) FROM "{table}" GROUP BY partition').fetchall())
     assert counts == {name: count for name, (_, count) in held.items()}
+    return held
+
+
+def test_a_copy_killed_at_any_point_keeps_whole_partitions_and_resumes(ivf_workspace, postgres):
+    settings = dataclasses.replace(ivf_workspace, store=postgres.database())
+    held = killed_once_three_are_in([sys.executable, "-m", "lib.ingest.store_copy", "mix"], settings)
     report = copy_dataset(settings, "mix")
-    assert report.copied == 12 - len(held) and held_versions(settings.store, "mix") == recorded
+    assert report.copied == 12 - len(held) and held_versions(settings.store, "mix") == catalog_versions(settings, "mix")
+
+
+def test_a_build_killed_mid_way_keeps_whole_partitions_and_the_next_completes_them(mixture_folder, demo_encoder,
+                                                                                  postgres, tmp_path, model_cache):
+    from lib.ingest.embeddings_import import import_embeddings
+    from tests.conftest import ivf_settings
+    from tests.helpers import share_model_cache
+
+    settings = ivf_settings(share_model_cache(tmp_path / "workspace", model_cache), store=postgres.database())
+    killed_once_three_are_in([sys.executable, "build_image_index.py", "mix", "--from-embeddings", str(mixture_folder),
+                              "--class-column", "class", "--model", "demo", "--ivf-min-vectors", "2000",
+                              "--num-workers", "0", "--no-progress"], settings)
+    report = import_embeddings(settings, demo_encoder, mixture_folder, class_column="class", progress=False)
+    assert report.added + report.unchanged == 12_000  # the killed build's committed rows are kept
+    assert held_versions(settings.store, "mix") == catalog_versions(settings, "mix")
+    assert len(catalog_versions(settings, "mix")) == 12
 
 
 @pytest.mark.parametrize("store", ["postgresql://nobody@127.0.0.1:1/none", "postgresql://a:b@[oops/x"])

@@ -67,6 +67,8 @@ def test_a_large_filter_is_applied_in_sql_and_still_fills_the_page(written, monk
     among = np.arange(1, 600, 3)
     _, ids = store.search(unit(5, 3), 10, ["a", "c"], among=among)
     assert (ids >= 0).all() and all(i % 3 == 1 and not 300 <= i < 500 for i in ids.ravel())
+    _, walked = store.search(unit(5, 3), 10, among=among)  # every partition: the HNSW index, filtered
+    assert (walked >= 0).all() and all(i % 3 == 1 for i in walked.ravel())
     _, exact = store.search(unit(5, 3), 10, ["a", "c"], exact=True, among=among)
     assert [list(r) for r in exact] == [exact_top(vectors, among[(among < 300) | (among >= 500)], q, 10)
                                         for q in unit(5, 3)]
