@@ -38,7 +38,8 @@ def make_parser() -> argparse.ArgumentParser:
                                     "ivf_min_vectors", "target_recall", "embeddings_partition_size", "precision",
                                     "backend", "inference_threads", "batch_size", "num_workers", "calibration_images",
                                     "engine", "ray_address", "follow_links", "ocr_engine", "ocr_workers",
-                                    "ocr_time_limit", "video_time_limit", "store", "workspace"])
+                                    "ocr_time_limit", "video_time_limit", "store", "hnsw_m", "hnsw_ef_construction",
+                                    "workspace"])
     add_remembered_switch(parser, "ocr", "read the words in the pictures after their vectors are committed, for "
                           "text search", "do not read words in pictures (text already read is kept)")
     add_remembered_switch(parser, "regions", "also index each sub-picture of a collage, screenshot or slide as an "

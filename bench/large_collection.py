@@ -200,20 +200,24 @@ def print_rows(rows: list[dict]) -> None:
               f"{r['/similar'][0]:.1f} / {r['/similar'][1]:.1f} | {r['memory'][0]:.0f} / {r['memory'][1]:.0f} |")
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = SmokeParser(__doc__, SMOKE)
+def add_collection_arguments(parser: argparse.ArgumentParser, work: str) -> None:
+    """The flags of a benchmark over generated collections of each size (this one and bench.postgres_store)."""
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/clipsearch-large"),
-                        help="scratch folder (several GB a million vectors; removed unless --keep; with --smoke a "
-                             "temporary one)")
+    parser.add_argument("--work", type=Path, default=Path(work),
+                        help="scratch folder (several GB a million vectors; with --smoke a temporary one)")
     parser.add_argument("--queries", type=int, default=QUERIES, help="held-out queries recall is measured on")
-    parser.add_argument("--seconds", type=float, default=20.0, help="per route, after a 2 s warm-up")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per route (and store), after a 2 s warm-up")
     parser.add_argument("--memory-budget", default="auto")
     parser.add_argument("--model", default="random:ViT-B/32", help="its dimension is the vectors'")
     parser.add_argument("--ivf-min-vectors", type=int, help="the build's ivf_min_vectors (default: the setting's)")
     parser.add_argument("--classes", type=int, default=200, help="classes, and so partitions, of the dataset")
     parser.add_argument("--clusters", type=int, default=2000, help="clusters of the Gaussian mixture")
-    parser.add_argument("--keep", action="store_true", help="keep the generated folders and indexes")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = SmokeParser(__doc__, SMOKE)
+    add_collection_arguments(parser, "/tmp/clipsearch-large")
+    parser.add_argument("--keep", action="store_true", help="keep the generated folders and indexes (else removed)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse a size's kept folder and finish its build (the build time and peak memory are "
                              "then those of the rest of the build)")

@@ -112,6 +112,10 @@ class Settings:
     store: str = _setting("files", "where the vectors are searched: files (the index folder's FAISS files) or a "
                           "PostgreSQL URL with pgvector (postgresql://user:password@host/db), which builds then "
                           "copy their vectors into and the server searches", pattern=r"files|postgres(ql)?://.*")
+    hnsw_m: int = _setting(16, "links per vector of the store database's HNSW index (pgvector's m); more: better "
+                           "recall at a given ef_search, a slower build and a larger index")
+    hnsw_ef_construction: int = _setting(64, "candidates kept while the store database's HNSW index is built "
+                                         "(pgvector's ef_construction); more: a better graph, a slower build")
     calibration_images: int = _setting(48, "images whose edited copies calibrate a dataset's duplicate thresholds "
                                        "at the end of a build (0: do not calibrate when building)")
 

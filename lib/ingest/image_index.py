@@ -80,7 +80,7 @@ class ImageIndexBuilder:
             self._check_model(rebuild)
             self._ivf = DatasetIvf(self.catalog, self.folder, self.dataset, self.encoder.dim, self.settings)
             try:
-                self.store = store_writer(self.settings, self.dataset, rebuild)
+                self.store = store_writer(self.settings, self.dataset, rebuild, self.encoder.identity)
                 self._read_words_too()
                 self._update()
                 self._finish(retrain)

@@ -31,7 +31,15 @@ from lib.store.dataset_index import DatasetIndex, open_dataset
 from lib.store.exact_set import ExactSet
 from lib.store.identity import ModelIdentity
 from lib.store.index_files import read_index, vectors_of
-from lib.store.postgres import connect, database_error, drop_dataset, is_database, vectors_table, writer_lock
+from lib.store.postgres import (
+    connect,
+    database_error,
+    dataset_row,
+    drop_dataset,
+    is_database,
+    vectors_table,
+    writer_lock,
+)
 from lib.store.postgres_pool import StorePool
 from lib.store.postgres_vectors import (
     EF_SEARCH_MOST,
@@ -45,7 +53,6 @@ from lib.store.postgres_vectors import (
 
 log = logging.getLogger(__name__)
 
-HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64  # pgvector's defaults; bench/postgres_store.py measures them
 EF_SEARCH_STEPS = (10, 20, 40, 80, 160, 320, 640, EF_SEARCH_MOST)
 TUNING_QUERIES, K = 100, 10
 
@@ -60,9 +67,13 @@ class CopyReport:
     seconds: float = 0.0
     hnsw_s: float = 0.0  # of the seconds, building the HNSW index
     tune_s: float = 0.0  # and tuning ef_search
+    short: bool = False  # the largest ef_search still falls short of target_recall
 
     def line(self, dataset: str) -> str:
         tuned = "" if self.ef_search is None else f"; hnsw.ef_search {self.ef_search} (recall@10 {self.recall:.3f})"
+        if self.short:
+            tuned += (", short of target_recall even so: raise hnsw_m or hnsw_ef_construction (the next build "
+                      "builds the index again with them)")
         return (f"store: dataset {dataset!r}: {self.copied} partition(s) ({self.rows} vectors) copied, "
                 f"{self.dropped} dropped in {self.seconds:.1f} s{tuned}")
 
@@ -76,15 +87,24 @@ class StoreWriter:
     (logged once), and `finish` catches up, or fails in one line if the database is still away.
     """
 
-    def __init__(self, settings: Settings, dataset: str, rebuild: bool = False) -> None:
+    def __init__(self, settings: Settings, dataset: str, rebuild: bool = False,
+                 model: ModelIdentity | None = None) -> None:
+        """`model`: the build's, checked against the database's copy before any work (IndexMismatchError)."""
         if not is_database(settings.store):
             raise ClipSearchError(f"store is {settings.store!r}: give a postgresql:// URL to copy a dataset into")
         self.settings, self.dataset, self.report = settings, dataset, CopyReport()
         self._started, self._behind = time.perf_counter(), False
         self._held = ExitStack()
         self.connection = self._connect()
-        if rebuild:
-            self._write(lambda: drop_dataset(self.connection, dataset))
+        try:
+            if rebuild:
+                self._write(lambda: drop_dataset(self.connection, dataset))
+            row = dataset_row(self.connection, dataset)
+            if model is not None and row is not None:
+                ModelIdentity.from_dict(row["model"]).check_same(model, f"dataset {dataset!r} in the store database")
+        except BaseException:
+            self.close()
+            raise
 
     def _connect(self) -> psycopg.Connection:
         self._held.close()
@@ -155,13 +175,15 @@ class StoreWriter:
             drop_partition(self.connection, table, self.dataset, name)
             report.dropped += 1
         started = time.perf_counter()
-        built = ensure_hnsw(self.connection, table, self.dataset, HNSW_M, HNSW_EF_CONSTRUCTION)
+        built = ensure_hnsw(self.connection, table, self.dataset, self.settings.hnsw_m,
+                            self.settings.hnsw_ef_construction)
         report.hnsw_s = time.perf_counter() - started
         if built or report.copied or report.dropped:
             report.ef_search, report.recall = tune_ef_search(self.settings, table.as_string(self.connection)
                                                              .strip('"'), model.dim, versions(self.connection,
                                                                                               self.dataset))
             record_tuning(self.connection, self.dataset, report.ef_search, report.recall)
+            report.short = report.recall < self.settings.target_recall
             report.tune_s = time.perf_counter() - started - report.hnsw_s
 
     def close(self) -> None:
@@ -177,9 +199,9 @@ def copy_dataset(settings: Settings, dataset: str) -> CopyReport:
         writer.close()
 
 
-def store_writer(settings: Settings, dataset: str, rebuild: bool = False) -> StoreWriter | None:
+def store_writer(settings: Settings, dataset: str, rebuild: bool, model: ModelIdentity) -> StoreWriter | None:
     """A build's StoreWriter when `store` is a database (a rebuild drops the database's copy first), else None."""
-    return StoreWriter(settings, dataset, rebuild) if is_database(settings.store) else None
+    return StoreWriter(settings, dataset, rebuild, model) if is_database(settings.store) else None
 
 
 def check_store(settings: Settings) -> None:
@@ -225,7 +247,7 @@ def tune_ef_search(settings: Settings, table: str, dim: int, partitions: dict[st
 def make_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__)
     parser.add_argument("dataset_name", metavar="NAME", help="the dataset to copy")
-    add_settings_arguments(parser, ["workspace", "store", "target_recall"])
+    add_settings_arguments(parser, ["workspace", "store", "target_recall", "hnsw_m", "hnsw_ef_construction"])
     return parser
 
 

@@ -14,10 +14,12 @@ import numpy as np
 import psycopg
 import pytest
 
+from lib.errors import IndexMismatchError
 from lib.ingest.image_index import build_image_index
 from lib.ingest.store_copy import copy_dataset
 from lib.serve.index_set import load_index_set
 from lib.store.catalog import Catalog
+from lib.store.identity import ModelIdentity
 from lib.store.postgres_pool import StorePool
 from tests.conftest import held_out, recall_at_10
 
@@ -152,3 +154,32 @@ def test_a_build_with_an_unusable_store_stops_at_once_in_one_line(store, tmp_pat
     assert len(result.stderr.strip().splitlines()) == 1 and "store" in result.stderr
     assert "b@" not in result.stderr  # no password in the message
     assert not (tmp_path / "indexes").exists() or not any((tmp_path / "indexes").iterdir())
+
+
+def test_a_database_gone_mid_build_lets_the_build_go_on_and_the_end_catch_up(ivf_workspace, postgres, caplog):
+    from lib.ingest.store_copy import StoreWriter
+
+    settings = dataclasses.replace(ivf_workspace, store=postgres.database())
+    first, second, *_ = sorted(catalog_versions(settings, "mix"))
+    writer = StoreWriter(settings, "mix")
+    try:
+        writer.committed(first)
+        assert set(held_versions(settings.store, "mix")) == {first}
+        postgres.stop()
+        try:
+            writer.committed(second)  # no exception: the files' build goes on
+            assert "falls behind" in caplog.text
+        finally:
+            postgres.start()
+        report = writer.finish()  # a new connection, the writer lock taken again
+    finally:
+        writer.close()
+    assert report.copied == 12 and held_versions(settings.store, "mix") == catalog_versions(settings, "mix")
+    with pytest.raises(IndexMismatchError, match="in the store database"):  # before a build does any work
+        StoreWriter(settings, "mix", model=ModelIdentity("other", "b" * 64, 128))
+    rebuilt = StoreWriter(settings, "mix", rebuild=True)  # --rebuild: the database's copy starts over
+    try:
+        with psycopg.connect(settings.store) as connection:
+            assert connection.execute("SELECT count(*) FROM clipsearch_datasets").fetchone()[0] == 0
+    finally:
+        rebuilt.close()

@@ -134,3 +134,18 @@ def test_a_wrong_url_is_one_line(postgres):
     with pytest.raises(StoreError, match="not reachable") as caught:
         connect("postgresql://user:secret@127.0.0.1:1/db")
     assert "secret" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_other_hnsw_parameters_replace_the_index_and_the_same_ones_keep_it(written):
+    connection, table, _, store = written
+    bare = table.as_string(connection).strip('"')
+
+    def indexes() -> list[str]:
+        return [row[0] for row in connection.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s AND "
+                                                     "indexdef LIKE '%%hnsw%%'", (bare,)).fetchall()]
+
+    assert indexes() == [f"{bare}_hnsw_16_64"] and not ensure_hnsw(connection, table, "d", 16, 64)
+    assert ensure_hnsw(connection, table, "d", 24, 80) and indexes() == [f"{bare}_hnsw_24_80"]
+    row = connection.execute("SELECT hnsw_m, hnsw_ef_construction FROM clipsearch_datasets WHERE name = 'd'")
+    assert row.fetchone() == (24, 80)
+    assert (store.search(unit(3, 4), 10)[1] >= 0).all()  # searched through the new one
