@@ -1,7 +1,9 @@
 """Connections to the store database for a server: one psycopg pool per process, made after the fork.
 
-A gunicorn worker forked from a master that held a pool must not share its sockets, so the pool is keyed
-by process id and made on first use in each process. Every connection is checked before it is handed out
+A process forked from one that held a pool must not share its sockets or its pool's threads, so the pool
+is closed before every os.fork (a gunicorn master used it to load its set; it is opened again on its next
+use) and keyed by process id: a worker makes its own on first use. (Workers that kept the master's pool
+object died with SIGSEGV in libc when they exited.) Every connection is checked before it is handed out
 (a database restarted under the server leaves dead sockets in the pool), and a database that cannot be
 reached within `POOL_WAIT_S` is a StoreUnavailableError: the API answers 503. For `RETRY_S` after that,
 requests fail at once with the same error instead of each waiting (measured: a request waited the whole
@@ -14,8 +16,10 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -27,6 +31,12 @@ log = logging.getLogger(__name__)
 
 POOL_WAIT_S = 2.0  # enough to open a connection to a remote server with TLS; threads never wait for one
 RETRY_S = 2.0
+
+
+def _close_before_fork(held: weakref.ref[StorePool]) -> None:
+    pool = held()
+    if pool is not None:
+        pool.close()
 
 
 class StorePool:
@@ -41,6 +51,7 @@ class StorePool:
         self._lock = threading.Lock()
         self._inherited: list[ConnectionPool] = []  # a parent's pool, never closed here: that would end its sessions
         self._failure: tuple[float, StoreUnavailableError] | None = None  # when it last failed, and how
+        os.register_at_fork(before=partial(_close_before_fork, weakref.ref(self)))
 
     def _current(self) -> ConnectionPool:
         with self._lock:
@@ -77,7 +88,8 @@ class StorePool:
         return err
 
     def close(self) -> None:
+        """Close this process's pool (the next connection() opens another)."""
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
-                self._pool.close()
+                self._pool.close(timeout=2)
             self._pool = None
