@@ -28,10 +28,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_runtest_teardown(item, nextitem):
-    """After a test that made this process a Ray driver, faulthandler's handlers again: ray.init replaces them and
-    ray.shutdown leaves none (so a crash afterwards printed no stack). Ray also left its alternate signal stack
-    installed, on which the test process died with SIGSEGV while delivering a SIGCHLD (read off a core dump of a
-    full run); lib/ingest/signal_stack.py now puts it back, and tests/ingest/test_signal_stack.py checks that."""
+    """After every test, an alternate signal stack this process owns (lib/ingest/signal_stack.keep_own_stack):
+    OpenVINO replaces the main thread's with one of its own, and the process died on it (SIGSEGV, SI_KERNEL,
+    delivering a SIGCHLD on an AMX machine). After a test that made this process a Ray driver, faulthandler's
+    handlers again: ray.init replaces them and ray.shutdown leaves none (so a crash afterwards printed no
+    stack). Ray also left its alternate signal stack installed, on which the test process died the same way;
+    lib/ingest/signal_stack.py now puts it back, and tests/ingest/test_signal_stack.py checks that."""
+    from lib.ingest.signal_stack import keep_own_stack
+
+    keep_own_stack()
     if "ray" not in item.module.__name__:
         return
     import faulthandler

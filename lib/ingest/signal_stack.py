@@ -46,3 +46,25 @@ def restore_stack(saved: _Stack | None) -> None:
     saved.ss_flags &= 2  # SS_DISABLE is the only flag sigaltstack takes back
     if libc.sigaltstack(ctypes.byref(saved), None) != 0:
         log.warning("could not restore the alternate signal stack (errno %d)", ctypes.get_errno())
+
+
+_OWN: list[tuple[ctypes.Array[ctypes.c_char], _Stack]] = []  # never freed: a stack in use must outlive its thread
+
+
+def keep_own_stack(size: int = 1 << 20) -> None:
+    """Make the calling thread's alternate signal stack one this module owns and never frees (1 MiB).
+
+    OpenVINO's CPU plugin gives the thread that loads it an alternate stack of its own (20,144 bytes here,
+    read with sigaltstack after the first encode), replacing faulthandler's. The test process, on a machine
+    with AMX, then died as it did of Ray's stack: SIGSEGV with si_code SI_KERNEL while it slept in a fixture
+    and a SIGCHLD came (core dump of a full run). A stack we own cannot go away under a handler.
+    """
+    libc, current = _libc(), current_stack()
+    if libc is None or current is None:
+        return
+    if not _OWN:
+        buffer = ctypes.create_string_buffer(size)
+        _OWN.append((buffer, _Stack(ctypes.cast(buffer, ctypes.c_void_p).value, 0, size)))
+    own = _OWN[0][1]
+    if current.ss_sp != own.ss_sp and libc.sigaltstack(ctypes.byref(own), None) != 0:
+        log.warning("could not install an alternate signal stack (errno %d)", ctypes.get_errno())
