@@ -224,3 +224,17 @@ def test_word_recall_at_16_px_and_more_holds_the_floor():
     found = sum(word.casefold() in text.casefold() for words, text in read for word in words)
     total = sum(len(words) for words, _ in read)
     assert total >= 48 and found / total >= 0.9
+
+
+def test_the_limit_reached_inside_code_that_wraps_errors_is_still_the_limit():
+    from lib.model.ocr_reader import OcrTimeout, cpu_time_limit
+
+    with pytest.raises(OcrTimeout, match="limit of 0.001 CPU seconds"):
+        with cpu_time_limit(0.001):
+            try:  # as Python does around __set_name__ in a class body: the timeout becomes a RuntimeError
+                while True:
+                    sum(range(1000))
+            except OcrTimeout as err:
+                raise RuntimeError("Error calling __set_name__") from err
+    with pytest.raises(ValueError), cpu_time_limit(30):  # an error before the limit stays itself
+        raise ValueError("not the limit")
