@@ -135,10 +135,18 @@ def ivf_workspace(tmp_path_factory: pytest.TempPathFactory, mixture_folder, demo
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory):
-    """A packaged PostgreSQL 18 with pgvector (lib/ingest/packaged_postgres.py), stopped as the session ends."""
+    """A packaged PostgreSQL 18 with pgvector (lib/ingest/packaged_postgres.py), stopped as the session ends.
+
+    Stopped here with pg_ctl rather than by pgserver at exit: pgserver kills the server process it started,
+    and after a test has restarted the server that is another process, which was left running."""
+    import contextlib
+
     from lib.ingest.packaged_postgres import PackagedPostgres
 
-    return PackagedPostgres(tmp_path_factory.mktemp("postgres") / "data")
+    server = PackagedPostgres(tmp_path_factory.mktemp("postgres") / "data", stop_at_exit=False)
+    yield server
+    with contextlib.suppress(subprocess.CalledProcessError):  # a test left it stopped
+        server.stop()
 
 
 def held_out(count: int = 200, seed: int = 99) -> np.ndarray:
