@@ -21,14 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from lib.cli import new_parser, run
 from lib.errors import ClipSearchError, IndexFileError, NotFoundError, StoreError
 from lib.settings import Settings, add_settings_arguments, settings_from_args
 from lib.store.catalog import Catalog
 from lib.store.dataset_index import DatasetIndex, open_dataset
-from lib.store.exact_set import ExactSet
 from lib.store.identity import ModelIdentity
 from lib.store.index_files import read_index, vectors_of
 from lib.store.postgres import (
@@ -120,7 +118,7 @@ class StoreWriter:
         except psycopg.Error as err:
             raise database_error(err, self.settings.store) from None
 
-    def _table(self, model: ModelIdentity) -> sql.Identifier:
+    def _table(self, model: ModelIdentity) -> str:
         return vectors_table(self.connection, self.dataset, model.dim, model)
 
     def committed(self, partition: str) -> None:
@@ -168,7 +166,7 @@ class StoreWriter:
         held = versions(self.connection, self.dataset)
         for name, partition in index.partitions.items():
             if held.get(name) != partition.index_sha256:
-                ids, vectors = _partition_rows(index.exact, name)
+                ids, vectors = vectors_of(index.exact.stores[name])
                 put_partition(self.connection, table, self.dataset, name, partition.index_sha256, ids, vectors)
                 report.copied, report.rows = report.copied + 1, report.rows + len(ids)
         for name in held.keys() - recorded:  # a damaged file's partition keeps its copy, checked by version
@@ -179,9 +177,8 @@ class StoreWriter:
                             self.settings.hnsw_ef_construction)
         report.hnsw_s = time.perf_counter() - started
         if built or report.copied or report.dropped:
-            report.ef_search, report.recall = tune_ef_search(self.settings, table.as_string(self.connection)
-                                                             .strip('"'), model.dim, versions(self.connection,
-                                                                                              self.dataset))
+            report.ef_search, report.recall = tune_ef_search(self.settings, table, model.dim,
+                                                             versions(self.connection, self.dataset))
             record_tuning(self.connection, self.dataset, report.ef_search, report.recall)
             report.short = report.recall < self.settings.target_recall
             report.tune_s = time.perf_counter() - started - report.hnsw_s
@@ -208,13 +205,6 @@ def check_store(settings: Settings) -> None:
     """Fail before a build's work, in one line, when its store database cannot be used."""
     if is_database(settings.store):
         connect(settings.store).close()
-
-
-def _partition_rows(exact: ExactSet, name: str) -> tuple[np.ndarray, np.ndarray]:
-    blocks = list(exact.blocks([name]))
-    if not blocks:
-        return np.zeros(0, np.int64), np.zeros((0, exact.dim), np.float32)
-    return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
 
 
 def tune_ef_search(settings: Settings, table: str, dim: int, partitions: dict[str, str]) -> tuple[int, float]:

@@ -152,15 +152,15 @@ def writer_lock(connection: psycopg.Connection, dataset: str) -> Iterator[None]:
             connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
-def vectors_table(connection: psycopg.Connection, dataset: str, dim: int, model: ModelIdentity) -> sql.Identifier:
-    """The dataset's table of vectors, created (with its row in clipsearch_datasets) when it is new; a dataset
-    recorded with another model or dimension is refused."""
+def vectors_table(connection: psycopg.Connection, dataset: str, dim: int, model: ModelIdentity) -> str:
+    """The name of the dataset's table of vectors, created (with its row in clipsearch_datasets) when it is new;
+    a dataset recorded with another model or dimension is refused."""
     with connection.transaction():
-        row = connection.execute("SELECT vectors_table, dim, model FROM clipsearch_datasets WHERE name = %s",
+        row = connection.execute("SELECT vectors_table, model FROM clipsearch_datasets WHERE name = %s",
                                  (dataset,)).fetchone()
         if row is not None:
-            ModelIdentity.from_dict(row[2]).check_same(model, f"dataset {dataset!r} in the store database")
-            return sql.Identifier(row[0])
+            ModelIdentity.from_dict(row[1]).check_same(model, f"dataset {dataset!r} in the store database")
+            return str(row[0])
         number = connection.execute("SELECT nextval('clipsearch_table_numbers')").fetchone()
         name = f"clipsearch_vectors_{number[0] if number else 0}"
         connection.execute(sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY, partition text NOT NULL, "
@@ -168,7 +168,7 @@ def vectors_table(connection: psycopg.Connection, dataset: str, dim: int, model:
         connection.execute(sql.SQL("CREATE INDEX ON {} (partition)").format(sql.Identifier(name)))
         connection.execute("INSERT INTO clipsearch_datasets (name, vectors_table, dim, model) VALUES (%s, %s, %s, %s)",
                            (dataset, name, dim, json.dumps(model.to_dict())))
-        return sql.Identifier(name)
+        return name
 
 
 def dataset_row(connection: psycopg.Connection, dataset: str) -> dict[str, Any] | None:

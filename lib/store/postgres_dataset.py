@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from lib.store.catalog import DatasetRecord, PartitionRecord
 from lib.store.identity import ModelIdentity
+from lib.store.postgres import dataset_row
 from lib.store.postgres_pool import StorePool
-from lib.store.postgres_vectors import PostgresVectors
+from lib.store.postgres_vectors import PostgresVectors, versions
 
 COPY_HINT = "build it again with this store, or run python -m lib.ingest.store_copy {name}"
 
@@ -21,13 +22,10 @@ def open_postgres(pool: StorePool, record: DatasetRecord, partitions: list[Parti
     dataset. Raises IndexMismatchError when it holds the dataset from another model."""
     name = record.name
     with pool.connection() as connection:
-        row = connection.execute("SELECT vectors_table, model, ef_search FROM clipsearch_datasets WHERE name = %s",
-                                 (name,)).fetchone()
-        held = dict(connection.execute("SELECT name, version FROM clipsearch_partitions WHERE dataset = %s",
-                                       (name,)).fetchall())
+        row, held = dataset_row(connection, name), versions(connection, name)
     if row is None:
         return None, {}, {f"dataset {name}": "the store database does not hold it; " + COPY_HINT.format(name=name)}
-    ModelIdentity.from_dict(row[1]).check_same(record.model, f"dataset {name!r} in the store database")
+    ModelIdentity.from_dict(row["model"]).check_same(record.model, f"dataset {name!r} in the store database")
     served, left = {}, {}
     for partition in partitions:
         version = held.get(partition.name)
@@ -38,7 +36,8 @@ def open_postgres(pool: StorePool, record: DatasetRecord, partitions: list[Parti
             left[f"partition {name}/{partition.name}"] = (f"the store database {state}; its {partition.count} images "
                                                           f"are left out of search until then; "
                                                           + COPY_HINT.format(name=name))
-    vectors = PostgresVectors(pool, row[0], {p: served[p].count for p in served}, record.model.dim, row[2] or 40)
+    vectors = PostgresVectors(pool, row["vectors_table"], {p: served[p].count for p in served}, record.model.dim,
+                              row["ef_search"] or 40)
     return vectors, served, left
 
 

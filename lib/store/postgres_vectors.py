@@ -131,7 +131,7 @@ class PostgresVectors:
                        np.stack([row[1].to_numpy() for row in batch]).astype(np.float32))
 
 
-def put_partition(connection: psycopg.Connection, table: sql.Identifier, dataset: str, name: str, version: str,
+def put_partition(connection: psycopg.Connection, table: str, dataset: str, name: str, version: str,
                   ids: np.ndarray, vectors: np.ndarray) -> None:
     """Replace a partition's rows and record its version, in one transaction (bumping the generation).
 
@@ -139,9 +139,9 @@ def put_partition(connection: psycopg.Connection, table: sql.Identifier, dataset
     built by numpy (measured side by side), and a thousandth of the time the HNSW index then takes.
     """
     with connection.transaction():
-        connection.execute(sql.SQL("DELETE FROM {} WHERE partition = %s").format(table), (name,))
+        connection.execute(sql.SQL("DELETE FROM {} WHERE partition = %s").format(sql.Identifier(table)), (name,))
         with connection.cursor().copy(sql.SQL("COPY {} (id, partition, embedding) FROM STDIN WITH (FORMAT BINARY)")
-                                      .format(table)) as copy:
+                                      .format(sql.Identifier(table))) as copy:
             copy.set_types(["int8", "text", "halfvec"])
             for image_id, vector in zip(np.asarray(ids, np.int64).tolist(), np.asarray(vectors, np.float32),
                                         strict=True):
@@ -152,10 +152,10 @@ def put_partition(connection: psycopg.Connection, table: sql.Identifier, dataset
         _bump(connection, dataset)
 
 
-def drop_partition(connection: psycopg.Connection, table: sql.Identifier, dataset: str, name: str) -> None:
+def drop_partition(connection: psycopg.Connection, table: str, dataset: str, name: str) -> None:
     """Remove a partition's rows and its version, in one transaction."""
     with connection.transaction():
-        connection.execute(sql.SQL("DELETE FROM {} WHERE partition = %s").format(table), (name,))
+        connection.execute(sql.SQL("DELETE FROM {} WHERE partition = %s").format(sql.Identifier(table)), (name,))
         connection.execute("DELETE FROM clipsearch_partitions WHERE dataset = %s AND name = %s", (dataset, name))
         _bump(connection, dataset)
 
@@ -170,25 +170,23 @@ def versions(connection: psycopg.Connection, dataset: str) -> dict[str, str]:
     return dict(rows.fetchall())
 
 
-def ensure_hnsw(connection: psycopg.Connection, table: sql.Identifier, dataset: str, m: int,
-                ef_construction: int) -> bool:
+def ensure_hnsw(connection: psycopg.Connection, table: str, dataset: str, m: int, ef_construction: int) -> bool:
     """Build the dataset's HNSW index with these parameters if it has none with them (after a bulk load,
     which is faster than inserting into the graph row by row); record them. True when it was built now.
 
     An index with other parameters is replaced in the same transaction: the new one is built beside it
     (reads go on; writes wait) and the old one dropped at the end, so searches never go without one.
     """
-    bare = table.as_string(connection).strip('"')
-    wanted = HNSW_INDEX.format(bare) + f"_{m}_{ef_construction}"
+    wanted = HNSW_INDEX.format(table) + f"_{m}_{ef_construction}"
     held = [row[0] for row in connection.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s AND "
-                                                 "indexdef LIKE %s", (bare, "%USING hnsw%")).fetchall()]
+                                                 "indexdef LIKE %s", (table, "%USING hnsw%")).fetchall()]
     if wanted in held:
         return False
     with connection.transaction():
         connection.execute("SET LOCAL maintenance_work_mem = '2GB'")  # a 1M x 512 graph is ~1.3 GB
         connection.execute(sql.SQL("CREATE INDEX {} ON {} USING hnsw (embedding halfvec_ip_ops) "
                                    "WITH (m = {}, ef_construction = {})").format(
-            sql.Identifier(wanted), table, sql.Literal(m), sql.Literal(ef_construction)))
+            sql.Identifier(wanted), sql.Identifier(table), sql.Literal(m), sql.Literal(ef_construction)))
         for old in held:
             connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(old)))
         connection.execute("UPDATE clipsearch_datasets SET hnsw_m = %s, hnsw_ef_construction = %s, "

@@ -33,8 +33,7 @@ def written(postgres):
         put_partition(connection, table, "d", name, f"v-{name}", np.arange(start, end), vectors[start:end])
     ensure_hnsw(connection, table, "d", 16, 64)
     pool = StorePool(url)
-    yield connection, table, vectors, PostgresVectors(pool, table.as_string(connection).strip('"'),
-                                                      {"a": 300, "b": 200, "c": 100}, DIM, 40)
+    yield connection, table, vectors, PostgresVectors(pool, table, {"a": 300, "b": 200, "c": 100}, DIM, 40)
     pool.close()
     connection.close()
 
@@ -89,13 +88,16 @@ def test_a_partition_is_replaced_or_dropped_in_one_transaction(written):
     connection, table, vectors, _ = written
     put_partition(connection, table, "d", "b", "v-b2", np.arange(700, 750), vectors[:50])
     assert versions(connection, "d") == {"a": "v-a", "b": "v-b2", "c": "v-c"}
-    count = connection.execute(psycopg.sql.SQL("SELECT count(*) FROM {} WHERE partition = 'b'").format(table))
-    assert count.fetchone()[0] == 50
+
+    def rows_in(partition: str) -> int:
+        query = psycopg.sql.SQL("SELECT count(*) FROM {} WHERE partition = %s").format(psycopg.sql.Identifier(table))
+        return connection.execute(query, (partition,)).fetchone()[0]
+
+    assert rows_in("b") == 50
     with pytest.raises(psycopg.errors.UniqueViolation):  # a failed write leaves the old rows and version
         put_partition(connection, table, "d", "c", "v-c2", np.array([500, 500]), vectors[:2])
     assert versions(connection, "d")["c"] == "v-c"
-    assert connection.execute(psycopg.sql.SQL("SELECT count(*) FROM {} WHERE partition = 'c'").format(table)
-                              ).fetchone()[0] == 100
+    assert rows_in("c") == 100
     drop_partition(connection, table, "d", "a")
     assert set(versions(connection, "d")) == {"b", "c"}
 
@@ -138,14 +140,13 @@ def test_a_wrong_url_is_one_line(postgres):
 
 def test_other_hnsw_parameters_replace_the_index_and_the_same_ones_keep_it(written):
     connection, table, _, store = written
-    bare = table.as_string(connection).strip('"')
 
     def indexes() -> list[str]:
         return [row[0] for row in connection.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s AND "
-                                                     "indexdef LIKE '%%hnsw%%'", (bare,)).fetchall()]
+                                                     "indexdef LIKE '%%hnsw%%'", (table,)).fetchall()]
 
-    assert indexes() == [f"{bare}_hnsw_16_64"] and not ensure_hnsw(connection, table, "d", 16, 64)
-    assert ensure_hnsw(connection, table, "d", 24, 80) and indexes() == [f"{bare}_hnsw_24_80"]
+    assert indexes() == [f"{table}_hnsw_16_64"] and not ensure_hnsw(connection, table, "d", 16, 64)
+    assert ensure_hnsw(connection, table, "d", 24, 80) and indexes() == [f"{table}_hnsw_24_80"]
     row = connection.execute("SELECT hnsw_m, hnsw_ef_construction FROM clipsearch_datasets WHERE name = 'd'")
     assert row.fetchone() == (24, 80)
     assert (store.search(unit(3, 4), 10)[1] >= 0).all()  # searched through the new one
