@@ -35,6 +35,7 @@ import numpy as np
 
 from bench import SmokeParser, link_model_cache
 from lib.cli import run
+from lib.cpu import cpu_flags
 from lib.data.photos import write_photos
 from lib.ingest.image_index import build_image_index
 from lib.model.backends import cpu_has_bf16
@@ -63,14 +64,14 @@ def variants() -> list[Variant]:
 
 
 def cpu_class() -> str:
-    flags = set(Path("/proc/cpuinfo").read_text().split())
+    flags = cpu_flags()
     return "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "AVX2"
 
 
 def cpu_features() -> str:
     import openvino as ov
 
-    flags = set(Path("/proc/cpuinfo").read_text().split())
+    flags = cpu_flags()
     found = [flag for flag in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if flag in flags]
     capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return (f"CPU class {cpu_class()} (flags: {', '.join(found) or 'none of avx2/avx512'}; OpenVINO CPU capabilities: "

@@ -39,6 +39,7 @@ import torch
 from bench import SmokeParser, link_model_cache
 from bench.api_load import REPO, gunicorn_processes, memory_mb, percentile, start_server, stop_server, text_encoder_ms
 from lib.cli import run
+from lib.cpu import cpu_flags
 from lib.data.synthetic_vectors import Mixture, write_mixture
 from lib.ingest.ivf_tune import exact_top
 from lib.model.loading import load_encoder
@@ -227,7 +228,7 @@ def make_parser() -> argparse.ArgumentParser:
 def bench(args: argparse.Namespace) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     model = load_encoder(args.model, cache_dir=load_settings().cache_dir)
-    flags = {flag for flag in ("avx512f", "avx512_bf16", "amx_bf16") if flag in Path("/proc/cpuinfo").read_text()}
+    flags = {"avx512f", "avx512_bf16", "amx_bf16"} & cpu_flags()
     torch.set_num_threads(1)  # as in each of the server's 2 workers (api/gunicorn_conf.py)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags {sorted(flags)}, "
           f"faiss {faiss.__version__}; model {args.model} ({model.backend} {model.precision}), text encoder alone "

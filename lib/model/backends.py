@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from lib.cpu import cpu_flags
 from lib.errors import ModelLoadError, first_line
 from lib.model.encoder import Towers
 from lib.model.torch_backend import TorchTowers
@@ -28,11 +29,7 @@ def pick_device() -> torch.device:
 
 def cpu_has_bf16() -> bool:
     """True where the CPU does bf16 arithmetic natively (AVX512-BF16 or AMX), so bf16 pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lib.cpu import cpu_flags, cpuinfo
 from lib.model.quantize import MIN_RECALL_AT_10, Fidelity, fidelity
 from lib.store.files import write_atomic
 
@@ -36,12 +37,8 @@ MIN_GAIN = 1.05  # another precision replaces fp32 only if it is this much faste
 
 def cpu_signature() -> dict[str, Any]:
     """What decides which precision is fastest: the CPU's model name and its vector-instruction flags."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
-    flags = set(text.split())
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo().splitlines() if line.startswith("model name")]
+    flags = cpu_flags()
     return {"model": names[0] if names else "unknown", "flags": [f for f in FLAGS if f in flags], "choice": CHOICE}
 
 

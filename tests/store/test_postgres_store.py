@@ -150,3 +150,17 @@ def test_other_hnsw_parameters_replace_the_index_and_the_same_ones_keep_it(writt
     row = connection.execute("SELECT hnsw_m, hnsw_ef_construction FROM clipsearch_datasets WHERE name = 'd'")
     assert row.fetchone() == (24, 80)
     assert (store.search(unit(3, 4), 10)[1] >= 0).all()  # searched through the new one
+
+
+def test_the_packaged_pgvector_on_a_cpu_without_avx512_needs_the_portable_build(tmp_path, monkeypatch):
+    from lib.ingest import packaged_postgres
+
+    monkeypatch.setattr(packaged_postgres, "cpu_flags", lambda: {"avx2", "fma"})
+    with pytest.raises(StoreError, match=r"needs AVX-512.*scripts/setup_pgvector.sh") as caught:
+        packaged_postgres._check_pgvector(tmp_path)
+    assert "\n" not in str(caught.value)
+    (tmp_path / "vector.portable").write_text("built here")
+    packaged_postgres._check_pgvector(tmp_path)
+    (tmp_path / "vector.portable").unlink()
+    monkeypatch.setattr(packaged_postgres, "cpu_flags", lambda: {"avx2", "avx512f"})
+    packaged_postgres._check_pgvector(tmp_path)
