@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -138,22 +138,30 @@ class CatalogSearch:
         rows = self.db.execute("SELECT rowid, caption, sidecar_stamp FROM image_text WHERE dataset = ?", (dataset,))
         return {int(i): (caption, stamp) for i, caption, stamp in rows}
 
-    def captions_of(self, ids: Iterable[int]) -> dict[int, str]:
-        """The caption of each of these images that has one (its caption, else its sidecar's text)."""
+    def _image_text_rows(self, ids: Iterable[int], columns: str) -> Iterator[tuple[Any, ...]]:
+        """(rowid, *columns) of the text rows of these images; none from a catalog older than image_text."""
         ids = [int(i) for i in ids]
-        found: dict[int, str] = {}
         for start in range(0, len(ids), 500):  # SQLite's bound on the parameters of one statement
             chunk = ids[start:start + 500]
             try:
-                rows = self.db.execute(f"SELECT rowid, caption, sidecar FROM image_text WHERE rowid IN "
-                                       f"({', '.join('?' * len(chunk))})", chunk)
+                rows = self.db.execute(f"SELECT rowid, {columns} FROM image_text WHERE rowid IN "
+                                       f"({', '.join('?' * len(chunk))})", chunk).fetchall()
             except sqlite3.OperationalError as err:
                 if "no such table" not in str(err):
                     raise
-                return found  # a catalog older than image_text has no captions
-            found.update({int(i): (caption or sidecar).strip() for i, caption, sidecar in rows
-                          if (caption or sidecar or "").strip()})
-        return found
+                return
+            yield from rows
+
+    def captions_of(self, ids: Iterable[int]) -> dict[int, str]:
+        """The caption of each of these images that has one (its caption, else its sidecar's text)."""
+        texts = {int(i): (caption or sidecar or "").strip() for i, caption, sidecar in
+                 self._image_text_rows(ids, "caption, sidecar")}
+        return {image_id: text for image_id, text in texts.items() if text}
+
+    def texts_of(self, ids: Iterable[int]) -> dict[int, ImageText]:
+        """The text rows of these images (those that have one)."""
+        return {int(row[0]): ImageText(int(row[0]), *row[1:])
+                for row in self._image_text_rows(ids, "name, folders, caption, sidecar, sidecar_stamp")}
 
     def put_image_text(self, db: sqlite3.Connection, dataset: str, texts: Iterable[ImageText]) -> None:
         """Within a transaction: the text rows of these images, written anew."""

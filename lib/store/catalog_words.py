@@ -54,8 +54,13 @@ def boxes_json(boxes: Iterable[TextBox]) -> str:
 
 
 def boxes_from_json(text: str) -> tuple[TextBox, ...]:
+    return boxes_from_data(json.loads(text))
+
+
+def boxes_from_data(boxes: list[dict]) -> tuple[TextBox, ...]:
+    """TextBoxes from the JSON of `boxes_json`, parsed."""
     return tuple(TextBox(b["text"], float(b["confidence"]), tuple((int(x), int(y)) for x, y in b["box"]))
-                 for b in json.loads(text))
+                 for b in boxes)
 
 
 class CatalogWords:
