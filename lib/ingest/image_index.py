@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -116,6 +116,8 @@ class ImageIndexBuilder:
         if self.words is not None:
             self.words.finish()
             keep_good_copy(self.folder)
+            if self.store is not None:  # the words read, in the database's rows too
+                self.store.rows_changed()
 
     def room_on_disk(self) -> AbstractContextManager[None]:
         """A full disk as one line (lib/store/files.room_on_disk): committed partitions are kept."""
@@ -220,9 +222,7 @@ class ImageIndexBuilder:
         return record is not None and before != self.regions
 
     def _encode_and_write(self, todo: list[ImageFile], removed: dict[str, list[int]]) -> None:
-        remaining: dict[str, int] = defaultdict(int)
-        for file in todo:
-            remaining[file.partition] += 1
+        remaining = Counter(file.partition for file in todo)
         done: dict[str, list[EncodedFile]] = defaultdict(list)
         bar = tqdm(total=len(todo), desc=f"encoding {self.dataset}", unit="img", disable=not self.progress)
         for batch in self.engine.encode(self.folder_root, todo, self.regions):

@@ -25,7 +25,7 @@ import psycopg
 from lib.cli import new_parser, run
 from lib.errors import ClipSearchError, IndexFileError, NotFoundError, StoreError
 from lib.settings import Settings, add_settings_arguments, settings_from_args
-from lib.store.catalog import Catalog
+from lib.store.catalog import Catalog, DatasetRecord
 from lib.store.dataset_index import DatasetIndex, open_dataset
 from lib.store.identity import ModelIdentity
 from lib.store.index_files import read_index, vectors_of
@@ -35,16 +35,20 @@ from lib.store.postgres import (
     dataset_row,
     drop_dataset,
     is_database,
+    record_dataset,
     vectors_table,
     writer_lock,
 )
 from lib.store.postgres_pool import StorePool
+from lib.store.postgres_rows import PartitionRows, catalog_rows
 from lib.store.postgres_vectors import (
     EF_SEARCH_MOST,
     PostgresVectors,
+    digests,
     drop_partition,
     ensure_hnsw,
     put_partition,
+    put_partition_rows,
     record_tuning,
     versions,
 )
@@ -58,6 +62,7 @@ TUNING_QUERIES, K = 100, 10
 @dataclass
 class CopyReport:
     copied: int = 0  # partitions written
+    rows_written: int = 0  # partitions whose rows alone were written again (a caption, capture facts)
     dropped: int = 0
     rows: int = 0
     ef_search: int | None = None
@@ -72,7 +77,8 @@ class CopyReport:
         if self.short:
             tuned += (", short of target_recall even so: raise hnsw_m or hnsw_ef_construction (the next build "
                       "builds the index again with them)")
-        return (f"store: dataset {dataset!r}: {self.copied} partition(s) ({self.rows} vectors) copied, "
+        rows = f", rows of {self.rows_written} more written again" if self.rows_written else ""
+        return (f"store: dataset {dataset!r}: {self.copied} partition(s) ({self.rows} vectors) copied{rows}, "
                 f"{self.dropped} dropped in {self.seconds:.1f} s{tuned}")
 
 
@@ -118,17 +124,20 @@ class StoreWriter:
         except psycopg.Error as err:
             raise database_error(err, self.settings.store) from None
 
-    def _table(self, model: ModelIdentity) -> str:
-        return vectors_table(self.connection, self.dataset, model.dim, model)
+    def _table(self, record: DatasetRecord, reads_words: bool | None) -> str:
+        table = vectors_table(self.connection, self.dataset, record.model.dim, record.model)
+        record_dataset(self.connection, record, reads_words)
+        return table
 
     def committed(self, partition: str) -> None:
-        """The files committed this partition: copy it now (unless the copy has fallen behind)."""
+        """The files committed this partition: copy it now with its rows (unless the copy has fallen behind)."""
         if self._behind:
             return
         catalog = Catalog.in_folder(self.settings.indexes_dir, readonly=True)
         try:
-            record = catalog.dataset(self.dataset)
+            record, reads = catalog.dataset(self.dataset), catalog.reads_words(self.dataset)
             written = {p.name: p for p in catalog.partitions(self.dataset)}.get(partition)
+            rows = catalog_rows(catalog, self.dataset, partition).get(partition, PartitionRows())
         finally:
             catalog.close()
         if record is None or written is None:
@@ -136,39 +145,69 @@ class StoreWriter:
         try:
             index = read_index(self.settings.indexes_dir / written.index_file, written.index_sha256, mmap=True)
             ids, vectors = vectors_of(index)
-            self._write(lambda: put_partition(self.connection, self._table(record.model), self.dataset, partition,
-                                              written.index_sha256, ids, vectors))
+            self._write(lambda: put_partition(self.connection, self._table(record, reads), self.dataset, partition,
+                                              written.index_sha256, ids, vectors, rows))
         except (StoreError, IndexFileError, OSError) as err:
             log.warning("the store database's copy of %r falls behind; the build goes on (%s)", self.dataset, err)
             self._behind = True
             return
         self.report.copied, self.report.rows = self.report.copied + 1, self.report.rows + len(ids)
 
-    def finish(self) -> CopyReport:
-        """Copy what is still behind, drop what the catalog no longer has, build the HNSW index, tune."""
+    def _catalog(self) -> tuple[DatasetRecord, bool | None, dict[str, PartitionRows]]:
+        """The dataset's record, whether it reads words, and each partition's rows, from its catalog."""
         catalog = Catalog.in_folder(self.settings.indexes_dir, readonly=True)
         try:
             record = catalog.dataset(self.dataset)
             if record is None:
                 raise NotFoundError(f"unknown dataset {self.dataset!r} in {self.settings.indexes_dir}")
+            return record, catalog.reads_words(self.dataset), catalog_rows(catalog, self.dataset)
+        finally:
+            catalog.close()
+
+    def finish(self) -> CopyReport:
+        """Copy what is still behind, drop what the catalog no longer has, build the HNSW index, tune."""
+        record, reads, rows = self._catalog()
+        catalog = Catalog.in_folder(self.settings.indexes_dir, readonly=True)
+        try:
             index = open_dataset(catalog, self.settings.indexes_dir, self.dataset, record.model.dim)
             recorded = {partition.name for partition in catalog.partitions(self.dataset)}
         finally:
             catalog.close()
         for left in index.left_out:
             log.warning("not copied: %s (%s)", left.what, left.why)
-        self._write(lambda: self._catch_up(record.model, index, recorded))
+        self._write(lambda: self._catch_up(self._table(record, reads), record.model, index, recorded, rows))
         self.report.seconds = time.perf_counter() - self._started
         return self.report
 
-    def _catch_up(self, model: ModelIdentity, index: DatasetIndex, recorded: set[str]) -> None:
-        report, table = self.report, self._table(model)
-        held = versions(self.connection, self.dataset)
+    def rows_changed(self) -> int:
+        """After the build's last change to rows (the words read once the vectors were copied): each partition
+        whose rows the database holds otherwise, written again (its vectors stay). Returns how many."""
+        record, reads, rows = self._catalog()
+        written = 0
+
+        def write() -> None:
+            nonlocal written
+            table, held = self._table(record, reads), digests(self.connection, self.dataset)
+            for name in held.keys() & rows.keys():
+                if held[name] != rows[name].digest():
+                    put_partition_rows(self.connection, table, self.dataset, name, rows[name])
+                    written += 1
+        self._write(write)
+        return written
+
+    def _catch_up(self, table: str, model: ModelIdentity, index: DatasetIndex, recorded: set[str],
+                  rows: dict[str, PartitionRows]) -> None:
+        report = self.report
+        held, digested = versions(self.connection, self.dataset), digests(self.connection, self.dataset)
         for name, partition in index.partitions.items():
+            mine = rows.get(name, PartitionRows())
             if held.get(name) != partition.index_sha256:
                 ids, vectors = vectors_of(index.exact.stores[name])
-                put_partition(self.connection, table, self.dataset, name, partition.index_sha256, ids, vectors)
+                put_partition(self.connection, table, self.dataset, name, partition.index_sha256, ids, vectors, mine)
                 report.copied, report.rows = report.copied + 1, report.rows + len(ids)
+            elif digested.get(name) != mine.digest():
+                put_partition_rows(self.connection, table, self.dataset, name, mine)
+                report.rows_written += 1
         for name in held.keys() - recorded:  # a damaged file's partition keeps its copy, checked by version
             drop_partition(self.connection, table, self.dataset, name)
             report.dropped += 1

@@ -1,10 +1,12 @@
 """The `store` setting's PostgreSQL database: connections, their one-line errors, the schema, the writer's lock.
 
 The database holds, per dataset, one table of vectors (`clipsearch_vectors_<n>`: id, partition, a
-`halfvec(dim)` with an HNSW index) and a row in `clipsearch_datasets` (its table, dimension, model identity,
-HNSW parameters and tuned `ef_search`, and a `generation` every commit bumps); `clipsearch_partitions` holds
-the version of each partition it has (the SHA-256 of the partition's exact file in the index folder), so a
-reader serves a partition only at the version the catalog records. One table per dataset rather than one
+`halfvec(dim)` with an HNSW index), beside it one of images (`clipsearch_images_<n>`: each image's catalog
+row, text and words, lib/store/postgres_rows.py), and a row in `clipsearch_datasets` (its tables, dimension,
+model identity, root, layout, HNSW parameters and tuned `ef_search`, and a `generation` every commit bumps);
+`clipsearch_partitions` holds the version of each partition it has (the SHA-256 of the partition's exact file
+in the index folder) and the digest of its rows, so a reader serves a partition only at the version the
+catalog records. One table per dataset rather than one
 with a dataset column: pgvector's HNSW index is one graph per index, and a dataset filter on a shared
 graph either loses recall or needs iterative scans (bench/postgres_store.py measures the one we chose).
 
@@ -20,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -31,6 +35,8 @@ from psycopg import sql
 
 from lib.errors import StoreError, StoreUnavailableError
 from lib.store.identity import ModelIdentity
+from lib.store.postgres_rows import COLUMNS, create_images_table, images_table
+from lib.store.records import DatasetRecord
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 PGVECTOR_OLDEST = (0, 8)  # halfvec and HNSW over it came in 0.7, the iterative scans that searches set in 0.8
@@ -57,6 +63,11 @@ CREATE TABLE IF NOT EXISTS clipsearch_partitions (
 );
 CREATE SEQUENCE IF NOT EXISTS clipsearch_table_numbers;
 """
+# Columns added since the first schema, given to a database that lacks them (lib/store/postgres_rows.py has the
+# dataset tables' own): the dataset's catalog record, and the digest of a partition's rows.
+ADDED = {"clipsearch_datasets": [("root", "bytea"), ("layout", "text"), ("index_type", "text"),
+                                 ("regions", "boolean"), ("reads_words", "boolean")],
+         "clipsearch_partitions": [("rows_digest", "text")]}
 
 
 def is_database(store: str) -> bool:
@@ -126,7 +137,19 @@ def prepare(connection: psycopg.Connection) -> None:
                              f"need >= {'.'.join(map(str, PGVECTOR_OLDEST))} (ALTER EXTENSION vector UPDATE)")
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema"),))
         connection.execute(SCHEMA)
+        for table, columns in ADDED.items():
+            add_missing_columns(connection, table, columns)
     register_vector(connection)
+
+
+def add_missing_columns(connection: psycopg.Connection, table: str, columns: list[tuple[str, str]]) -> None:
+    """ALTER TABLE for each (column, type) the table lacks (an ALTER, even IF NOT EXISTS, locks the table whole)."""
+    have = {row[0] for row in connection.execute("SELECT column_name FROM information_schema.columns "
+                                                 "WHERE table_name = %s", (table,)).fetchall()}
+    for column, kind in columns:
+        if column not in have:
+            connection.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                sql.Identifier(table), sql.Identifier(column), sql.SQL(kind)))
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -153,22 +176,41 @@ def writer_lock(connection: psycopg.Connection, dataset: str) -> Iterator[None]:
 
 
 def vectors_table(connection: psycopg.Connection, dataset: str, dim: int, model: ModelIdentity) -> str:
-    """The name of the dataset's table of vectors, created (with its row in clipsearch_datasets) when it is new;
-    a dataset recorded with another model or dimension is refused."""
+    """The name of the dataset's table of images and their vectors, created (with its row in clipsearch_datasets)
+    when it is new, given the columns it lacks when it is older; a dataset recorded with another model or
+    dimension is refused."""
     with connection.transaction():
         row = connection.execute("SELECT vectors_table, model FROM clipsearch_datasets WHERE name = %s",
                                  (dataset,)).fetchone()
         if row is not None:
             ModelIdentity.from_dict(row[1]).check_same(model, f"dataset {dataset!r} in the store database")
+            create_images_table(connection, images_table(str(row[0])))  # a table from before images had one
+            add_missing_columns(connection, images_table(str(row[0])), COLUMNS)
             return str(row[0])
         number = connection.execute("SELECT nextval('clipsearch_table_numbers')").fetchone()
         name = f"clipsearch_vectors_{number[0] if number else 0}"
         connection.execute(sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY, partition text NOT NULL, "
                                    "embedding halfvec({}) NOT NULL)").format(sql.Identifier(name), sql.Literal(dim)))
         connection.execute(sql.SQL("CREATE INDEX ON {} (partition)").format(sql.Identifier(name)))
+        create_images_table(connection, images_table(name))
         connection.execute("INSERT INTO clipsearch_datasets (name, vectors_table, dim, model) VALUES (%s, %s, %s, %s)",
                            (dataset, name, dim, json.dumps(model.to_dict())))
         return name
+
+
+def record_dataset(connection: psycopg.Connection, record: DatasetRecord, reads_words: bool | None) -> None:
+    """The dataset's catalog record (and whether its builds read words) in its row of clipsearch_datasets."""
+    connection.execute("UPDATE clipsearch_datasets SET root = %s, layout = %s, index_type = %s, regions = %s, "
+                       "reads_words = %s WHERE name = %s",
+                       (None if record.root is None else os.fsencode(record.root), record.layout, record.index_type,
+                        record.regions, reads_words, record.name))
+
+
+def stored_record(row: dict[str, Any]) -> DatasetRecord:
+    """The catalog record of a dataset from its row of clipsearch_datasets."""
+    root = row["root"]
+    return DatasetRecord(row["name"], None if root is None else Path(os.fsdecode(bytes(root))), row["layout"],
+                         row["index_type"], ModelIdentity.from_dict(row["model"]), bool(row["regions"]))
 
 
 def dataset_row(connection: psycopg.Connection, dataset: str) -> dict[str, Any] | None:
@@ -197,4 +239,5 @@ def drop_dataset(connection: psycopg.Connection, dataset: str) -> None:
         row = connection.execute("DELETE FROM clipsearch_datasets WHERE name = %s RETURNING vectors_table",
                                  (dataset,)).fetchone()
         if row is not None:
-            connection.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(row[0])))
+            for table in (row[0], images_table(row[0])):
+                connection.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))

@@ -183,3 +183,53 @@ def test_a_database_gone_mid_build_lets_the_build_go_on_and_the_end_catch_up(ivf
             assert connection.execute("SELECT count(*) FROM clipsearch_datasets").fetchone()[0] == 0
     finally:
         rebuilt.close()
+
+
+def test_each_image_row_reaches_the_database_and_a_new_caption_writes_only_rows(tiny_dataset, demo_encoder,
+                                                                                  postgres, tmp_path, model_cache):
+    from lib.settings import load_settings
+    from lib.store.postgres import connect, vectors_table
+    from lib.store.postgres_rows import catalog_rows, images_table, read_rows
+    from tests.helpers import share_model_cache
+
+    root = tmp_path / "images"
+    shutil.copytree(tiny_dataset[0], root)
+    first = sorted((root / "train").iterdir())[0]
+    picture = sorted((first / "images").iterdir())[0]
+    odd = picture.with_name(os.fsdecode(b"caf\xe9" + picture.suffix.encode()))  # Latin-1 bytes, not UTF-8
+    picture.rename(odd)
+    workspace = share_model_cache(tmp_path / "workspace", model_cache)
+    settings = load_settings(environ={}, overrides=dict(workspace=str(workspace), dataset_name="tiny",
+                                                        dataset_path=str(root), num_workers=0,
+                                                        store=postgres.database()))
+
+    def rows_agree() -> None:
+        catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
+        try:
+            expected, model = catalog_rows(catalog, "tiny"), catalog.dataset("tiny").model
+        finally:
+            catalog.close()
+        connection = connect(settings.store, autocommit=True)
+        try:
+            table = images_table(vectors_table(connection, "tiny", model.dim, model))
+            for name, rows in expected.items():
+                assert read_rows(connection, table, "tiny", name) == rows, name
+        finally:
+            connection.close()
+
+    build_image_index(settings, demo_encoder, progress=False, calibrate=False)
+    rows_agree()
+    odd.with_suffix(".txt").write_text("a café at dusk")  # a caption: the partition is committed again
+    build_image_index(settings, demo_encoder, progress=False, calibrate=False)
+    rows_agree()
+    with psycopg.connect(settings.store) as connection:
+        found = connection.execute("SELECT path FROM clipsearch_images_1 WHERE text_sidecar LIKE 'a caf%'").fetchall()
+        assert [os.fsdecode(bytes(path)) for path, in found] == [odd.relative_to(root).as_posix()]
+        # as a database copied before images had rows holds it: vectors, no rows, no digest
+        partition = connection.execute("SELECT partition FROM clipsearch_images_1 WHERE path = %s",
+                                       (os.fsencode(odd.relative_to(root).as_posix()),)).fetchone()[0]
+        connection.execute("DELETE FROM clipsearch_images_1 WHERE partition = %s", (partition,))
+        connection.execute("UPDATE clipsearch_partitions SET rows_digest = NULL WHERE name = %s", (partition,))
+    report = copy_dataset(settings, "tiny")
+    assert (report.copied, report.rows_written) == (0, 1)
+    rows_agree()
