@@ -1,6 +1,7 @@
 """A dataset's vectors copied from its index folder into the store database, a partition at a time.
 
     python -m lib.ingest.store_copy NAME --store postgresql://... [--workspace W]
+    python -m lib.ingest.store_copy NAME --store postgresql://... --to-files    (lib/ingest/store_restore.py)
 
 A build with `store` set to a PostgreSQL URL does this itself once its partitions are committed, so the
 server can search the database. Each partition whose version there (its exact file's SHA-256) is not the
@@ -24,6 +25,7 @@ import psycopg
 
 from lib.cli import new_parser, run
 from lib.errors import ClipSearchError, IndexFileError, NotFoundError, StoreError
+from lib.ingest.store_restore import restore_dataset
 from lib.settings import Settings, add_settings_arguments, settings_from_args
 from lib.store.catalog import Catalog, DatasetRecord
 from lib.store.dataset_index import DatasetIndex, open_dataset
@@ -276,12 +278,18 @@ def tune_ef_search(settings: Settings, table: str, dim: int, partitions: dict[st
 def make_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__)
     parser.add_argument("dataset_name", metavar="NAME", help="the dataset to copy")
+    parser.add_argument("--to-files", action="store_true",
+                        help="the other way: from the store database into the index folder")
     add_settings_arguments(parser, ["workspace", "store", "target_recall", "hnsw_m", "hnsw_ef_construction"])
     return parser
 
 
 def copy(args: argparse.Namespace) -> None:
-    print(copy_dataset(settings_from_args(args), args.dataset_name).line(args.dataset_name))
+    settings = settings_from_args(args)
+    if args.to_files:
+        print(restore_dataset(settings, args.dataset_name).line(args.dataset_name, settings.indexes_dir))
+    else:
+        print(copy_dataset(settings, args.dataset_name).line(args.dataset_name))
 
 
 def main(argv: list[str] | None = None) -> None:

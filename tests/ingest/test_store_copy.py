@@ -14,9 +14,10 @@ import numpy as np
 import psycopg
 import pytest
 
-from lib.errors import IndexMismatchError
+from lib.errors import IndexMismatchError, NotFoundError
 from lib.ingest.image_index import build_image_index
 from lib.ingest.store_copy import copy_dataset
+from lib.ingest.store_restore import restore_dataset
 from lib.serve.index_set import load_index_set
 from lib.store.catalog import Catalog
 from lib.store.identity import ModelIdentity
@@ -233,3 +234,85 @@ def test_each_image_row_reaches_the_database_and_a_new_caption_writes_only_rows(
     report = copy_dataset(settings, "tiny")
     assert (report.copied, report.rows_written) == (0, 1)
     rows_agree()
+
+
+def test_a_dataset_comes_back_from_the_database_into_a_new_folder_and_a_differing_folder_is_refused(
+        tiny_dataset, demo_encoder, postgres, tmp_path, model_cache):
+    from lib.ingest.store_copy import main as store_copy_main
+    from lib.settings import load_settings
+    from lib.store.postgres_rows import catalog_rows
+    from tests.helpers import share_model_cache
+
+    url = postgres.database()
+
+    def settings_in(workspace: Path):
+        return load_settings(environ={}, overrides=dict(workspace=str(share_model_cache(workspace, model_cache)),
+                                                        dataset_name="tiny", dataset_path=str(tiny_dataset[0]),
+                                                        num_workers=0, store=url))
+
+    def rows_and_vectors(settings):
+        catalog = Catalog.in_folder(settings.indexes_dir, readonly=True)
+        try:
+            rows = {name: part.digest() for name, part in catalog_rows(catalog, "tiny").items()}
+        finally:
+            catalog.close()
+        loaded = load_index_set(settings.indexes_dir, settings.indexes_text_dir, demo_encoder.identity)
+        blocks = list(loaded.datasets["tiny"].index.blocks())
+        return rows, np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
+
+    built = settings_in(tmp_path / "built")
+    build_image_index(built, demo_encoder, progress=False, calibrate=False)
+    restored = settings_in(tmp_path / "restored")
+    store_copy_main(["tiny", "--to-files", "--workspace", str(restored.workspace), "--store", url])
+    rows, ids, vectors = rows_and_vectors(restored)
+    rows_built, ids_built, vectors_built = rows_and_vectors(built)
+    order, order_built = np.argsort(ids), np.argsort(ids_built)
+    assert rows == rows_built and np.array_equal(ids[order], ids_built[order_built]) and len(ids) == 72
+    np.testing.assert_array_equal(vectors[order], vectors_built[order_built].astype(np.float16).astype(np.float32))
+    assert held_versions(url, "tiny") == catalog_versions(restored, "tiny")  # the database follows the new files
+    again = restore_dataset(restored, "tiny")
+    assert (again.restored, again.kept) == (0, 36)
+    report = build_image_index(restored, demo_encoder, progress=False, calibrate=False)  # nothing to encode again
+    assert report.encoded == 0
+    with psycopg.connect(url) as connection:  # the database's rows now differ from the first folder's
+        connection.execute("UPDATE clipsearch_images_1 SET text_caption = 'changed' WHERE id = %s", (int(ids[0]),))
+    with pytest.raises(IndexMismatchError, match="differs from the store database's"):
+        restore_dataset(built, "tiny")
+    with pytest.raises(NotFoundError, match="holds no dataset 'nothing'"):
+        restore_dataset(restored, "nothing")
+
+
+def test_a_restore_killed_at_any_point_keeps_whole_partitions_and_resumes(ivf_workspace, postgres, tmp_path):
+    import sqlite3
+
+    from lib.store.index_files import read_index
+
+    settings = dataclasses.replace(ivf_workspace, store=postgres.database())
+    copy_dataset(settings, "mix")
+    restored = dataclasses.replace(settings, workspace=tmp_path / "restored")
+    env = {**os.environ, "CLIPSEARCH_STORE": settings.store}
+    process = subprocess.Popen([sys.executable, "-m", "lib.ingest.store_copy", "mix", "--to-files",
+                                "--workspace", str(restored.workspace)],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if len(catalog_versions(restored, "mix")) >= 3:
+                break
+        except sqlite3.Error:  # the catalog is not made yet
+            pass
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = catalog_versions(restored, "mix")
+    assert 3 <= len(done) < 12 or process.returncode == 0
+    catalog = Catalog.in_folder(restored.indexes_dir, readonly=True)
+    try:  # each partition the catalog records is whole: its file at its SHA-256, every vector with a row
+        for partition in catalog.partitions("mix"):
+            index = read_index(restored.indexes_dir / partition.index_file, partition.index_sha256)
+            assert index.ntotal == partition.count == len(catalog.images("mix", partition.name))
+    finally:
+        catalog.close()
+    report = restore_dataset(restored, "mix")
+    assert report.restored + report.kept == 12 and report.kept >= len(done) - 1  # the last may lack its version
+    assert held_versions(settings.store, "mix") == catalog_versions(restored, "mix")
