@@ -134,19 +134,27 @@ def ivf_workspace(tmp_path_factory: pytest.TempPathFactory, mixture_folder, demo
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory):
+def postgres():
     """A packaged PostgreSQL 18 with pgvector (lib/ingest/packaged_postgres.py), stopped as the session ends.
 
     Stopped here with pg_ctl rather than by pgserver at exit: pgserver kills the server process it started,
-    and after a test has restarted the server that is another process, which was left running."""
+    and after a test has restarted the server that is another process, which was left running. Its folder is
+    not under pytest's: run as root, the server runs as the user `pgserver`, and every pytest session started
+    meanwhile (another run beside this one) takes the others' access to /tmp/pytest-of-root away again, which
+    stopped the server's pg_ctl ("Permission denied") mid-run."""
     import contextlib
+    import shutil
+    import tempfile
 
     from lib.ingest.packaged_postgres import PackagedPostgres
 
-    server = PackagedPostgres(tmp_path_factory.mktemp("postgres") / "data", stop_at_exit=False)
+    folder = Path(tempfile.mkdtemp(prefix="clipsearch-test-postgres-"))
+    folder.chmod(0o755)
+    server = PackagedPostgres(folder / "data", stop_at_exit=False)
     yield server
     with contextlib.suppress(subprocess.CalledProcessError):  # a test left it stopped
         server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def held_out(count: int = 200, seed: int = 99) -> np.ndarray:
