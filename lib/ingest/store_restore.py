@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from lib.errors import IndexMismatchError, NotFoundError
+from lib.errors import IndexMismatchError, NotFoundError, StoreError
 from lib.settings import Settings
 from lib.store.catalog import Catalog, DatasetRecord
 from lib.store.catalog_schema import reserved_ids, set_reserved_ids
@@ -56,6 +56,9 @@ def restore_dataset(settings: Settings, dataset: str) -> RestoreReport:
             row = dataset_row(connection, dataset)
             if row is None:
                 raise NotFoundError(f"the store database holds no dataset {dataset!r}")
+            if row["layout"] is None:  # copied by a version that kept only the vectors
+                raise StoreError(f"the store database holds only the vectors of dataset {dataset!r}, not its images' "
+                                 f"rows: copy it again from its index folder (python -m lib.ingest.store_copy)")
             folder.mkdir(parents=True, exist_ok=True)
             with build_lock(folder, dataset):
                 catalog = Catalog.in_folder(folder)

@@ -14,7 +14,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from lib.errors import IndexMismatchError, NotFoundError
+from lib.errors import IndexMismatchError, NotFoundError, StoreError
 from lib.ingest.image_index import build_image_index
 from lib.ingest.store_copy import copy_dataset
 from lib.ingest.store_restore import restore_dataset
@@ -280,6 +280,10 @@ def test_a_dataset_comes_back_from_the_database_into_a_new_folder_and_a_differin
         restore_dataset(built, "tiny")
     with pytest.raises(NotFoundError, match="holds no dataset 'nothing'"):
         restore_dataset(restored, "nothing")
+    with psycopg.connect(url) as connection:  # as a database copied by a version that kept only the vectors
+        connection.execute("UPDATE clipsearch_datasets SET layout = NULL")
+    with pytest.raises(StoreError, match="holds only the vectors of dataset 'tiny'"):
+        restore_dataset(settings_in(tmp_path / "third"), "tiny")
 
 
 def test_a_restore_killed_at_any_point_keeps_whole_partitions_and_resumes(ivf_workspace, postgres, tmp_path):
