@@ -52,7 +52,7 @@ from lib.errors import NotFoundError
 from lib.serve.duplicate_finder import DuplicateFinder
 from lib.serve.duplicates import NEAR_DISTANCE, DuplicateGroup, GroupMember
 from lib.serve.figures import dataset_evaluations
-from lib.serve.index_set import LoadedDataset
+from lib.serve.loaded_dataset import LoadedDataset
 from lib.serve.paged_search import SearchFilters, SearchRequest, page_fields
 from lib.serve.query_terms import Term, parse_query
 from lib.serve.region_search import similar_regions

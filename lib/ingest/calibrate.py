@@ -47,6 +47,7 @@ from lib.data.perceptual import NEAR_DISTANCE
 from lib.data.variants import near_variants
 from lib.errors import ClipSearchError, NotFoundError, UnreadableImageError
 from lib.ingest.report import BuildReport
+from lib.ingest.store_copy import copy_figures
 from lib.model.encoder import ClipEncoder
 from lib.settings import Settings
 from lib.store.catalog import Catalog, ImageRecord
@@ -255,3 +256,5 @@ def calibrate_build(settings: Settings, encoder: ClipEncoder, report: BuildRepor
     except ClipSearchError as err:  # a full disk included: the index is built, only the thresholds are missing
         log.warning("duplicate thresholds not calibrated: %s (find_duplicates.py %s --calibrate retries)", err,
                     report.dataset)
+        return
+    copy_figures(settings, report.dataset)

@@ -3,13 +3,13 @@
     python -m lib.ingest.store_copy NAME --store postgresql://... [--workspace W]
     python -m lib.ingest.store_copy NAME --store postgresql://... --to-files    (lib/ingest/store_restore.py)
 
-A build with `store` set to a PostgreSQL URL does this itself once its partitions are committed, so the
-server can search the database. Each partition whose version there (its exact file's SHA-256) is not the
-catalog's is written in one transaction; partitions the catalog no longer has are dropped; so a copy killed
-at any point keeps what it finished, and running it again does only what is left. One writer per dataset
-(an advisory lock). The HNSW index is built once the rows are in (faster than growing the graph row by
-row), then `hnsw.ef_search` is tuned, as nprobe is for IVF: the smallest that reaches `target_recall`
-(recall@10 against the database's own exact search, on the dataset's own vectors).
+A build with `store` set to a PostgreSQL URL does this itself once its partitions are committed, so the server
+can search the database. Each partition whose version there (its exact file's SHA-256) is not the catalog's is
+written in one transaction with its rows; partitions the catalog no longer has are dropped; so a copy killed at
+any point keeps what it finished, and running it again does only what is left. The dataset's record and its
+figures go along. One writer per dataset (an advisory lock). The HNSW index is built once the rows are in
+(faster than growing the graph row by row), then `hnsw.ef_search` is tuned, as nprobe is for IVF: the smallest
+that reaches `target_recall` (recall@10 against the database's own exact search, on the dataset's own vectors).
 """
 from __future__ import annotations
 
@@ -20,14 +20,15 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-import numpy as np
 import psycopg
 
 from lib.cli import new_parser, run
 from lib.errors import ClipSearchError, IndexFileError, NotFoundError, StoreError
+from lib.ingest.hnsw_tune import tune_ef_search
 from lib.ingest.store_restore import restore_dataset
 from lib.settings import Settings, add_settings_arguments, settings_from_args
 from lib.store.catalog import Catalog, DatasetRecord
+from lib.store.dataset_figures import read_figures
 from lib.store.dataset_index import DatasetIndex, open_dataset
 from lib.store.identity import ModelIdentity
 from lib.store.index_files import read_index, vectors_of
@@ -38,14 +39,12 @@ from lib.store.postgres import (
     drop_dataset,
     is_database,
     record_dataset,
+    record_figures,
     vectors_table,
     writer_lock,
 )
-from lib.store.postgres_pool import StorePool
 from lib.store.postgres_rows import PartitionRows, catalog_rows
 from lib.store.postgres_vectors import (
-    EF_SEARCH_MOST,
-    PostgresVectors,
     digests,
     drop_partition,
     ensure_hnsw,
@@ -57,8 +56,6 @@ from lib.store.postgres_vectors import (
 
 log = logging.getLogger(__name__)
 
-EF_SEARCH_STEPS = (10, 20, 40, 80, 160, 320, 640, EF_SEARCH_MOST)
-TUNING_QUERIES, K = 100, 10
 
 
 @dataclass
@@ -128,7 +125,7 @@ class StoreWriter:
 
     def _table(self, record: DatasetRecord, reads_words: bool | None) -> str:
         table = vectors_table(self.connection, self.dataset, record.model.dim, record.model)
-        record_dataset(self.connection, record, reads_words)
+        record_dataset(self.connection, record, reads_words, read_figures(self.settings.indexes_dir, self.dataset))
         return table
 
     def committed(self, partition: str) -> None:
@@ -242,37 +239,26 @@ def store_writer(settings: Settings, dataset: str, rebuild: bool, model: ModelId
     return StoreWriter(settings, dataset, rebuild, model) if is_database(settings.store) else None
 
 
+def copy_figures(settings: Settings, dataset: str) -> None:
+    """The figures beside the dataset's catalog into its row in the store database (calibration writes them once
+    the build has copied the dataset); a database that cannot take them gets them at the next copy. Nothing
+    without a store database."""
+    if not is_database(settings.store):
+        return
+    try:
+        with connect(settings.store, autocommit=True) as connection:
+            record_figures(connection, dataset, read_figures(settings.indexes_dir, dataset))
+    except psycopg.Error as err:
+        log.warning("the store database gets the figures of %r at the next copy: %s", dataset,
+                    database_error(err, settings.store))
+    except StoreError as err:
+        log.warning("the store database gets the figures of %r at the next copy: %s", dataset, err)
+
+
 def check_store(settings: Settings) -> None:
     """Fail before a build's work, in one line, when its store database cannot be used."""
     if is_database(settings.store):
         connect(settings.store).close()
-
-
-def tune_ef_search(settings: Settings, table: str, dim: int, partitions: dict[str, str]) -> tuple[int, float]:
-    """The smallest hnsw.ef_search of EF_SEARCH_STEPS whose recall@10 reaches target_recall, and that recall.
-
-    The queries are the dataset's own vectors with their own match dropped from both lists, as for IVF's
-    nprobe: a query that is itself in the graph is found more easily than one that is not (measured at 100k:
-    recall 0.963 on own vectors counted whole, 0.947 on held-out queries, at the same ef_search).
-    """
-    pool = StorePool(settings.store, size=1)
-    try:
-        probe = PostgresVectors(pool, table, dict.fromkeys(partitions, 0), dim, EF_SEARCH_STEPS[0])
-        own = probe.sample_ids(TUNING_QUERIES)
-        if len(own) <= K + 1:
-            return EF_SEARCH_STEPS[0], 1.0
-        queries = probe.vectors(own)
-        truth = [t[t != i][:K] for t, i in zip(probe.search(queries, K + 1, exact=True)[1], own, strict=True)]
-        recall = 0.0
-        for ef_search in EF_SEARCH_STEPS:
-            probe.ef_search = ef_search
-            found = [f[f != i][:K] for f, i in zip(probe.search(queries, K + 1)[1], own, strict=True)]
-            recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
-            if recall >= settings.target_recall:
-                return ef_search, recall
-        return EF_SEARCH_STEPS[-1], recall
-    finally:
-        pool.close()
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ from lib.errors import IndexMismatchError, NotFoundError, StoreError
 from lib.settings import Settings
 from lib.store.catalog import Catalog, DatasetRecord
 from lib.store.catalog_schema import reserved_ids, set_reserved_ids
+from lib.store.dataset_figures import FIGURE_KINDS, figures_path, write_figures
 from lib.store.files import build_lock
 from lib.store.index_files import commit_partition
 from lib.store.postgres import connect, database_error, dataset_row, stored_record, writer_lock
@@ -85,6 +86,9 @@ def _restore(connection: psycopg.Connection, pool: StorePool, catalog: Catalog, 
         catalog.put_dataset(db, record)
         if row["reads_words"] is not None:
             catalog.set_reads_words(db, dataset, bool(row["reads_words"]))
+    for kind, figures in (row["figures"] or {}).items():  # those the folder lacks: its own may be newer
+        if kind in FIGURE_KINDS and not figures_path(folder, kind, dataset).exists():
+            write_figures(folder, kind, dataset, figures)
     vectors = PostgresVectors(pool, row["vectors_table"], dict.fromkeys(held, 0), record.model.dim, 40)
     report = RestoreReport()
     for name in sorted(held):

@@ -23,7 +23,7 @@ from PIL import Image
 
 from lib.errors import QueryError
 from lib.serve.duplicates import components
-from lib.serve.index_set import LoadedDataset
+from lib.serve.loaded_dataset import LoadedDataset
 from lib.serve.search import SearchHit, SearchService
 from lib.store.catalog import ImageRecord
 from lib.store.names import shown

@@ -22,10 +22,12 @@ from lib.data.images import capture_time_ns
 from lib.data.video_frames import indexed_picture
 from lib.errors import NotFoundError, UnreadableImageError
 from lib.serve.duplicates import DuplicateReport, group_duplicates, resolve_thresholds
-from lib.serve.index_set import LiveIndexSet, LoadedDataset
+from lib.serve.index_set import LiveIndexSet
+from lib.serve.loaded_dataset import LoadedDataset
 from lib.serve.neighbours import NEIGHBOURS, close_pairs, positions_of
-from lib.store.catalog import Catalog, DatasetRecord, ImageRecord
-from lib.store.dataset_figures import DuplicateThresholds, load_thresholds
+from lib.store.catalog import DatasetRecord, ImageRecord
+from lib.store.catalog_reader import CatalogReader
+from lib.store.dataset_figures import DuplicateThresholds, thresholds_from
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ CACHED_REPORTS = 4
 CACHED_PIXELS = 4096  # prepared pictures kept per grouping (12 KB each): an image is in a few candidate pairs
 
 
-def group_dataset(dataset: LoadedDataset, catalog: Catalog, thresholds: DuplicateThresholds,
+def group_dataset(dataset: LoadedDataset, catalog: CatalogReader, thresholds: DuplicateThresholds,
                   neighbours: int = NEIGHBOURS, videos: bool = False) -> DuplicateReport:
     """Group every image of the dataset into tiers, searching its index for each image's neighbours; the scenes
     of videos are left out unless `videos` is given (a video's scenes then group with their copies elsewhere,
@@ -128,7 +130,12 @@ class DuplicateFinder:
     def thresholds(self, dataset: LoadedDataset, near: float | None = None,
                    similar: float | None = None) -> DuplicateThresholds:
         """The dataset's calibrated thresholds, with the ones given in their place."""
-        recorded = load_thresholds(self.indexes.indexes_dir, dataset.record.name, self.indexes.model)
+        catalog = self.indexes.open_catalog()
+        try:
+            figures = catalog.figures(dataset.record.name).get("duplicates")
+        finally:
+            catalog.close()
+        recorded = thresholds_from(figures, dataset.record.name, self.indexes.model)
         return resolve_thresholds(recorded, dataset.record.name, near, similar)
 
     def report(self, name: str | None, near: float | None = None, similar: float | None = None,
@@ -142,7 +149,7 @@ class DuplicateFinder:
             if key in self._reports and self._reports[key][0] is dataset:
                 self._reports.move_to_end(key)
                 return self._reports[key][1]
-            catalog = Catalog.in_folder(self.indexes.indexes_dir, readonly=True)
+            catalog = self.indexes.open_catalog()
             try:
                 report = group_dataset(dataset, catalog, thresholds, self.neighbours, videos)
             finally:

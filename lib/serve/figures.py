@@ -5,7 +5,7 @@ from typing import Any
 
 from lib.errors import NotFoundError
 from lib.serve.index_set import LiveIndexSet
-from lib.store.dataset_figures import load_evaluations
+from lib.store.dataset_figures import evaluations_from
 
 
 def dataset_evaluations(indexes: LiveIndexSet, dataset: str | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -13,7 +13,10 @@ def dataset_evaluations(indexes: LiveIndexSet, dataset: str | None = None) -> di
     index_set = indexes.current()
     if dataset is not None and dataset not in index_set.datasets:
         raise NotFoundError(f"unknown dataset {dataset!r}; known: {', '.join(index_set.datasets) or 'none'}")
-    weights = index_set.model.weights_sha256
-    return {name: [{**entry, "in_use": entry.get("model", {}).get("weights_sha256") == weights}
-                   for entry in load_evaluations(indexes.indexes_dir, name)]
-            for name in ([dataset] if dataset else sorted(index_set.datasets))}
+    weights, catalog = index_set.model.weights_sha256, indexes.open_catalog()
+    try:
+        return {name: [{**entry, "in_use": entry.get("model", {}).get("weights_sha256") == weights}
+                       for entry in evaluations_from(catalog.figures(name).get("evaluation"))]
+                for name in ([dataset] if dataset else sorted(index_set.datasets))}
+    finally:
+        catalog.close()

@@ -3,11 +3,12 @@
 An IndexSet is immutable. LiveIndexSet notices when a builder has finished, loads a new IndexSet beside
 the old one and swaps the reference; requests in flight keep the set they started with. "Finished" is
 read from durable state, the same in every process whenever it started: the catalog's generation (a
-counter each commit bumps in its own transaction), the catalog file's identity (a replaced file counts)
-and the vocabulary files' stamps. So a gunicorn worker forked from a master that loaded its set long ago
-loads the current one (`refresh`, before it serves). Index files are memory-mapped, so the workers of one
-server share them through the page cache (and the check of each file against its recorded SHA-256 is done
-once per process, not at every swap).
+counter each commit bumps in its own transaction), the catalog file's identity (a replaced file counts),
+the vocabulary files' stamps and, with a store database, its datasets' generations (an index folder without a
+catalog, with a store database, is served from the database's rows: lib/store/postgres_catalog.py). So a
+gunicorn worker forked from a master that loaded its set long ago loads the current one (`refresh`, before it
+serves). Index files are memory-mapped, so the workers of one server share them through the page cache (and
+the check of each file against its recorded SHA-256 is done once per process, not at every swap).
 
 A damaged file leaves out only what it holds (lib/store/dataset_index.py): the set names each left-out
 file in `left_out_files`, and the log names it once per process, not at every reload.
@@ -19,80 +20,23 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
-import numpy as np
-
 from lib.errors import ClipSearchError, IndexFileError, IndexMismatchError, NotFoundError, StoreUnavailableError
-from lib.serve.ranking import RankedLists
-from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord, IvfRecord, PartitionRecord
+from lib.serve.loaded_dataset import LoadedDataset, LoadedPartition
+from lib.store.catalog import CATALOG_NAME, Catalog, DatasetRecord
 from lib.store.catalog_copy import repair_catalog
+from lib.store.catalog_reader import CatalogReader
 from lib.store.dataset_index import LeftOutFile, open_dataset
-from lib.store.id_order import IdOrder
 from lib.store.identity import ModelIdentity
 from lib.store.postgres import is_database
+from lib.store.postgres_catalog import PostgresCatalog
 from lib.store.postgres_dataset import open_postgres, store_generations
 from lib.store.postgres_pool import StorePool
-from lib.store.vector_index import VectorIndex
 from lib.store.vocab_index import TextIndex, load_text_index
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoadedPartition:
-    record: PartitionRecord
-    class_name: str
-
-
-@dataclass(frozen=True)
-class LoadedDataset:
-    """A dataset as served: its catalog record, the partitions whose vectors are held, and those vectors in
-    whichever store (lib/store/vector_index.py); `ivf` and `exact_only` say how the files store searches."""
-
-    record: DatasetRecord
-    partitions: dict[str, LoadedPartition]
-    index: VectorIndex
-    left_out: list[LeftOutFile] = field(default_factory=list)  # partitions and files not served, and why
-    ivf: IvfRecord | None = None  # the tuned IVF parameters the dataset is searched with (None: exact, or HNSW)
-    exact_only: list[str] = field(default_factory=list)  # partitions IVF does not cover, searched exactly
-    store: str = "files"
-    ef_search: int | None = None  # the tuned hnsw.ef_search the store database is searched with
-
-    @property
-    def count(self) -> int:
-        return sum(p.record.count for p in self.partitions.values())
-
-    def search(self, vectors: np.ndarray, depth: int, chosen: Sequence[str] | None = None,
-               exact: bool = False, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-`depth` (scores, ids) over the chosen partitions (all when none are chosen), only among the
-        ids `among` when given; `exact` scans every stored vector (VectorIndex.search)."""
-        return self.index.search(vectors, depth, chosen, exact, among)
-
-    def held(self, ids: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
-        """The ids the loaded partitions (the chosen ones, or all) hold, in order."""
-        return self.index.held(ids, names)
-
-    def left_out_why(self, partition: str) -> str | None:
-        """Why a partition of the catalog's is not loaded (its file is damaged, or the database lacks it), or None."""
-        return next((f.why for f in self.left_out if f.what == f"partition {self.record.name}/{partition}"), None)
-
-    def vector(self, image_id: int) -> np.ndarray:
-        """The stored vector of an indexed image, as a (1, dim) array."""
-        return self.index.vectors(np.array([image_id]))
-
-    @cached_property
-    def ranked(self) -> RankedLists:
-        """The ranked lists of recent queries (lib/serve/ranking.py), dropped with the dataset when it reloads."""
-        return RankedLists()
-
-    @cached_property
-    def order(self) -> IdOrder:
-        """Every image's place in the dataset: partitions in name order, each in its index's order."""
-        return IdOrder(np.concatenate([self.index.ids_of(name) for name in self.partitions] or [np.zeros(0, np.int64)]))
 
 
 @dataclass(frozen=True)
@@ -118,11 +62,12 @@ class IndexSet:
             self.left_out_files[what] = str(file)
 
 
-def _load_dataset(catalog: Catalog, folder: Path, record: DatasetRecord, pool: StorePool | None = None
+def _load_dataset(catalog: CatalogReader, folder: Path, record: DatasetRecord, pool: StorePool | None = None
                   ) -> LoadedDataset:
     """A dataset's vectors from its files, or from the store database when a pool is given."""
     names = catalog.class_names(record.name)
     if pool is None:
+        assert isinstance(catalog, Catalog), "without a store database, the catalog is the index folder's"
         index = open_dataset(catalog, folder, record.name, record.model.dim)
         partitions = {name: LoadedPartition(p, names.get(name, "")) for name, p in index.partitions.items()}
         return LoadedDataset(record, partitions, index, index.left_out, index.ivf.params if index.ivf else None,
@@ -174,10 +119,25 @@ def catalog_identity(indexes_dir: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
+def open_catalog(indexes_dir: Path, pool: StorePool | None) -> CatalogReader:
+    """The index folder's catalog, read-only, or the store database's rows when the folder has none."""
+    if pool is not None and catalog_identity(indexes_dir) is None:
+        return PostgresCatalog(pool)
+    return Catalog.in_folder(indexes_dir, readonly=True)
+
+
 def _load_datasets(index_set: IndexSet, indexes_dir: Path, pool: StorePool | None, strict: bool) -> None:
-    catalog = Catalog.in_folder(indexes_dir, readonly=True)
+    catalog = open_catalog(indexes_dir, pool)
     try:
-        for record in catalog.datasets():
+        try:
+            records = catalog.datasets()
+        except StoreUnavailableError as err:  # the catalog is the database's, and it is away
+            if strict:
+                raise
+            index_set.leave_out("store database", str(err))
+            index_set.unavailable.append(str(err))
+            return
+        for record in records:
             try:
                 index_set.model.check_same(record.model, f"dataset {record.name!r}")
                 loaded = index_set.datasets[record.name] = _load_dataset(catalog, indexes_dir, record, pool)
@@ -204,7 +164,7 @@ def load_index_set(indexes_dir: Path, indexes_text_dir: Path, model: ModelIdenti
     the loads that share `reported`, see report_left_out). A store database that cannot be reached leaves its
     datasets out too, or, `strict`, raises StoreUnavailableError (a reload keeps the set it has)."""
     index_set = IndexSet(model, catalog_file=catalog_identity(indexes_dir))
-    if index_set.catalog_file is not None:
+    if index_set.catalog_file is not None or pool is not None:
         _load_datasets(index_set, indexes_dir, pool, strict)
     for meta in sorted(indexes_text_dir.glob("text_*.json")) if indexes_text_dir.is_dir() else []:
         try:
@@ -245,6 +205,10 @@ class LiveIndexSet:
         except StoreUnavailableError:
             self._fingerprint = ()  # never equal to one read later: the set is loaded again when it is back
         self._current = load_index_set(indexes_dir, indexes_text_dir, model, self._reported, self.pool)
+
+    def open_catalog(self) -> CatalogReader:
+        """A connection to the catalog the server reads (the caller closes it): see open_catalog."""
+        return open_catalog(self.indexes_dir, self.pool)
 
     def _generation(self) -> tuple[tuple[int, int], int] | None:
         """The catalog's identity and generation: one stat and one small SELECT through a connection kept

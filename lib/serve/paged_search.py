@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from lib.errors import QueryError
-from lib.serve.index_set import LoadedDataset
+from lib.serve.loaded_dataset import LoadedDataset
 from lib.serve.query_terms import Term, check_terms, query_vector, texts_of
 from lib.serve.ranking import (
     BASE_DEPTH,

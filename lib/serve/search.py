@@ -14,11 +14,13 @@ from PIL import Image
 from lib.data.dataset_files import open_indexed
 from lib.errors import NotFoundError, QueryError, StoreUnavailableError
 from lib.model.encoder import ClipEncoder
-from lib.serve.index_set import IndexSet, LiveIndexSet, LoadedDataset
+from lib.serve.index_set import IndexSet, LiveIndexSet
+from lib.serve.loaded_dataset import LoadedDataset
 from lib.serve.paged_search import PagedSearch, SearchPage, SearchRequest, iso_time
 from lib.serve.query_terms import Term
 from lib.serve.text_cache import TextVectors
-from lib.store.catalog import Catalog, ImageRecord
+from lib.store.catalog import ImageRecord
+from lib.store.catalog_reader import CatalogReader
 from lib.store.records import ImageWords, TextBox
 
 DUPLICATE_THRESHOLD = 0.95
@@ -93,14 +95,15 @@ class SearchService:
         self.text_vector = TextVectors(lambda texts: self.encoder.encode_texts(texts), text_cache_size)
         self._local = threading.local()
 
-    def catalog(self) -> Catalog:
+    def catalog(self) -> CatalogReader:
         """A read-only catalog connection per thread (SQLite connections are not shared), opened again when
-        the current index set comes from another catalog file (one put in the old one's place)."""
+        the current index set comes from another catalog file (one put in the old one's place, or the first
+        one a build writes where the store database's rows were read)."""
         catalog, source = getattr(self._local, "catalog", None), self.indexes.current().catalog_file
         if catalog is None or self._local.source != source:
             if catalog is not None:
                 catalog.close()
-            catalog = self._local.catalog = Catalog.in_folder(self.indexes.indexes_dir, readonly=True)
+            catalog = self._local.catalog = self.indexes.open_catalog()
             self._local.source = source
         return catalog
 

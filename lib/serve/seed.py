@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lib.errors import NotFoundError
-from lib.serve.index_set import LoadedDataset
+from lib.serve.loaded_dataset import LoadedDataset
 from lib.serve.search import SearchService
 from lib.store.id_order import merge
 from lib.store.names import shown

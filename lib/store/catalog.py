@@ -20,6 +20,7 @@ from typing import Any
 from lib.store.catalog_schema import SCHEMA, add_columns, reserved_ids, set_reserved_ids, widen_unique
 from lib.store.catalog_search import INDEXES, TEXT_SCHEMA, CatalogSearch, fill_folders
 from lib.store.catalog_words import WORDS_SCHEMA, CatalogWords
+from lib.store.dataset_figures import read_figures
 from lib.store.identity import ModelIdentity
 from lib.store.names import from_sql, to_sql
 from lib.store.records import DatasetRecord, ImageRecord, IvfRecord, PartitionRecord, SkippedFile
@@ -176,6 +177,10 @@ class Catalog(CatalogSearch, CatalogWords):
         marks = ",".join("?" * len(ids))
         rows = self.db.execute(f"SELECT * FROM images WHERE id IN ({marks})", ids)
         return {row["id"]: image_record(row) for row in rows}
+
+    def figures(self, dataset: str) -> dict[str, dict[str, Any]]:
+        """The figures recorded beside the catalog for a dataset (lib/store/dataset_figures.py)."""
+        return read_figures(self.path.parent, dataset)
 
     def skipped(self, dataset: str) -> dict[str, SkippedFile]:
         rows = self.db.execute("SELECT path, bytes, mtime_ns, reason FROM skipped WHERE dataset = ?", (dataset,))

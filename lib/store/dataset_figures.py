@@ -6,7 +6,8 @@ the dataset was built with (lib/ingest/calibrate.py writes them; the duplicate f
 (lib/model/evaluate.py writes them; the classification page shows them), one entry per model weights.
 
 Files beside the catalog rather than tables in it: they are written after a build, by other tools, and
-a reader that finds one missing, damaged or made for other weights simply has no figures.
+a reader that finds one missing, damaged or made for other weights simply has no figures. A copy into the
+store database takes them along (`read_figures`, its datasets' `figures` column), for a server with only its URL.
 """
 from __future__ import annotations
 
@@ -53,8 +54,17 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+FIGURE_KINDS = ("duplicates", "evaluation")
+
+
 def figures_path(folder: Path, kind: str, dataset: str) -> Path:
     return folder / f"{kind}_{dataset}.json"
+
+
+def read_figures(folder: Path, dataset: str) -> dict[str, dict[str, Any]]:
+    """kind -> the dataset's recorded figures of that kind, for those it has (as their files hold them)."""
+    found = {kind: _read(figures_path(folder, kind, dataset)) for kind in FIGURE_KINDS}
+    return {kind: data for kind, data in found.items() if isinstance(data, dict)}
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -71,6 +81,11 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     write_atomic(json.dumps(data, indent=1, ensure_ascii=False).encode(), path)
 
 
+def write_figures(folder: Path, kind: str, dataset: str, data: dict[str, Any]) -> None:
+    """Figures of one kind, as read_figures read them, back into their file (a restore from the store database)."""
+    _write(figures_path(folder, kind, dataset), data)
+
+
 def save_thresholds(folder: Path, dataset: str, thresholds: DuplicateThresholds) -> Path:
     path = figures_path(folder, "duplicates", dataset)
     _write(path, {"dataset": dataset, **thresholds.to_dict()})
@@ -79,7 +94,11 @@ def save_thresholds(folder: Path, dataset: str, thresholds: DuplicateThresholds)
 
 def load_thresholds(folder: Path, dataset: str, model: ModelIdentity) -> DuplicateThresholds | None:
     """The thresholds calibrated for this dataset with these weights, or None (never calibrated, or another model)."""
-    data = _read(figures_path(folder, "duplicates", dataset))
+    return thresholds_from(_read(figures_path(folder, "duplicates", dataset)), dataset, model)
+
+
+def thresholds_from(data: dict[str, Any] | None, dataset: str, model: ModelIdentity) -> DuplicateThresholds | None:
+    """The thresholds of a duplicates figure (load_thresholds), from wherever it was read."""
     if not data or not data.get("model"):
         return None
     recorded = ModelIdentity.from_dict(data["model"])
@@ -105,6 +124,10 @@ def save_evaluation(folder: Path, dataset: str, model: ModelIdentity, figures: d
 
 def load_evaluations(folder: Path, dataset: str) -> list[dict[str, Any]]:
     """Every model's recorded figures on the dataset, oldest first (empty when none was computed)."""
-    data = _read(figures_path(folder, "evaluation", dataset)) or {}
-    entries = data.get("evaluations", [])
+    return evaluations_from(_read(figures_path(folder, "evaluation", dataset)))
+
+
+def evaluations_from(data: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The entries of an evaluation figure (load_evaluations), from wherever it was read."""
+    entries = (data or {}).get("evaluations", [])
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []

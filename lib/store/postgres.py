@@ -32,10 +32,11 @@ from typing import Any
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from lib.errors import StoreError, StoreUnavailableError
 from lib.store.identity import ModelIdentity
-from lib.store.postgres_rows import COLUMNS, create_images_table, images_table
+from lib.store.postgres_rows import add_missing_columns, create_images_table, images_table
 from lib.store.records import DatasetRecord
 
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -66,7 +67,7 @@ CREATE SEQUENCE IF NOT EXISTS clipsearch_table_numbers;
 # Columns added since the first schema, given to a database that lacks them (lib/store/postgres_rows.py has the
 # dataset tables' own): the dataset's catalog record, and the digest of a partition's rows.
 ADDED = {"clipsearch_datasets": [("root", "bytea"), ("layout", "text"), ("index_type", "text"),
-                                 ("regions", "boolean"), ("reads_words", "boolean")],
+                                 ("regions", "boolean"), ("reads_words", "boolean"), ("figures", "jsonb")],
          "clipsearch_partitions": [("rows_digest", "text")]}
 
 
@@ -136,20 +137,17 @@ def prepare(connection: psycopg.Connection) -> None:
             raise StoreError(f"the store database's pgvector is {version and version[0]}; halfvec and HNSW "
                              f"need >= {'.'.join(map(str, PGVECTOR_OLDEST))} (ALTER EXTENSION vector UPDATE)")
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema"),))
+        if connection.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm' "
+                              "AND installed_version IS NULL").fetchone():
+            try:
+                with connection.transaction():  # a savepoint: a refusal leaves the rest standing
+                    connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+            except psycopg.errors.InsufficientPrivilege:
+                pass  # words read in pictures are then searched without their index (lib/store/postgres_rows.py)
         connection.execute(SCHEMA)
         for table, columns in ADDED.items():
             add_missing_columns(connection, table, columns)
     register_vector(connection)
-
-
-def add_missing_columns(connection: psycopg.Connection, table: str, columns: list[tuple[str, str]]) -> None:
-    """ALTER TABLE for each (column, type) the table lacks (an ALTER, even IF NOT EXISTS, locks the table whole)."""
-    have = {row[0] for row in connection.execute("SELECT column_name FROM information_schema.columns "
-                                                 "WHERE table_name = %s", (table,)).fetchall()}
-    for column, kind in columns:
-        if column not in have:
-            connection.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
-                sql.Identifier(table), sql.Identifier(column), sql.SQL(kind)))
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -184,8 +182,7 @@ def vectors_table(connection: psycopg.Connection, dataset: str, dim: int, model:
                                  (dataset,)).fetchone()
         if row is not None:
             ModelIdentity.from_dict(row[1]).check_same(model, f"dataset {dataset!r} in the store database")
-            create_images_table(connection, images_table(str(row[0])))  # a table from before images had one
-            add_missing_columns(connection, images_table(str(row[0])), COLUMNS)
+            create_images_table(connection, images_table(str(row[0])))  # an older table: what it lacks
             return str(row[0])
         number = connection.execute("SELECT nextval('clipsearch_table_numbers')").fetchone()
         name = f"clipsearch_vectors_{number[0] if number else 0}"
@@ -198,12 +195,19 @@ def vectors_table(connection: psycopg.Connection, dataset: str, dim: int, model:
         return name
 
 
-def record_dataset(connection: psycopg.Connection, record: DatasetRecord, reads_words: bool | None) -> None:
-    """The dataset's catalog record (and whether its builds read words) in its row of clipsearch_datasets."""
+def record_dataset(connection: psycopg.Connection, record: DatasetRecord, reads_words: bool | None,
+                   figures: dict[str, Any]) -> None:
+    """The dataset's catalog record, whether its builds read words, and the figures recorded beside its catalog
+    (lib/store/dataset_figures.py) in its row of clipsearch_datasets."""
     connection.execute("UPDATE clipsearch_datasets SET root = %s, layout = %s, index_type = %s, regions = %s, "
-                       "reads_words = %s WHERE name = %s",
+                       "reads_words = %s, figures = %s WHERE name = %s",
                        (None if record.root is None else os.fsencode(record.root), record.layout, record.index_type,
-                        record.regions, reads_words, record.name))
+                        record.regions, reads_words, Jsonb(figures), record.name))
+
+
+def record_figures(connection: psycopg.Connection, dataset: str, figures: dict[str, Any]) -> None:
+    """The figures alone (calibration writes them after the build has copied the dataset)."""
+    connection.execute("UPDATE clipsearch_datasets SET figures = %s WHERE name = %s", (Jsonb(figures), dataset))
 
 
 def stored_record(row: dict[str, Any]) -> DatasetRecord:

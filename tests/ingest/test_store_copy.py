@@ -240,6 +240,7 @@ def test_a_dataset_comes_back_from_the_database_into_a_new_folder_and_a_differin
         tiny_dataset, demo_encoder, postgres, tmp_path, model_cache):
     from lib.ingest.store_copy import main as store_copy_main
     from lib.settings import load_settings
+    from lib.store.dataset_figures import read_figures, save_evaluation
     from lib.store.postgres_rows import catalog_rows
     from tests.helpers import share_model_cache
 
@@ -262,8 +263,11 @@ def test_a_dataset_comes_back_from_the_database_into_a_new_folder_and_a_differin
 
     built = settings_in(tmp_path / "built")
     build_image_index(built, demo_encoder, progress=False, calibrate=False)
+    save_evaluation(built.indexes_dir, "tiny", demo_encoder.identity, {"top1": 0.75})
+    copy_dataset(built, "tiny")  # the figures beside the catalog go along
     restored = settings_in(tmp_path / "restored")
     store_copy_main(["tiny", "--to-files", "--workspace", str(restored.workspace), "--store", url])
+    assert read_figures(restored.indexes_dir, "tiny") == read_figures(built.indexes_dir, "tiny") != {}
     rows, ids, vectors = rows_and_vectors(restored)
     rows_built, ids_built, vectors_built = rows_and_vectors(built)
     order, order_built = np.argsort(ids), np.argsort(ids_built)
