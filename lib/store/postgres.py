@@ -224,11 +224,17 @@ def dataset_row(connection: psycopg.Connection, dataset: str) -> dict[str, Any] 
     return None if row is None else dict(zip([c.name for c in cursor.description or ()], row, strict=True))
 
 
-def dataset_bytes(connection: psycopg.Connection, dataset: str) -> tuple[int, int]:
-    """(table with its TOAST, indexes) bytes of a dataset's vectors in the database."""
-    row = connection.execute("SELECT pg_table_size(vectors_table::regclass), pg_indexes_size(vectors_table::regclass) "
-                             "FROM clipsearch_datasets WHERE name = %s", (dataset,)).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+def dataset_bytes(connection: psycopg.Connection, dataset: str) -> tuple[int, int, int, int]:
+    """(vectors' table with its TOAST, its indexes, images' table, its indexes) bytes of a dataset in the database."""
+    row = connection.execute("SELECT vectors_table FROM clipsearch_datasets WHERE name = %s", (dataset,)).fetchone()
+    if row is None:
+        return 0, 0, 0, 0
+    sizes = []
+    for table in (row[0], images_table(row[0])):
+        table_bytes, index_bytes = connection.execute("SELECT pg_table_size(%s::regclass), pg_indexes_size("
+                                                      "%s::regclass)", (table, table)).fetchone() or (0, 0)
+        sizes += [int(table_bytes), int(index_bytes)]
+    return sizes[0], sizes[1], sizes[2], sizes[3]
 
 
 def create_database(url: str, name: str) -> None:
