@@ -130,12 +130,8 @@ class DuplicateFinder:
     def thresholds(self, dataset: LoadedDataset, near: float | None = None,
                    similar: float | None = None) -> DuplicateThresholds:
         """The dataset's calibrated thresholds, with the ones given in their place."""
-        catalog = self.indexes.open_catalog()
-        try:
-            figures = catalog.figures(dataset.record.name).get("duplicates")
-        finally:
-            catalog.close()
-        recorded = thresholds_from(figures, dataset.record.name, self.indexes.model)
+        recorded = thresholds_from(self.indexes.figures(dataset.record.name).get("duplicates"), dataset.record.name,
+                                   self.indexes.model)
         return resolve_thresholds(recorded, dataset.record.name, near, similar)
 
     def report(self, name: str | None, near: float | None = None, similar: float | None = None,

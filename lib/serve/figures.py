@@ -13,10 +13,7 @@ def dataset_evaluations(indexes: LiveIndexSet, dataset: str | None = None) -> di
     index_set = indexes.current()
     if dataset is not None and dataset not in index_set.datasets:
         raise NotFoundError(f"unknown dataset {dataset!r}; known: {', '.join(index_set.datasets) or 'none'}")
-    weights, catalog = index_set.model.weights_sha256, indexes.open_catalog()
-    try:
-        return {name: [{**entry, "in_use": entry.get("model", {}).get("weights_sha256") == weights}
-                       for entry in evaluations_from(catalog.figures(name).get("evaluation"))]
-                for name in ([dataset] if dataset else sorted(index_set.datasets))}
-    finally:
-        catalog.close()
+    weights = index_set.model.weights_sha256
+    return {name: [{**entry, "in_use": entry.get("model", {}).get("weights_sha256") == weights}
+                   for entry in evaluations_from(indexes.figures(name).get("evaluation"))]
+            for name in ([dataset] if dataset else sorted(index_set.datasets))}

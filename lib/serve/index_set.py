@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lib.errors import ClipSearchError, IndexFileError, IndexMismatchError, NotFoundError, StoreUnavailableError
 from lib.serve.loaded_dataset import LoadedDataset, LoadedPartition
@@ -209,6 +210,14 @@ class LiveIndexSet:
     def open_catalog(self) -> CatalogReader:
         """A connection to the catalog the server reads (the caller closes it): see open_catalog."""
         return open_catalog(self.indexes_dir, self.pool)
+
+    def figures(self, dataset: str) -> dict[str, dict[str, Any]]:
+        """The figures recorded for a dataset, wherever its catalog is (lib/store/dataset_figures.py)."""
+        catalog = self.open_catalog()
+        try:
+            return catalog.figures(dataset)
+        finally:
+            catalog.close()
 
     def _generation(self) -> tuple[tuple[int, int], int] | None:
         """The catalog's identity and generation: one stat and one small SELECT through a connection kept
