@@ -15,12 +15,6 @@ from lib.store.vector_index import VectorIndex
 
 
 @dataclass(frozen=True)
-class LoadedPartition:
-    record: PartitionRecord
-    class_name: str
-
-
-@dataclass(frozen=True)
 class LoadedDataset:
     """A dataset as served: its catalog record, the partitions whose vectors are held, and those vectors in
     whichever store (lib/store/vector_index.py); `ivf` and `exact_only` say how the files store searches."""
@@ -65,3 +59,11 @@ class LoadedDataset:
     def order(self) -> IdOrder:
         """Every image's place in the dataset: partitions in name order, each in its index's order."""
         return IdOrder(np.concatenate([self.index.ids_of(name) for name in self.partitions] or [np.zeros(0, np.int64)]))
+
+
+@dataclass(frozen=True)
+class LoadedPartition:
+    """A partition served: its catalog record, and the class its folder names ('' in a flat dataset)."""
+
+    record: PartitionRecord
+    class_name: str
