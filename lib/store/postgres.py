@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS clipsearch_partitions (
 CREATE SEQUENCE IF NOT EXISTS clipsearch_table_numbers;
 """
 # Columns added since the first schema, given to a database that lacks them (lib/store/postgres_rows.py has the
-# dataset tables' own): the dataset's catalog record, and the digest of a partition's rows.
+# dataset tables' own): the dataset's catalog record and figures, and the digest of a partition's rows.
 ADDED = {"clipsearch_datasets": [("root", "bytea"), ("layout", "text"), ("index_type", "text"),
                                  ("regions", "boolean"), ("reads_words", "boolean"), ("figures", "jsonb")],
          "clipsearch_partitions": [("rows_digest", "text")]}
