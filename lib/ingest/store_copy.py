@@ -98,6 +98,7 @@ class StoreWriter:
         self.settings, self.dataset, self.report = settings, dataset, CopyReport()
         self._started, self._behind = time.perf_counter(), False
         self._held = ExitStack()
+        self._vectors: str | None = None  # the dataset's table, made or checked once per connection
         self.connection = self._connect()
         try:
             if rebuild:
@@ -113,6 +114,7 @@ class StoreWriter:
         self._held.close()
         connection = self._held.enter_context(connect(self.settings.store, autocommit=True))
         self._held.enter_context(writer_lock(connection, self.dataset))
+        self._vectors = None  # a database back from away may be another (restored, emptied)
         return connection
 
     def _write(self, step: Callable[[], object]) -> None:
@@ -124,9 +126,10 @@ class StoreWriter:
             raise database_error(err, self.settings.store) from None
 
     def _table(self, record: DatasetRecord, reads_words: bool | None) -> str:
-        table = vectors_table(self.connection, self.dataset, record.model.dim, record.model)
+        if self._vectors is None:  # not at every partition: it runs the DDL of the tables and their indexes
+            self._vectors = vectors_table(self.connection, self.dataset, record.model.dim, record.model)
         record_dataset(self.connection, record, reads_words, read_figures(self.settings.indexes_dir, self.dataset))
-        return table
+        return self._vectors
 
     def committed(self, partition: str) -> None:
         """The files committed this partition: copy it now with its rows (unless the copy has fallen behind)."""
@@ -247,10 +250,10 @@ def copy_figures(settings: Settings, dataset: str) -> None:
         return
     try:
         with connect(settings.store, autocommit=True) as connection:
-            record_figures(connection, dataset, read_figures(settings.indexes_dir, dataset))
-    except psycopg.Error as err:
-        log.warning("the store database gets the figures of %r at the next copy: %s", dataset,
-                    database_error(err, settings.store))
+            try:
+                record_figures(connection, dataset, read_figures(settings.indexes_dir, dataset))
+            except psycopg.Error as err:
+                raise database_error(err, settings.store) from None
     except StoreError as err:
         log.warning("the store database gets the figures of %r at the next copy: %s", dataset, err)
 

@@ -62,6 +62,11 @@ class IndexSet:
         if file is not None:
             self.left_out_files[what] = str(file)
 
+    def leave_out_unreachable(self, what: str, err: StoreUnavailableError) -> None:
+        """Left out because the store database is away: also why a search of it answers 503."""
+        self.leave_out(what, str(err))
+        self.unavailable.append(str(err))
+
 
 def _load_dataset(catalog: CatalogReader, folder: Path, record: DatasetRecord, pool: StorePool | None = None
                   ) -> LoadedDataset:
@@ -135,8 +140,7 @@ def _load_datasets(index_set: IndexSet, indexes_dir: Path, pool: StorePool | Non
         except StoreUnavailableError as err:  # the catalog is the database's, and it is away
             if strict:
                 raise
-            index_set.leave_out("store database", str(err))
-            index_set.unavailable.append(str(err))
+            index_set.leave_out_unreachable("store database", err)
             return
         for record in records:
             try:
@@ -145,8 +149,7 @@ def _load_datasets(index_set: IndexSet, indexes_dir: Path, pool: StorePool | Non
             except StoreUnavailableError as err:
                 if strict:
                     raise
-                index_set.leave_out(f"dataset {record.name}", str(err))
-                index_set.unavailable.append(str(err))
+                index_set.leave_out_unreachable(f"dataset {record.name}", err)
                 continue
             except ClipSearchError as err:
                 index_set.leave_out(f"dataset {record.name}", str(err))

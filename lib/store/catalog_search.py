@@ -78,6 +78,12 @@ def filters(dataset: str, date_from_ns: int | None, date_to_ns: int | None, fold
     return found or [("dataset = ?", [dataset])]
 
 
+def captions_from(rows: Iterable[tuple[Any, ...]]) -> dict[int, str]:
+    """id -> caption of the (id, caption, sidecar text) rows that have one: its caption, else its sidecar's."""
+    texts = {int(i): (caption or sidecar or "").strip() for i, caption, sidecar in rows}
+    return {image_id: text for image_id, text in texts.items() if text}
+
+
 def fill_folders(db: sqlite3.Connection) -> None:
     """The folder of every row of a catalog that has just been given the column."""
     rows = db.execute("SELECT id, path FROM images").fetchall()
@@ -153,10 +159,8 @@ class CatalogSearch:
             yield from rows
 
     def captions_of(self, ids: Iterable[int]) -> dict[int, str]:
-        """The caption of each of these images that has one (its caption, else its sidecar's text)."""
-        texts = {int(i): (caption or sidecar or "").strip() for i, caption, sidecar in
-                 self._image_text_rows(ids, "caption, sidecar")}
-        return {image_id: text for image_id, text in texts.items() if text}
+        """The caption of each of these images that has one (captions_from)."""
+        return captions_from(self._image_text_rows(ids, "caption, sidecar"))
 
     def texts_of(self, ids: Iterable[int]) -> dict[int, ImageText]:
         """The text rows of these images (those that have one)."""

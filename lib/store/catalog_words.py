@@ -49,6 +49,13 @@ def words_expression(text: str) -> str:
     return " ".join('"' + word.replace('"', '""') + '"' for word in substrings(text))
 
 
+def sorted_ids(found: Iterable[tuple[int, float]]) -> np.ndarray:
+    """The ids of (id, score) matches, sorted as a filter's ids are (int64)."""
+    ids = np.array([i for i, _ in found], np.int64)
+    ids.sort()
+    return ids
+
+
 def boxes_json(boxes: Iterable[TextBox]) -> str:
     return json.dumps([box.as_json() for box in boxes], ensure_ascii=False)
 
@@ -136,9 +143,7 @@ class CatalogWords:
 
     def words_matching_ids(self, dataset: str, text: str) -> np.ndarray:
         """The sorted ids of the dataset's images whose read text holds every word of `text` (the `ocr` filter)."""
-        ids = np.array([i for i, _ in self.words_search(dataset, text, None)], np.int64)
-        ids.sort()
-        return ids
+        return sorted_ids(self.words_search(dataset, text, None))
 
     def words_counts(self, dataset: str) -> dict[str, int]:
         """How many of the dataset's images OCR has read, found words in, and could not read (0.1 s for 1M

@@ -24,8 +24,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from lib.store.catalog_search import MAX_QUERY_WORDS, QUERY_WORD
-from lib.store.catalog_words import substrings
+from lib.store.catalog_search import MAX_QUERY_WORDS, QUERY_WORD, captions_from
+from lib.store.catalog_words import sorted_ids, substrings
 from lib.store.names import fold
 from lib.store.postgres import dataset_row, stored_record
 from lib.store.postgres_pool import StorePool
@@ -110,9 +110,8 @@ class PostgresCatalog:
         return {record.id: text for record, text, _ in self._rows_of(ids) if text is not None}
 
     def captions_of(self, ids: Iterable[int]) -> dict[int, str]:
-        """The caption of each of these images that has one (its caption, else its sidecar's text)."""
-        texts = {i: (text.caption or text.sidecar or "").strip() for i, text in self.texts_of(ids).items()}
-        return {image_id: text for image_id, text in texts.items() if text}
+        """The caption of each of these images that has one (catalog_search.captions_from)."""
+        return captions_from((i, text.caption, text.sidecar) for i, text in self.texts_of(ids).items())
 
     def words_of(self, ids: Iterable[int]) -> dict[int, ImageWords]:
         return {record.id: words for record, _, words in self._rows_of(ids) if words is not None}
@@ -178,9 +177,7 @@ class PostgresCatalog:
         return [(int(i), float(score)) for i, score in rows]
 
     def words_matching_ids(self, dataset: str, text: str) -> np.ndarray:
-        ids = np.array([i for i, _ in self.words_search(dataset, text, None)], np.int64)
-        ids.sort()
-        return ids
+        return sorted_ids(self.words_search(dataset, text, None))
 
     def words_counts(self, dataset: str) -> dict[str, int]:
         rows = self._query(dataset, "SELECT COUNT(words_boxes), COUNT(*) FILTER (WHERE jsonb_array_length("
