@@ -53,10 +53,10 @@ SMOKE = dict(sizes=[3000], work=None, queries=50, seconds=1.0, model="demo", ivf
              clusters=100)
 
 
-def build(folder: Path, workspace: Path, args: argparse.Namespace) -> dict:
+def build(folder: Path, workspace: Path, args: argparse.Namespace, name: str = DATASET) -> dict:
     """Import the folder in a child process, sampling its memory every 0.1 s; its anonymous memory when the
     model has loaded (the import loads it for its identity) is the part of the peak that is not the build's."""
-    command = [sys.executable, "build_image_index.py", DATASET, "--from-embeddings", str(folder), "--class-column",
+    command = [sys.executable, "build_image_index.py", name, "--from-embeddings", str(folder), "--class-column",
                "class", "--model", args.model, "--workspace", str(workspace), "--memory-budget", args.memory_budget,
                "--no-progress"] + (["--ivf-min-vectors", str(args.ivf_min_vectors)] if args.ivf_min_vectors else [])
     started = time.perf_counter()

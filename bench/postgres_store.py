@@ -9,7 +9,9 @@ index, m 16, ef_construction 64, then hnsw.ef_search tuned to target_recall). Me
 stores: build time and vectors/s, recall@10 of held-out queries against exact search (all partitions, and
 10 of them), in-process search ms per query, /search and /similar p50/p99 through the live server
 (scripts/api.sh, 2 workers of 2 threads, one client), both with the index folder's catalog and with only the
-database's URL (an empty folder: the catalog read from the database's rows), and bytes on disk.
+database's URL (an empty folder: the catalog read from the database's rows), and bytes on disk. Then the
+layouts (bench/_postgres_layout.py): ten partitions as a dataset of their own, in its own table and graph,
+against the same rows in a table shared with the others, searched through the shared graph or scanned.
 Targets: recall@10 >= 0.95; /search p50 of the database within 2x the files' at 1M.
 
     .venv/bin/python -m bench.postgres_store [--sizes 100000 1000000] [--work /tmp/clipsearch-pg] [--seconds 20]
@@ -31,6 +33,7 @@ import faiss
 import numpy as np
 
 from bench import SmokeParser, link_model_cache
+from bench._postgres_layout import compare_layouts, print_layouts
 from bench.large_collection import add_collection_arguments, build, index_bytes, live, recall, single
 from lib.cli import run
 from lib.cpu import cpu_flags
@@ -55,7 +58,7 @@ def searched(dataset, queries: np.ndarray, truth: dict, chosen: list[str]) -> di
             "ms": single(lambda q: dataset.search(q, 10), queries)}
 
 
-def run_size(count: int, args: argparse.Namespace, model, postgres: PackagedPostgres) -> list[dict]:
+def run_size(count: int, args: argparse.Namespace, model, postgres: PackagedPostgres) -> tuple[list[dict], list[dict]]:
     root = args.work / f"n{count}"
     shutil.rmtree(root, ignore_errors=True)
     mixture = Mixture(dim=model.dim, clusters=args.clusters, seed=0)
@@ -92,16 +95,18 @@ def run_size(count: int, args: argparse.Namespace, model, postgres: PackagedPost
         database["method"] = f"HNSW m {args.hnsw_m}, ef_construction {args.hnsw_ef_construction}, " \
                              f"ef_search {copied.ef_search}"
         database.update(searched(stored, queries, truth, chosen))
+        files.update(live(workspace, args.model, args.seconds, count))
+        database.update(live(workspace, args.model, args.seconds, count, store=settings.store))
+        alone = {**database, "store": "postgresql, catalog too",  # a server with only the URL: an empty folder
+                 **live(link_model_cache(root / "alone"), args.model, args.seconds, count, store=settings.store)}
+        layouts = compare_layouts(root, args, settings, model, stored, chosen, queries, truth["10"])
     finally:
         pool.close()
-    files.update(live(workspace, args.model, args.seconds, count))
-    database.update(live(workspace, args.model, args.seconds, count, store=settings.store))
-    alone = {**database, "store": "postgresql, catalog too",  # a server with only the URL: an empty folder
-             **live(link_model_cache(root / "alone"), args.model, args.seconds, count, store=settings.store)}
     shutil.rmtree(root, ignore_errors=True)
     rows = [files, database, alone]
     print_rows(rows)
-    return rows
+    print_layouts(layouts)
+    return rows, layouts
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -140,11 +145,13 @@ def bench(args: argparse.Namespace) -> None:
         postgres = PackagedPostgres(args.work / "postgres", stop_at_exit=False)
         started = time.perf_counter()
         try:
-            rows = [row for count in args.sizes for row in run_size(count, args, model, postgres)]
+            measured = [run_size(count, args, model, postgres) for count in args.sizes]
         finally:
             postgres.stop()
+    rows = [row for size_rows, _ in measured for row in size_rows]
     print(f"\nAll sizes ({time.perf_counter() - started:.0f} s):")
     print_rows(rows)
+    print_layouts([row for _, layouts in measured for row in layouts])
     for files, database, alone in zip(rows[::3], rows[1::3], rows[2::3], strict=True):
         print(f"{files['count']:,}: /search p50 postgresql / files {database['/search'][0] / files['/search'][0]:.2f}x "
               f"(target <= 2 at 1M), with the catalog in it too {alone['/search'][0] / files['/search'][0]:.2f}x; "

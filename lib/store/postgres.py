@@ -42,6 +42,7 @@ from lib.store.records import DatasetRecord
 URL_SCHEMES = ("postgresql://", "postgres://")
 PGVECTOR_OLDEST = (0, 8)  # halfvec and HNSW over it came in 0.7, the iterative scans that searches set in 0.8
 CONNECT_TIMEOUT_S = 5
+DISK_FULL = "53100"  # SQLSTATE disk_full: a table or a temporary file could not grow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS clipsearch_datasets (
@@ -84,6 +85,9 @@ def shown(url: str) -> str:
 def database_error(err: psycopg.Error, url: str) -> StoreError:
     """One line for a psycopg error: unavailable (503 in the API) when the server is gone or unreachable."""
     first = _line(err, url)
+    if getattr(err, "sqlstate", None) == DISK_FULL:  # an OperationalError too: the build goes on, copies later
+        return StoreUnavailableError(f"the store database {shown(url)} has no space left on its disk ({first}): "
+                                     "free space there and copy again (python -m lib.ingest.store_copy DATASET)")
     if isinstance(err, psycopg.OperationalError) and not _refused(first):
         return StoreUnavailableError(f"the store database {shown(url)} is not reachable: {first}")
     return StoreError(f"the store database {shown(url)} refused: {first}")

@@ -15,6 +15,7 @@ every partition at one version, and readers see a partition whole or not at all.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -26,10 +27,13 @@ from lib.errors import NotFoundError
 from lib.store.postgres_pool import StorePool
 from lib.store.postgres_rows import PartitionRows, images_table, put_rows
 
+log = logging.getLogger(__name__)
+
 SUBSET_SCAN = 10_000  # a filter admitting at most this many ids is scored from their vectors, here
 EXACT_BELOW = 20_000  # chosen partitions holding fewer vectors are scanned exactly (about 1.6 ms for 5,000)
 EF_SEARCH_MOST = 1000  # pgvector's upper bound for hnsw.ef_search
 HNSW_INDEX = "{}_hnsw"
+GRAPH_MEMORY_LEAST_KB = 64 * 1024  # maintenance_work_mem for the HNSW build, however small the dataset
 
 
 def _ranked(found: list[tuple[int, float]], depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +47,8 @@ def _ranked(found: list[tuple[int, float]], depth: int) -> tuple[np.ndarray, np.
 
 class PostgresVectors:
     """The vectors of one dataset's partitions (name -> count) at the versions a reader checked."""
+
+    exact_below = EXACT_BELOW  # chosen partitions holding fewer vectors are scanned exactly
 
     def __init__(self, pool: StorePool, table: str, counts: dict[str, int], dim: int, ef_search: int) -> None:
         self.pool, self.table, self.counts, self.dim = pool, sql.Identifier(table), counts, dim
@@ -60,7 +66,7 @@ class PostgresVectors:
         names = self._partitions(chosen)
         if among is not None and len(among) <= SUBSET_SCAN:
             return self._search_among(vectors, depth, self.held(among, names))
-        exact = exact or (chosen is not None and self.count(names) < EXACT_BELOW)  # HNSW lost recall there
+        exact = exact or (chosen is not None and self.count(names) < self.exact_below)  # HNSW lost recall there
         order = sql.SQL("(embedding <#> %(q)s) + 0" if exact else "embedding <#> %(q)s")
         among_sql = sql.SQL("" if among is None else " AND id = ANY(%(among)s)")
         query = sql.SQL("WITH found AS MATERIALIZED (SELECT id, -(embedding <#> %(q)s) AS score FROM {} "
@@ -202,27 +208,45 @@ def set_version(connection: psycopg.Connection, dataset: str, name: str, version
         _bump(connection, dataset)
 
 
+def graph_bytes(rows: int, dim: int, m: int) -> int:
+    """The memory pgvector's HNSW build holds its graph in (hnswbuild.c, hnswutils.c), a quarter over: per
+    vector its halfvec (2 bytes a dimension), 2m neighbours on layer 0 and about one more above (16 bytes
+    each), and the element's header. With less the build writes the graph out and goes on on disk,
+    "significantly" slower (pgvector's words): 1M x 512 at m 32 takes 2.2 GB, more than the 2 GB first set."""
+    return int(1.25 * rows * (2 * dim + 16 * (2 * m + 1) + 160))
+
+
 def ensure_hnsw(connection: psycopg.Connection, table: str, dataset: str, m: int, ef_construction: int) -> bool:
     """Build the dataset's HNSW index with these parameters if it has none with them (after a bulk load,
     which is faster than inserting into the graph row by row); record them. True when it was built now.
 
     An index with other parameters is replaced in the same transaction: the new one is built beside it
     (reads go on; writes wait) and the old one dropped at the end, so searches never go without one.
+    `maintenance_work_mem` is set for the graph to fit (graph_bytes); if it still does not, pgvector's
+    notice is logged as a warning.
     """
     wanted = HNSW_INDEX.format(table) + f"_{m}_{ef_construction}"
     held = [row[0] for row in connection.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s AND "
                                                  "indexdef LIKE %s", (table, "%USING hnsw%")).fetchall()]
     if wanted in held:
         return False
-    with connection.transaction():
-        connection.execute("SET LOCAL maintenance_work_mem = '2GB'")  # a 1M x 512 graph is ~1.3 GB
-        connection.execute(sql.SQL("CREATE INDEX {} ON {} USING hnsw (embedding halfvec_ip_ops) "
-                                   "WITH (m = {}, ef_construction = {})").format(
-            sql.Identifier(wanted), sql.Identifier(table), sql.Literal(m), sql.Literal(ef_construction)))
-        for old in held:
-            connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(old)))
-        connection.execute("UPDATE clipsearch_datasets SET hnsw_m = %s, hnsw_ef_construction = %s, "
-                           "generation = generation + 1 WHERE name = %s", (m, ef_construction, dataset))
+    rows, dim = connection.execute(sql.SQL("SELECT count(*), (SELECT vector_dims(embedding) FROM {0} LIMIT 1) "
+                                           "FROM {0}").format(sql.Identifier(table))).fetchone()
+    memory_kb = max(GRAPH_MEMORY_LEAST_KB, graph_bytes(rows, dim or 0, m) // 1024)
+    notice = lambda diagnostic: log.warning("building %s: %s", wanted, diagnostic.message_primary)  # noqa: E731
+    connection.add_notice_handler(notice)
+    try:
+        with connection.transaction():
+            connection.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{memory_kb}kB")))
+            connection.execute(sql.SQL("CREATE INDEX {} ON {} USING hnsw (embedding halfvec_ip_ops) "
+                                       "WITH (m = {}, ef_construction = {})").format(
+                sql.Identifier(wanted), sql.Identifier(table), sql.Literal(m), sql.Literal(ef_construction)))
+            for old in held:
+                connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(old)))
+            connection.execute("UPDATE clipsearch_datasets SET hnsw_m = %s, hnsw_ef_construction = %s, "
+                               "generation = generation + 1 WHERE name = %s", (m, ef_construction, dataset))
+    finally:
+        connection.remove_notice_handler(notice)
     return True
 
 

@@ -2,6 +2,8 @@
 search that agrees with exact search, filters, one writer, and errors in one line."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import psycopg
 import pytest
@@ -138,7 +140,7 @@ def test_a_wrong_url_is_one_line(postgres):
     assert "secret" not in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_other_hnsw_parameters_replace_the_index_and_the_same_ones_keep_it(written):
+def test_other_hnsw_parameters_replace_the_index_and_the_same_ones_keep_it(written, caplog):
     connection, table, _, store = written
 
     def indexes() -> list[str]:
@@ -146,10 +148,24 @@ def test_other_hnsw_parameters_replace_the_index_and_the_same_ones_keep_it(writt
                                                      "indexdef LIKE '%%hnsw%%'", (table,)).fetchall()]
 
     assert indexes() == [f"{table}_hnsw_16_64"] and not ensure_hnsw(connection, table, "d", 16, 64)
-    assert ensure_hnsw(connection, table, "d", 24, 80) and indexes() == [f"{table}_hnsw_24_80"]
+    with caplog.at_level(logging.WARNING, logger="lib.store.postgres_vectors"):
+        assert ensure_hnsw(connection, table, "d", 24, 80) and indexes() == [f"{table}_hnsw_24_80"]
+    assert caplog.text == ""  # the graph fitted in the memory set for it
     row = connection.execute("SELECT hnsw_m, hnsw_ef_construction FROM clipsearch_datasets WHERE name = 'd'")
     assert row.fetchone() == (24, 80)
     assert (store.search(unit(3, 4), 10)[1] >= 0).all()  # searched through the new one
+
+
+def test_a_graph_larger_than_the_memory_set_for_it_is_built_all_the_same_and_said(written, monkeypatch, caplog):
+    connection, table, vectors, store = written
+    monkeypatch.setattr(postgres_vectors, "GRAPH_MEMORY_LEAST_KB", 64)  # PostgreSQL's least maintenance_work_mem
+    monkeypatch.setattr(postgres_vectors, "graph_bytes", lambda rows, dim, m: 0)
+    with caplog.at_level(logging.WARNING, logger="lib.store.postgres_vectors"):
+        assert ensure_hnsw(connection, table, "d", 12, 40)
+    assert f"building {table}_hnsw_12_40: hnsw graph no longer fits into maintenance_work_mem" in caplog.text
+    store.ef_search = 200
+    found = store.search(vectors[:20], 1)[1][:, 0]
+    assert (found == np.arange(20)).mean() >= 0.9  # the graph written out and finished on disk still finds them
 
 
 def test_the_packaged_pgvector_on_a_cpu_without_avx512_needs_the_portable_build(tmp_path, monkeypatch):
