@@ -231,7 +231,7 @@ def ensure_hnsw(connection: psycopg.Connection, table: str, dataset: str, m: int
     if wanted in held:
         return False
     rows, dim = connection.execute(sql.SQL("SELECT count(*), (SELECT vector_dims(embedding) FROM {0} LIMIT 1) "
-                                           "FROM {0}").format(sql.Identifier(table))).fetchone()
+                                           "FROM {0}").format(sql.Identifier(table))).fetchone() or (0, 0)
     memory_kb = max(GRAPH_MEMORY_LEAST_KB, graph_bytes(rows, dim or 0, m) // 1024)
     notice = lambda diagnostic: log.warning("building %s: %s", wanted, diagnostic.message_primary)  # noqa: E731
     connection.add_notice_handler(notice)
